@@ -1,0 +1,62 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both set up .venv first.
+#
+#   make demo    run the demo shop behind the middleware on http://127.0.0.1:$(PORT)
+#   make test    ruff, mypy --strict on the package, pytest
+#   make lint    ruff and mypy only
+#   make bench   the benchmarks (python -m benchmarks)
+#   make clean   caches, build leftovers and the demo database (keeps .venv)
+#   make distclean   clean, and remove .venv too
+
+PY ?= python3
+VENV = .venv
+PORT ?= 8000
+
+BIN = $(VENV)/bin
+# The stamp is newer than pyproject.toml exactly when the last install of its dependencies
+# finished, so a second `make` installs nothing. It lives inside .venv: removing the venv
+# removes the stamp with it.
+STAMP = $(VENV)/.installed
+
+# pip's "a new version is available" check costs a request on every call and says nothing useful here.
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: setup demo test lint bench clean distclean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	@echo
+	@echo "  Demo shop:   http://127.0.0.1:$(PORT)/"
+	@echo "  Accounts (email / password):"
+	@echo "    admin@example.com    / admin      admin, has a phone: challenge page"
+	@echo "    vendor@example.com   / vendor     admin, no phone: enrollment page"
+	@echo "    customer@example.com / customer   customer, has a phone: challenge page"
+	@echo "  Admin log-in: http://127.0.0.1:$(PORT)/admin/login   customer log-in: http://127.0.0.1:$(PORT)/login"
+	@echo "  Nothing is really sent. Read the codes with:"
+	@echo "    $(BIN)/tfa-middleware outbox --config demo_app/config.yaml"
+	@echo
+	@$(BIN)/tfa-middleware check-config demo_app/config.yaml > /dev/null
+	$(BIN)/uvicorn --factory demo_app.app:create_app --host 127.0.0.1 --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict tfa_middleware
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts build dist *.egg-info
+	rm -f demo.sqlite3 demo.sqlite3-journal demo.sqlite3-wal demo.sqlite3-shm
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

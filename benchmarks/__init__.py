@@ -1,0 +1,1 @@
+"""Benchmarks for tfa-middleware; run them with ``make bench`` (``python -m benchmarks``)."""

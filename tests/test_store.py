@@ -1,0 +1,158 @@
+"""The store, on real SQLite and real PostgreSQL: the same suite, parametrised.
+
+PostgreSQL runs when TFA_TEST_POSTGRES_URL is set (CI sets it and TFA_REQUIRE_POSTGRES=1, which
+turns a missing or unreachable server into a failure instead of a skip). Each test gets its own
+schema, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import SECRET, T0, FakeClock, config, postgres_url
+from tfa_middleware import StoreUnavailable, TwoFactor, settings_from_mapping
+from tfa_middleware.providers.base import CheckResult, Purpose, Target
+from tfa_middleware.providers.sandbox import SandboxProvider
+from tfa_middleware.service import VerifyStatus
+from tfa_middleware.settings import ProviderSettings, Secret
+from tfa_middleware.store import AuditEvent, Store
+
+
+def _require_postgres() -> bool:
+    return os.environ.get("TFA_REQUIRE_POSTGRES") == "1"
+
+
+async def _postgres_store() -> AsyncIterator[Store]:
+    url = postgres_url()
+    if url is None:
+        if _require_postgres():
+            pytest.fail("TFA_REQUIRE_POSTGRES=1 but TFA_TEST_POSTGRES_URL is not set")
+        pytest.skip(
+            "PostgreSQL tests need TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
+        )
+    schema = f"tfa_test_{secrets.token_hex(6)}"
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        await admin.dispose()
+        if _require_postgres():
+            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
+        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+    store = Store(url, engine=engine)
+    try:
+        yield store
+    finally:
+        await store.close()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        sqlite = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
+        yield sqlite
+        await sqlite.close()
+    else:
+        async for pg in _postgres_store():
+            yield pg
+
+
+async def test_enrollment_row_is_created_once_and_updated_in_place(store: Store) -> None:
+    assert await store.enrollment("admin", "u1") is None
+    assert await store.generation("admin", "u1") == 0
+    first = await store.update_enrollment("admin", "u1", T0, phone="+12015550123")
+    assert (first.phone, first.generation, first.require_enrollment) == ("+12015550123", 1, False)
+    bumped = await store.update_enrollment("admin", "u1", T0 + 1, bump_generation=True, phone=None)
+    assert (bumped.phone, bumped.generation) == (None, 2)
+    assert await store.generation("admin", "u1") == 2
+    assert await store.generation("customer", "u1") == 0  # interfaces are separate namespaces
+
+
+async def test_parallel_first_writes_make_one_row(store: Store) -> None:
+    await asyncio.gather(
+        *(store.update_enrollment("admin", "racer", T0, bump_generation=True) for _ in range(10))
+    )
+    # Ten bumps on one row, none lost to a read-modify-write race: 1 + 10.
+    assert await store.generation("admin", "racer") == 11
+
+
+async def test_code_is_consumed_exactly_once_under_concurrency(store: Store) -> None:
+    await store.replace_code("admin", "u1", "login", "h" * 64, T0, 600, 5)
+    live = await store.live_code("admin", "u1", "login", T0 + 1)
+    assert live is not None
+    results = await asyncio.gather(*(store.consume_code(live[0], T0 + 1) for _ in range(20)))
+    assert results.count(True) == 1
+    assert await store.live_code("admin", "u1", "login", T0 + 2) is None
+
+
+async def test_codes_expire_run_out_of_attempts_and_replace_each_other(store: Store) -> None:
+    await store.replace_code("admin", "u1", "login", "a" * 64, T0, 600, 2)
+    assert await store.live_code("admin", "u1", "login", T0 + 599) is not None
+    assert await store.live_code("admin", "u1", "login", T0 + 600) is None  # expired at 10 min
+    live = await store.live_code("admin", "u1", "login", T0)
+    assert live is not None
+    await asyncio.gather(*(store.spend_attempt(live[0]) for _ in range(5)))
+    assert await store.live_code("admin", "u1", "login", T0) is None  # two attempts, then void
+    await store.replace_code("admin", "u1", "login", "b" * 64, T0, 600, 5)
+    await store.replace_code("admin", "u1", "login", "c" * 64, T0, 600, 5)
+    newest = await store.live_code("admin", "u1", "login", T0)
+    assert newest is not None and newest[1] == "c" * 64
+    assert await store.live_code("admin", "u1", "enroll", T0) is None  # purposes don't mix
+
+
+async def test_outbox_and_events_round_trip(store: Store) -> None:
+    await store.add_outbox(T0, "admin", "u1", "+1 ••• ••• 0123", "sms", "code 123456")
+    await store.add_outbox(T0 + 1, "admin", "u2", "+1 ••• ••• 0124", "sms", "code 654321")
+    latest = await store.latest_outbox(1)
+    assert [m.body for m in latest] == ["code 654321"]
+    assert [m.user_id for m in await store.latest_outbox(10)] == ["u1", "u2"]
+    await store.add_event(AuditEvent(T0, "admin", "u1", "verify_ok", "10.0.0.1", "ua" * 200, {"to": "x"}))
+    [item] = await store.events("admin", "u1")
+    assert (item.kind, item.ip, item.detail) == ("verify_ok", "10.0.0.1", {"to": "x"})
+    assert item.user_agent is not None and len(item.user_agent) == 255
+
+
+async def test_sandbox_right_code_from_twenty_clients_wins_once(store: Store) -> None:
+    clock = FakeClock()
+    provider = SandboxProvider(store, ProviderSettings(), Secret(SECRET), clock=clock)
+    target = Target("admin", "u1", "+12015550123", Purpose.LOGIN)
+    await provider.send(target, "sms")
+    body = (await store.latest_outbox(1))[0].body
+    code = next(word for word in body.replace(".", " ").split() if word.isdigit())
+    results = await asyncio.gather(*(provider.check(target, code) for _ in range(20)))
+    assert results.count(CheckResult.APPROVED) == 1
+
+
+async def test_service_verify_is_single_use_on_this_database(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = settings_from_mapping(config(tmp_path))
+    provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
+    service = TwoFactor(settings, store, provider, clock=clock)
+    await service.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    await service.send_code("admin", "alice")
+    body = (await store.latest_outbox(1))[0].body
+    code = next(word for word in body.replace(".", " ").split() if word.isdigit())
+    outcomes = await asyncio.gather(*(service.verify_code("admin", "alice", code) for _ in range(20)))
+    assert [o.status for o in outcomes].count(VerifyStatus.APPROVED) == 1
+
+
+async def test_unreachable_database_is_store_unavailable() -> None:
+    store = Store("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.generation("admin", "u1")
+    finally:
+        await store.close()

@@ -1,0 +1,60 @@
+"""The exceptions of tfa-middleware.
+
+Expected outcomes (a wrong code, a locked account, a send refused by a limit) are values, not
+exceptions. Exceptions are for what is broken or refused outright::
+
+    TwoFactorError
+    ├── ConfigError              the YAML file or the settings are wrong; lists every problem
+    ├── InvalidInput (ValueError) a caller gave a bad value (phone number, interface, user id)
+    │   ├── InvalidPhoneNumber
+    │   └── UnknownInterface
+    ├── StoreUnavailable         the database cannot be reached or answered with an error
+    └── ProviderError            the code provider failed; nobody is let in
+        ├── ProviderUnavailable  down, timing out, or answering something we cannot parse
+        └── ProviderMisconfigured bad credentials or settings: an admin has to act
+"""
+
+from __future__ import annotations
+
+
+class TwoFactorError(Exception):
+    """Base of every exception raised by tfa-middleware."""
+
+
+class ConfigError(TwoFactorError):
+    """The configuration is invalid. ``problems`` holds one ``key.path: message`` line each."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class InvalidInput(TwoFactorError, ValueError):
+    """A value given by a caller (user, shop code or admin) was refused; nothing was changed."""
+
+
+class InvalidPhoneNumber(InvalidInput):
+    """The country calling code and number do not make a usable mobile number."""
+
+
+class UnknownInterface(InvalidInput):
+    """The interface name is not one of the configured interfaces."""
+
+
+class StoreUnavailable(TwoFactorError):
+    """The database could not be used. The request fails closed."""
+
+
+class ProviderError(TwoFactorError):
+    """The code provider could not do what was asked. The request fails closed."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is down, slow or answered something unusable; trying later may work."""
+
+
+class ProviderMisconfigured(ProviderError):
+    """The provider refused our credentials or settings; an administrator has to fix them."""

@@ -1,0 +1,353 @@
+"""The challenge pages under each interface's ``pages_path``: challenge, send, verify, enroll, logout.
+
+GET never changes anything and never sends a text message (a GET must not cost money); every POST
+needs the CSRF token and a same-site browser. ``next`` is only ever a path inside the interface.
+Broken parts (database, provider) give a clear 503 page; nothing here ever shows a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import jinja2
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from .asgi import canonical_path, client_ip, header, inside, is_https
+from .csrf import CsrfTokens, cross_site
+from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, StoreUnavailable
+from .forms import FormTooLarge, read_form
+from .identity import Identity
+from .proof import ProofCodec
+from .service import (
+    EnrollmentNotAllowed,
+    EnrollmentStatus,
+    RequestInfo,
+    SendStatus,
+    TwoFactor,
+    VerifyStatus,
+)
+from .settings import InterfaceSettings, Settings
+
+log = logging.getLogger("tfa_middleware.pages")
+
+STATIC_DIR = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+WRONG_CODE = (
+    "That code didn't work. It may be mistyped, used already or expired: "
+    "check the latest text message or ask for a new code."
+)
+UNAVAILABLE = (
+    "We can't check your code right now. Nobody can sign in without it, so please try again "
+    "in a minute. If this keeps happening, tell the shop's administrator."
+)
+
+
+def safe_next(value: str | None, iface: InterfaceSettings) -> str:
+    """``value`` when it is a same-origin path inside the interface (and not our pages), else the prefix."""
+    fallback = iface.path_prefix
+    if not value or len(value) > 2048:
+        return fallback
+    decoded = unquote(value)
+    for text in (value, decoded):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) or "\\" in text:
+            return fallback
+        if not text.startswith("/") or text.startswith("//"):
+            return fallback
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return fallback
+    path = canonical_path(parts.path)
+    if not inside(path, iface.path_prefix) or inside(path, iface.pages_path):
+        return fallback
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """One request to our pages: who, where, and the parsed query."""
+
+    iface: InterfaceSettings
+    identity: Identity
+    has_proof: bool
+    query: Mapping[str, str]
+    request: RequestInfo
+    https: bool
+
+    @property
+    def next(self) -> str:
+        return safe_next(self.query.get("next"), self.iface)
+
+    def url(self, page: str, **params: str) -> str:
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
+        return f"{self.iface.pages_path}/{page}?{query}"
+
+
+class Pages:
+    def __init__(
+        self,
+        settings: Settings,
+        service: TwoFactor,
+        codecs: Mapping[str, ProofCodec],
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.codecs = codecs
+        self.clock = clock
+        self.csrf = {name: CsrfTokens(name, settings.secret_keys) for name in settings.interfaces}
+        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("tfa_middleware", "templates")]
+        if settings.templates_dir:
+            loaders.insert(0, jinja2.FileSystemLoader(settings.templates_dir))
+        self.templates = jinja2.Environment(
+            loader=jinja2.ChoiceLoader(loaders), autoescape=True, enable_async=False
+        )
+        self._stylesheet = (STATIC_DIR / "tfa.css").read_bytes()
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        iface: InterfaceSettings,
+        identity: Identity | None,
+        has_proof: bool,
+    ) -> None:
+        page = canonical_path(scope["path"])[len(iface.pages_path) :].strip("/")
+        method = scope["method"]
+        if page == "static/tfa.css" and method in ("GET", "HEAD"):
+            response: Response = Response(
+                self._stylesheet,
+                media_type="text/css",
+                headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+            )
+            await response(scope, receive, send)
+            return
+        if identity is None:
+            # Not logged in to the shop: its own login lives at the interface's prefix.
+            response = RedirectResponse(iface.path_prefix, status_code=303)
+        else:
+            ctx = PageContext(
+                iface=iface,
+                identity=identity,
+                has_proof=has_proof,
+                query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+                request=RequestInfo(
+                    ip=client_ip(scope, self.settings.trusted_proxies),
+                    user_agent=header(scope, b"user-agent"),
+                ),
+                https=is_https(scope),
+            )
+            response = await self._dispatch(scope, receive, ctx, page, method)
+        response.headers.update(SECURITY_HEADERS)
+        await response(scope, receive, send)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, ctx: PageContext, page: str, method: str
+    ) -> Response:
+        get_pages = {"challenge": self.challenge, "enroll": self.enroll_page}
+        post_pages = {
+            "send": self.send,
+            "verify": self.verify,
+            "enroll": self.enroll,
+            "logout": self.logout,
+        }
+        try:
+            if method in ("GET", "HEAD") and page in get_pages:
+                return await get_pages[page](ctx)
+            if method == "POST" and page in post_pages:
+                refused = self._refuse_post(scope, ctx)
+                if refused is not None:
+                    return refused
+                form = await read_form(scope, receive, self.settings.max_form_bytes)
+                if not self.csrf[ctx.iface.name].valid(
+                    form.get("csrf_token"), ctx.identity.user_id, ctx.identity.session_id
+                ):
+                    return self.message(
+                        ctx, 403, "This form has expired", "Go back, reload the page and try again."
+                    )
+                return await post_pages[page](ctx, form)
+            if page in get_pages or page in post_pages:
+                return PlainTextResponse("Method not allowed", status_code=405)
+            return self.message(ctx, 404, "Page not found", "There is nothing here.")
+        except FormTooLarge as exc:
+            return self.message(ctx, 413, "That was too much", str(exc))
+        except InvalidInput as exc:
+            return self.message(ctx, 400, "That didn't work", str(exc))
+        except (StoreUnavailable, ProviderError) as exc:
+            log.error("fail closed on %s for %s user %s: %s", page, ctx.iface.name, ctx.identity.user_id, exc)
+            return self.message(ctx, 503, "Temporarily unavailable", UNAVAILABLE)
+        except Exception:
+            log.exception("unexpected error on %s page", page)
+            return self.message(ctx, 500, "Something went wrong", UNAVAILABLE)
+
+    def _refuse_post(self, scope: Scope, ctx: PageContext) -> Response | None:
+        if cross_site(scope):
+            return self.message(ctx, 403, "Request refused", "This form can only be sent from this site.")
+        return None
+
+    # ------------------------------------------------------------------ GET pages
+
+    async def challenge(self, ctx: PageContext) -> Response:
+        if ctx.has_proof:
+            return RedirectResponse(ctx.next, status_code=303)
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if status.needs_enrollment:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        return self._challenge(ctx, status)
+
+    def _challenge(
+        self, ctx: PageContext, status: EnrollmentStatus, *, error: str = "", code: int = 200
+    ) -> Response:
+        sent = bool(ctx.query.get("sent"))
+        return self.render(
+            ctx,
+            "challenge.html",
+            code,
+            masked_phone=status.masked_phone,
+            notice=f"We sent a code to {status.masked_phone}." if sent else "",
+            sent=sent or bool(error),  # after a wrong try the user has a code: lead with the form
+            error=error,
+            supports_call=self.service.provider.supports_call,
+        )
+
+    async def enroll_page(self, ctx: PageContext) -> Response:
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if not status.needs_enrollment:
+            return RedirectResponse(ctx.url("challenge"), status_code=303)
+        return self._enroll(ctx, status)
+
+    def _enroll(
+        self,
+        ctx: PageContext,
+        status: EnrollmentStatus,
+        *,
+        error: str = "",
+        code: int = 200,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        sent = bool(ctx.query.get("sent"))
+        return self.render(
+            ctx,
+            "enroll.html",
+            code,
+            status=status,
+            pending=status.pending_masked_phone,
+            notice=f"We sent a code to {status.pending_masked_phone}."
+            if sent and status.pending_masked_phone
+            else "",
+            error=error,
+            country_code=(form or {}).get("country_code", ""),
+            phone=(form or {}).get("phone", ""),
+        )
+
+    # ------------------------------------------------------------------ POST pages
+
+    async def send(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        channel = form.get("channel", "sms")
+        outcome = await self.service.send_code(
+            ctx.iface.name, ctx.identity.user_id, channel=channel, request=ctx.request
+        )
+        if outcome.status is SendStatus.NEEDS_ENROLLMENT:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        page = "enroll" if status.needs_enrollment else "challenge"
+        return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
+
+    async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        status = await self.service.status(name, user_id)
+        outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
+        if outcome.status is VerifyStatus.APPROVED:
+            value = self.codecs[name].issue(
+                user_id, outcome.generation, self.clock(), outcome.method, ctx.identity.session_id
+            )
+            response = RedirectResponse(ctx.next, status_code=303)
+            self._set_proof(response, ctx, value)
+            return response
+        if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        low, high = self.service.code_lengths
+        digits = f"{low}" if low == high else f"{low} to {high}"
+        error = (
+            f"Enter the {digits}-digit code from the text message, digits only."
+            if outcome.status is VerifyStatus.MALFORMED
+            else WRONG_CODE
+        )
+        if status.needs_enrollment:
+            return self._enroll(ctx, status, error=error, code=400)
+        return self._challenge(ctx, status, error=error, code=400)
+
+    async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        try:
+            if form.get("action") == "keep":
+                await self.service.keep_phone(name, user_id, request=ctx.request)
+            else:
+                await self.service.begin_enrollment(
+                    name, user_id, form.get("country_code", ""), form.get("phone", ""), request=ctx.request
+                )
+        except EnrollmentNotAllowed:
+            return RedirectResponse(ctx.url("challenge"), status_code=303)
+        except InvalidPhoneNumber as exc:
+            status = await self.service.status(name, user_id)
+            return self._enroll(ctx, status, error=str(exc), code=400, form=form)
+        # The user just asked, by POST, to set up this number: sending its code now saves a click.
+        await self.service.send_code(name, user_id, request=ctx.request)
+        return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+
+    async def logout(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        response = RedirectResponse(ctx.url("challenge"), status_code=303)
+        response.delete_cookie(
+            self.cookie_name(ctx.iface, ctx.https), path="/", secure=ctx.https, httponly=True, samesite="lax"
+        )
+        return response
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def cookie_name(iface: InterfaceSettings, https: bool) -> str:
+        return f"__Host-{iface.proof_cookie}" if https else iface.proof_cookie
+
+    def _set_proof(self, response: Response, ctx: PageContext, value: str) -> None:
+        response.set_cookie(
+            self.cookie_name(ctx.iface, ctx.https),
+            value,
+            max_age=ctx.iface.proof_max_age_seconds,
+            path="/",
+            secure=ctx.https,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def render(self, ctx: PageContext, template: str, status_code: int, **values: Any) -> Response:
+        html = self.templates.get_template(template).render(
+            pages_path=ctx.iface.pages_path,
+            interface=ctx.iface.name,
+            next=ctx.next,
+            url=ctx.url,
+            csrf_token=self.csrf[ctx.iface.name].issue(ctx.identity.user_id, ctx.identity.session_id),
+            code_length=self.service.code_lengths[1],
+            **values,
+        )
+        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+
+    def message(self, ctx: PageContext, status_code: int, title: str, text: str) -> Response:
+        html = self.templates.get_template("message.html").render(
+            pages_path=ctx.iface.pages_path, title=title, text=text, back=ctx.next
+        )
+        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")

@@ -1,0 +1,60 @@
+"""Phone numbers: a country calling code and a national number in, E.164 out, masked for display."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+
+from .errors import InvalidPhoneNumber
+
+_SEPARATORS = re.compile(r"[\s().\-]")
+_MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+def normalise(country_code: str | int, number: str) -> str:
+    """``("44", "07700 900123")`` → ``"+447700900123"``; raise InvalidPhoneNumber with a clear message."""
+    cc = str(country_code).strip().lstrip("+")
+    if cc.startswith("00"):
+        cc = cc[2:]
+    if not cc.isdigit() or not 1 <= len(cc) <= 3:
+        raise InvalidPhoneNumber("The country code is 1 to 3 digits, for example +1 or +44.")
+    national = _SEPARATORS.sub("", str(number or ""))
+    if not national:
+        raise InvalidPhoneNumber("Enter your mobile phone number.")
+    if not national.isdigit():
+        raise InvalidPhoneNumber("The phone number may contain only digits, spaces and dashes.")
+    if len(national) > 15:
+        raise InvalidPhoneNumber("That phone number is too long.")
+    region = phonenumbers.region_code_for_country_code(int(cc))
+    if region == "ZZ":
+        raise InvalidPhoneNumber(f"+{cc} is not a country calling code we know.")
+    try:
+        parsed = phonenumbers.parse(national, region)
+    except NumberParseException:
+        raise InvalidPhoneNumber("That is not a phone number we can read.") from None
+    if parsed.country_code != int(cc):
+        # The number was typed in international form for another country.
+        raise InvalidPhoneNumber(f"That number does not belong to country code +{cc}.")
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason == phonenumbers.ValidationResult.TOO_SHORT:
+        raise InvalidPhoneNumber("That phone number is too short.")
+    if reason == phonenumbers.ValidationResult.TOO_LONG:
+        raise InvalidPhoneNumber("That phone number is too long.")
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneNumber(f"That is not a valid phone number for country code +{cc}.")
+    if phonenumbers.number_type(parsed) not in _MOBILE_TYPES:
+        raise InvalidPhoneNumber("Codes are sent by text message: please give a mobile number.")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(e164: str | None) -> str:
+    """``"+447700900123"`` → ``"+44 ••• ••• 0123"``: the country code and the last four digits only."""
+    if not e164:
+        return ""
+    try:
+        cc = str(phonenumbers.parse(e164).country_code)
+    except NumberParseException:
+        cc = ""
+    return f"+{cc} ••• ••• {e164[-4:]}" if cc else f"••• ••• {e164[-4:]}"

@@ -1,0 +1,117 @@
+"""The signed "second factor done" cookie.
+
+The value is ``base64url(json payload) . base64url(HMAC-SHA256)`` made with itsdangerous's
+:class:`~itsdangerous.Signer` (a salt per interface, so an admin cookie never verifies on the
+customer interface). ``secret_keys`` is a list: the newest (last) signs, all of them verify.
+
+The payload holds the interface, user id, generation, issue time, method and a digest of the shop's
+session id: no phone number, no code, no other personal data. The lifetime is absolute, counted
+from the payload's own issue time; a time in the future is refused.
+
+Verifying is the hot path. A bounded map from cookie values already verified to their payload
+means a returning browser costs one dictionary look-up; only values that passed the HMAC check
+ever enter it, so a forged value always pays for (and fails) the check.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, Signer
+
+from .settings import Secret
+
+MAX_COOKIE_BYTES = 4096  # security requirement 11
+CLOCK_SKEW_SECONDS = 5  # several hosts' clocks disagree a little; a cookie from further ahead is refused
+_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    interface: str
+    user_id: str
+    generation: int
+    issued_at: int
+    method: str
+    session_digest: str
+
+
+def session_digest(session_id: str | None) -> str:
+    """A short digest of the shop's session id ("" when the shop gives none)."""
+    if not session_id:
+        return ""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
+
+class ProofCodec:
+    """Issues and reads the proof cookie of one interface."""
+
+    def __init__(
+        self,
+        interface: str,
+        secret_keys: Sequence[Secret],
+        max_age_seconds: int,
+        *,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.interface = interface
+        self.max_age_seconds = max_age_seconds
+        self._signer = Signer(
+            [key.reveal() for key in secret_keys],
+            salt=f"tfa-middleware.proof.{interface}",
+            digest_method=hashlib.sha256,
+        )
+        self._verified: dict[str, Proof] = {}
+        self._cache_size = cache_size
+
+    def issue(self, user_id: str, generation: int, now: float, method: str, session_id: str | None) -> str:
+        payload = json.dumps(
+            [_FORMAT, self.interface, user_id, generation, int(now), method, session_digest(session_id)],
+            separators=(",", ":"),
+        ).encode()
+        value = self._signer.sign(base64.urlsafe_b64encode(payload).rstrip(b"=")).decode()
+        if len(value) > MAX_COOKIE_BYTES - 200:  # leave room for the name and attributes
+            raise ValueError("proof cookie would be too large; use shorter user ids")
+        return value
+
+    def read(self, value: str, now: float) -> Proof | None:
+        """The proof in ``value`` if it is genuine and within its lifetime, else None. Never raises."""
+        proof = self._verified.get(value)
+        if proof is None:
+            proof = self._verify(value)
+            if proof is None:
+                return None
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[value] = proof
+        age = now - proof.issued_at
+        if age >= self.max_age_seconds or age < -CLOCK_SKEW_SECONDS:
+            return None
+        return proof
+
+    def _verify(self, value: str) -> Proof | None:
+        if len(value) > MAX_COOKIE_BYTES:
+            return None
+        try:
+            encoded = self._signer.unsign(value.encode("ascii"))
+            raw = json.loads(base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4)))
+        except (BadSignature, UnicodeError, ValueError):
+            return None
+        # A genuine signature over a payload of another shape (an older format) is still refused.
+        if not (isinstance(raw, list) and len(raw) == 7 and raw[0] == _FORMAT):
+            return None
+        _, interface, user_id, generation, issued_at, method, digest = raw
+        if not (
+            interface == self.interface
+            and isinstance(user_id, str)
+            and type(generation) is int
+            and type(issued_at) is int
+            and isinstance(method, str)
+            and isinstance(digest, str)
+        ):
+            return None
+        return Proof(interface, user_id, generation, issued_at, method, digest)

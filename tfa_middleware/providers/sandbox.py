@@ -1,0 +1,96 @@
+"""The sandbox provider (``production_mode: false``): nothing leaves the machine.
+
+Codes come from :mod:`secrets`, are stored only as an HMAC (keyed with the signing key, and bound
+to interface, user and purpose, so a leaked table does not give codes away to a 10⁶ search), live
+at most ``code_ttl_seconds``, work once, and die after ``max_attempts`` wrong tries. "Delivery"
+writes the message to the outbox table, which ``tfa-middleware outbox`` prints, and logs a line
+with the masked number (never the code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+
+from ..phone import mask
+from ..settings import ProviderSettings, Secret
+from ..store import Store
+from .base import CheckResult, SendResult, Target
+
+log = logging.getLogger("tfa_middleware.sandbox")
+
+
+class SandboxProvider:
+    name = "sandbox"
+    supports_call = False
+
+    def __init__(
+        self,
+        store: Store,
+        settings: ProviderSettings,
+        pepper: Secret,
+        *,
+        clock: Callable[[], float],
+        site_name: str = "Your shop",
+    ) -> None:
+        if settings.production_mode:
+            raise ValueError("the sandbox provider never sends anything: it refuses production_mode")
+        self.store = store
+        self.code_length = settings.code_length
+        self.ttl = settings.code_ttl_seconds
+        self.max_attempts = settings.max_attempts_per_code
+        self._pepper = hashlib.sha256(b"tfa-middleware.sandbox-code\0" + pepper.reveal().encode()).digest()
+        self._clock = clock
+        self.site_name = site_name
+
+    def _hash(self, target: Target, code: str) -> str:
+        message = f"{target.interface}\0{target.user_id}\0{target.purpose}\0{target.phone}\0{code}"
+        return hmac.new(self._pepper, message.encode(), hashlib.sha256).hexdigest()
+
+    async def register(self, target: Target) -> str | None:
+        return None
+
+    async def send(self, target: Target, channel: str) -> SendResult:
+        code = "".join(secrets.choice("0123456789") for _ in range(self.code_length))
+        now = self._clock()
+        await self.store.replace_code(
+            target.interface,
+            target.user_id,
+            target.purpose,
+            self._hash(target, code),
+            now,
+            self.ttl,
+            self.max_attempts,
+        )
+        body = (
+            f"{self.site_name}: your verification code is {code}. "
+            f"It expires in {self.ttl // 60} minutes. Do not share it."
+        )
+        to = mask(target.phone)
+        await self.store.add_outbox(now, target.interface, target.user_id, to, channel, body)
+        log.info(
+            "sandbox: %s code for %s user %s to %s written to the outbox (nothing sent)",
+            target.purpose,
+            target.interface,
+            target.user_id,
+            to,
+        )
+        return SendResult(channel=channel)
+
+    async def check(self, target: Target, code: str) -> CheckResult:
+        now = self._clock()
+        live = await self.store.live_code(target.interface, target.user_id, target.purpose, now)
+        if live is None:
+            return CheckResult.REJECTED
+        code_id, stored = live
+        if not hmac.compare_digest(stored, self._hash(target, code)):
+            await self.store.spend_attempt(code_id)
+            return CheckResult.REJECTED
+        # Two requests may both get here with the right code; the database lets one through.
+        return CheckResult.APPROVED if await self.store.consume_code(code_id, now) else CheckResult.REJECTED
+
+    async def close(self) -> None:
+        return None

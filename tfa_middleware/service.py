@@ -1,0 +1,369 @@
+"""The use cases: enroll, send a code, verify a code, reset. The shop's own code calls them too::
+
+    tfa = TwoFactor.from_settings(load_settings("config.yaml"))
+    await tfa.set_phone("customer", str(user.id), form["country_code"], form["phone"])
+
+Nothing here knows about HTTP; the pages pass who asked (``RequestInfo``) for the audit log.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from . import phone as phones
+from .errors import InvalidInput
+from .identity import MAX_USER_ID_LENGTH
+from .providers.base import CheckResult, Provider, Purpose, Target
+from .providers.sandbox import SandboxProvider
+from .settings import Settings
+from .store import AuditEvent, Enrollment, Store
+
+log = logging.getLogger("tfa_middleware")
+
+EventHook = Callable[[AuditEvent], Awaitable[None] | None]
+
+
+class EnrollmentNotAllowed(InvalidInput):
+    """The user may not (re-)enroll now: the phone is active and no admin asked for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Who asked, for the audit log."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentStatus:
+    interface: str
+    user_id: str
+    state: Literal["none", "pending", "active"]
+    masked_phone: str
+    pending_masked_phone: str
+    require_enrollment: bool
+    generation: int
+    last_verified_at: float | None
+
+    @property
+    def needs_enrollment(self) -> bool:
+        """True when the user must (re-)enroll before a login code can be sent."""
+        return self.state != "active" or self.require_enrollment
+
+
+class SendStatus(enum.Enum):
+    SENT = "sent"
+    NEEDS_ENROLLMENT = "needs_enrollment"
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    status: SendStatus
+    masked_phone: str = ""
+    channel: str = "sms"
+
+
+class VerifyStatus(enum.Enum):
+    APPROVED = "approved"
+    REJECTED = "rejected"  # wrong, expired or used: one outcome, one message
+    MALFORMED = "malformed"  # not a code at all (letters, wrong length): no provider call made
+    NEEDS_ENROLLMENT = "needs_enrollment"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOutcome:
+    status: VerifyStatus
+    generation: int = 0
+    method: str = "sms"
+
+
+class TwoFactor:
+    """The service API. Construct it at the edge with :meth:`from_settings` and pass it around."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        provider: Provider,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider = provider
+        self.clock = clock
+        self.on_event = on_event
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
+    ) -> TwoFactor:
+        store = Store(settings.database_url.reveal())
+        provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
+        return cls(settings, store, provider, clock=clock, on_event=on_event)
+
+    async def close(self) -> None:
+        await self.provider.close()
+        await self.store.close()
+
+    # ------------------------------------------------------------------ reading
+
+    async def status(self, interface: str, user_id: str) -> EnrollmentStatus:
+        self._check(interface, user_id)
+        return _status(interface, user_id, await self.store.enrollment(interface, user_id))
+
+    async def generation(self, interface: str, user_id: str) -> int:
+        return await self.store.generation(interface, user_id)
+
+    # ------------------------------------------------------------------ shop and admin actions
+
+    async def set_phone(
+        self,
+        interface: str,
+        user_id: str,
+        country_code: str | int,
+        number: str,
+        *,
+        confirmed: bool = False,
+        request: RequestInfo | None = None,
+    ) -> EnrollmentStatus:
+        """Give a user a phone. ``confirmed=False`` (sign-up forms): the user confirms it with a code
+        at the next login before it is active. ``confirmed=True`` (the shop vouches for it): active now;
+        a different number than before revokes every proof cookie already issued.
+        """
+        self._check(interface, user_id)
+        e164 = phones.normalise(country_code, number)
+        now = self.clock()
+        if confirmed:
+            before = await self.store.enrollment(interface, user_id)
+            changed = before is not None and before.phone is not None and before.phone != e164
+            row = await self.store.update_enrollment(
+                interface,
+                user_id,
+                now,
+                bump_generation=changed,
+                phone=e164,
+                pending_phone=None,
+                provider_user_id=None,
+                require_enrollment=False,
+            )
+            await self._event(now, interface, user_id, "phone_set", request, to=phones.mask(e164))
+        else:
+            row = await self.store.update_enrollment(interface, user_id, now, pending_phone=e164)
+            await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(e164))
+        return _status(interface, user_id, row)
+
+    async def require_enrollment(
+        self, interface: str, user_id: str, *, request: RequestInfo | None = None
+    ) -> EnrollmentStatus:
+        """At the next protected request the user goes through enrollment again."""
+        self._check(interface, user_id)
+        now = self.clock()
+        row = await self.store.update_enrollment(
+            interface, user_id, now, bump_generation=True, require_enrollment=True
+        )
+        await self._event(now, interface, user_id, "enrollment_required", request)
+        return _status(interface, user_id, row)
+
+    async def reset(
+        self, interface: str, user_id: str, *, request: RequestInfo | None = None
+    ) -> EnrollmentStatus:
+        """Forget the user's phone and revoke every proof cookie; they enroll again at next login.
+
+        The row is kept (with its generation bumped), so old cookies can never match a fresh row.
+        """
+        self._check(interface, user_id)
+        now = self.clock()
+        row = await self.store.update_enrollment(
+            interface,
+            user_id,
+            now,
+            bump_generation=True,
+            phone=None,
+            pending_phone=None,
+            provider_user_id=None,
+            require_enrollment=False,
+        )
+        await self._event(now, interface, user_id, "reset", request)
+        return _status(interface, user_id, row)
+
+    # ------------------------------------------------------------------ the user's own steps
+
+    async def begin_enrollment(
+        self,
+        interface: str,
+        user_id: str,
+        country_code: str | int,
+        number: str,
+        *,
+        request: RequestInfo | None = None,
+    ) -> EnrollmentStatus:
+        """The user gives a number on the enroll page; it stays pending until a code confirms it."""
+        current = await self.status(interface, user_id)
+        if not current.needs_enrollment:
+            raise EnrollmentNotAllowed("Your phone is already set up.")
+        return await self.set_phone(interface, user_id, country_code, number, request=request)
+
+    async def keep_phone(
+        self, interface: str, user_id: str, *, request: RequestInfo | None = None
+    ) -> EnrollmentStatus:
+        """Re-enrollment with the same number: it must be confirmed with a code like a new one."""
+        self._check(interface, user_id)
+        row = await self.store.enrollment(interface, user_id)
+        if row is None or row.phone is None or not row.require_enrollment:
+            raise EnrollmentNotAllowed("There is no phone to keep.")
+        now = self.clock()
+        row = await self.store.update_enrollment(interface, user_id, now, pending_phone=row.phone)
+        await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(row.phone))
+        return _status(interface, user_id, row)
+
+    async def send_code(
+        self,
+        interface: str,
+        user_id: str,
+        *,
+        channel: str = "sms",
+        request: RequestInfo | None = None,
+    ) -> SendOutcome:
+        self._check(interface, user_id)
+        if channel != "sms" and not (channel == "call" and self.provider.supports_call):
+            raise InvalidInput(f"channel {channel!r} is not available")
+        target = _target(interface, user_id, await self.store.enrollment(interface, user_id))
+        if target is None:
+            return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
+        await self.provider.send(target, channel)
+        masked = phones.mask(target.phone)
+        await self._event(
+            self.clock(),
+            interface,
+            user_id,
+            "code_sent",
+            request,
+            channel=channel,
+            to=masked,
+            purpose=str(target.purpose),
+        )
+        return SendOutcome(SendStatus.SENT, masked, channel)
+
+    def code_is_well_formed(self, code: str) -> bool:
+        low, high = self.code_lengths
+        return code.isascii() and code.isdigit() and low <= len(code) <= high
+
+    @property
+    def code_lengths(self) -> tuple[int, int]:
+        length = self.settings.provider.code_length
+        return getattr(self.provider, "code_lengths", (length, length))
+
+    async def verify_code(
+        self, interface: str, user_id: str, code: str, *, request: RequestInfo | None = None
+    ) -> VerifyOutcome:
+        """Check a code. Only ``APPROVED`` lets anyone in; a format error never reaches the provider."""
+        self._check(interface, user_id)
+        code = code.strip().replace(" ", "")
+        if not self.code_is_well_formed(code):
+            return VerifyOutcome(VerifyStatus.MALFORMED)
+        before = await self.store.enrollment(interface, user_id)
+        target = _target(interface, user_id, before)
+        if target is None or before is None:
+            return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
+        result = await self.provider.check(target, code)
+        now = self.clock()
+        if result is not CheckResult.APPROVED:
+            await self._event(now, interface, user_id, "verify_failed", request, purpose=str(target.purpose))
+            return VerifyOutcome(VerifyStatus.REJECTED)
+        if target.purpose is Purpose.ENROLL:
+            changed = before.phone is not None and before.phone != target.phone
+            row = await self.store.update_enrollment(
+                interface,
+                user_id,
+                now,
+                bump_generation=changed,
+                phone=target.phone,
+                pending_phone=None,
+                require_enrollment=False,
+                provider_user_id=None if changed else before.provider_user_id,
+                last_verified_at=now,
+            )
+            kind = "phone_changed" if changed else "enrolled"
+            await self._event(now, interface, user_id, kind, request, to=phones.mask(target.phone))
+        else:
+            row = await self.store.update_enrollment(interface, user_id, now, last_verified_at=now)
+            await self._event(now, interface, user_id, "verify_ok", request)
+        return VerifyOutcome(VerifyStatus.APPROVED, generation=row.generation, method="sms")
+
+    # ------------------------------------------------------------------ internals
+
+    def _check(self, interface: str, user_id: str) -> None:
+        self.settings.interface(interface)  # raises UnknownInterface
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID_LENGTH:
+            raise InvalidInput(
+                f"user id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters"
+            )
+
+    async def _event(
+        self,
+        now: float,
+        interface: str,
+        user_id: str,
+        kind: str,
+        request: RequestInfo | None,
+        **detail: str,
+    ) -> None:
+        item = AuditEvent(
+            at=now,
+            interface=interface,
+            user_id=user_id,
+            kind=kind,
+            ip=request.ip if request else None,
+            user_agent=request.user_agent if request else None,
+            detail=detail,
+        )
+        await self.store.add_event(item)
+        if self.on_event is not None:
+            try:
+                result = self.on_event(item)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                # The shop's hook must not decide whether a user gets in; its failure is logged.
+                log.exception("on_event hook failed for %s event", kind)
+
+
+def _status(interface: str, user_id: str, row: Enrollment | None) -> EnrollmentStatus:
+    if row is None:
+        return EnrollmentStatus(interface, user_id, "none", "", "", False, 0, None)
+    state: Literal["none", "pending", "active"]
+    state = "active" if row.phone else ("pending" if row.pending_phone else "none")
+    return EnrollmentStatus(
+        interface=interface,
+        user_id=user_id,
+        state=state,
+        masked_phone=phones.mask(row.phone),
+        pending_masked_phone=phones.mask(row.pending_phone),
+        require_enrollment=row.require_enrollment,
+        generation=row.generation,
+        last_verified_at=row.last_verified_at,
+    )
+
+
+def _target(interface: str, user_id: str, row: Enrollment | None) -> Target | None:
+    """Where a code goes now: the active phone to log in, or the pending one to confirm it."""
+    if row is None:
+        return None
+    if row.phone and not row.require_enrollment:
+        return Target(interface, user_id, row.phone, Purpose.LOGIN, row.provider_user_id)
+    if row.pending_phone:
+        return Target(interface, user_id, row.pending_phone, Purpose.ENROLL, row.provider_user_id)
+    return None

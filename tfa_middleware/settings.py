@@ -1,0 +1,676 @@
+"""YAML → typed, validated settings.
+
+Every problem in a file is collected and reported by its key path
+(``interfaces.admin.path_prefix: must start with '/'``); unknown keys are refused, because a typo
+must never silently switch protection off. Strings may use ``${NAME}`` or ``${NAME:-default}`` so
+that secrets stay in the environment; secrets are kept in :class:`Secret`, which never prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets as _secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+IdentitySource = Literal["session", "starlette_session_cookie", "scope_user", "header", "callable"]
+IDENTITY_SOURCES: tuple[str, ...] = IdentitySource.__args__  # type: ignore[attr-defined]
+PROVIDER_NAMES = ("sandbox", "authy", "twilio_verify")
+MIN_SECRET_KEY_LENGTH = 32
+MAX_CODE_TTL_SECONDS = 600  # security requirement 4: a code lives at most 10 minutes
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_COOKIE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+T = TypeVar("T")
+
+
+class Secret:
+    """A secret string that shows as ``'**********'`` in ``repr``, ``str`` and logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return _secrets.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    """How the shop's logged-in user is found in a request; see :mod:`tfa_middleware.identity`."""
+
+    source: IdentitySource
+    key: str | None = None
+    cookie: str = "session"
+    secret_key: Secret | None = None
+    session_id_key: str | None = None
+    max_age_seconds: int | None = 14 * 24 * 3600
+    attribute: str = "identity"
+    header: str | None = None
+    callable_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceSettings:
+    name: str
+    enabled: bool
+    path_prefix: str
+    pages_path: str
+    exempt: tuple[str, ...]
+    identity: IdentitySettings
+    proof_max_age_seconds: int
+    proof_cookie: str
+    on_missing_phone: Literal["enroll", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str = "sandbox"
+    production_mode: bool = False
+    api_key: Secret | None = None
+    api_url: str | None = None
+    timeout_seconds: float = 5.0
+    code_length: int = 6
+    code_ttl_seconds: int = MAX_CODE_TTL_SECONDS
+    max_attempts_per_code: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secret_keys: tuple[Secret, ...]
+    interfaces: Mapping[str, InterfaceSettings]
+    provider: ProviderSettings = field(default_factory=ProviderSettings)
+    database_url: Secret = field(default_factory=lambda: Secret("sqlite+aiosqlite:///./tfa.sqlite3"))
+    revocation_check_seconds: float = 10.0
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    templates_dir: str | None = None
+    max_form_bytes: int = 16 * 1024
+    source: str | None = None
+
+    def interface(self, name: str) -> InterfaceSettings:
+        from .errors import UnknownInterface
+
+        try:
+            return self.interfaces[name]
+        except KeyError:
+            known = ", ".join(sorted(self.interfaces)) or "none"
+            raise UnknownInterface(f"unknown interface {name!r} (configured: {known})") from None
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved settings as plain data with every secret masked (for check-config)."""
+        return {
+            "secret_keys": [str(k) for k in self.secret_keys],
+            "database_url": mask_database_url(self.database_url.reveal()),
+            "revocation_check_seconds": self.revocation_check_seconds,
+            "trusted_proxies": [str(n) for n in self.trusted_proxies],
+            "templates_dir": self.templates_dir,
+            "max_form_bytes": self.max_form_bytes,
+            "provider": {
+                "name": self.provider.name,
+                "production_mode": self.provider.production_mode,
+                "api_key": None if self.provider.api_key is None else str(self.provider.api_key),
+                "api_url": self.provider.api_url,
+                "timeout_seconds": self.provider.timeout_seconds,
+                "code_length": self.provider.code_length,
+                "code_ttl_seconds": self.provider.code_ttl_seconds,
+                "max_attempts_per_code": self.provider.max_attempts_per_code,
+            },
+            "interfaces": {
+                name: {
+                    "enabled": i.enabled,
+                    "path_prefix": i.path_prefix,
+                    "pages_path": i.pages_path,
+                    "exempt": list(i.exempt),
+                    "proof_max_age_seconds": i.proof_max_age_seconds,
+                    "proof_cookie": i.proof_cookie,
+                    "on_missing_phone": i.on_missing_phone,
+                    "identity": _describe_identity(i.identity),
+                }
+                for name, i in self.interfaces.items()
+            },
+        }
+
+
+def mask_database_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported elsewhere; never echo it
+        return "**********"
+
+
+def _describe_identity(ident: IdentitySettings) -> dict[str, Any]:
+    out: dict[str, Any] = {"from": ident.source}
+    if ident.source in ("session", "starlette_session_cookie"):
+        out["key"] = ident.key
+        out["session_id_key"] = ident.session_id_key
+    if ident.source == "starlette_session_cookie":
+        out["cookie"] = ident.cookie
+        out["secret_key"] = str(ident.secret_key)
+        out["max_age_seconds"] = ident.max_age_seconds
+    if ident.source == "scope_user":
+        out["attribute"] = ident.attribute
+    if ident.source == "header":
+        out["header"] = ident.header
+    if ident.source == "callable":
+        out["path"] = ident.callable_path
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a YAML settings file; raise :class:`ConfigError` listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["the file is not UTF-8 text"], source) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError([f"{where}{problem}"], source) from None
+    return settings_from_mapping(data, environ=environ, source=source)
+
+
+def settings_from_mapping(
+    data: Any, environ: Mapping[str, str] | None = None, source: str | None = None
+) -> Settings:
+    """Validate already-parsed settings (a dict shaped like the YAML file)."""
+    problems: list[str] = []
+    env = os.environ if environ is None else environ
+    data = _interpolate(data, "", env, problems)
+    settings = _build(data, problems, source)
+    if problems or settings is None:
+        raise ConfigError(problems, source)
+    return settings
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set")
+            return ""
+
+        return _ENV_PATTERN.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, _join(path, str(k)), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class _Section:
+    """Typed reads from one mapping, recording problems by key path and refusing unknown keys."""
+
+    def __init__(self, data: Any, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        self.seen: set[str] = set()
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            problems.append(f"{path or '<root>'}: expected a mapping, got {_kind(data)}")
+            data = {}
+        self.data: dict[Any, Any] = data
+
+    def at(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.at(key)}: {message}")
+
+    def raw(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(
+        self,
+        key: str,
+        convert: Callable[[Any], T],
+        default: T,
+        *,
+        required: bool = False,
+    ) -> T:
+        self.seen.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                self.problem(key, "is required")
+            return default
+        try:
+            return convert(self.data[key])
+        except _Invalid as exc:
+            self.problem(key, str(exc))
+            return default
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                known = ", ".join(sorted(self.seen))
+                self.problems.append(f"{self.at(str(key))}: unknown key (expected one of: {known})")
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _nonempty_str(value: Any) -> str:
+    text = _str(value).strip()
+    if not text:
+        raise _Invalid("must not be empty")
+    return text
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_kind(value)}")
+    return value
+
+
+def _int_range(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Invalid(f"expected a whole number, got {_kind(value)}")
+        if not low <= value <= high:
+            raise _Invalid(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return convert
+
+
+def _float_range(low: float, high: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Invalid(f"expected a number, got {_kind(value)}")
+        if not low <= value <= high:
+            raise _Invalid(f"must be between {low:g} and {high:g}, got {value}")
+        return float(value)
+
+    return convert
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise _Invalid(f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return convert
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Invalid(f"expected a list, got {_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _Invalid(f"item {i}: expected a string, got {_kind(item)}")
+    return tuple(value)
+
+
+def _path(value: Any) -> str:
+    text = _str(value)
+    if not text.startswith("/"):
+        raise _Invalid("must start with '/'")
+    if any(ord(c) < 0x21 or c in "\\?#%" for c in text):
+        raise _Invalid("must be a plain path (no spaces, control characters, '\\', '?', '#', '%')")
+    segments = text.split("/")
+    if "" in segments[1:-1] or "." in segments or ".." in segments:
+        raise _Invalid("must not contain '//', '/./' or '/../'")
+    return text
+
+
+def _prefix(value: Any) -> str:
+    text = _path(value).lower()
+    return text.rstrip("/") or "/"
+
+
+def _build(data: Any, problems: list[str], source: str | None) -> Settings | None:
+    root = _Section(data, "", problems)
+
+    no_keys: tuple[Secret, ...] = ()
+    keys = root.get("secret_keys", _secret_keys, no_keys, required=True)
+    database_url = root.get("database_url", _database_url, "sqlite+aiosqlite:///./tfa.sqlite3")
+    revocation = root.get("revocation_check_seconds", _float_range(0, 300), 10.0)
+    no_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    proxies = root.get("trusted_proxies", _networks, no_proxies)
+    templates_dir = root.get("templates_dir", _templates_dir, None)
+    max_form = root.get("max_form_bytes", _int_range(1024, 1024 * 1024), 16 * 1024)
+    provider = _provider(_Section(root.raw("provider"), "provider", problems))
+    interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
+    root.finish()
+
+    if problems:
+        return None
+    return Settings(
+        secret_keys=keys,
+        interfaces=interfaces,
+        provider=provider,
+        database_url=Secret(database_url),
+        revocation_check_seconds=revocation,
+        trusted_proxies=proxies,
+        templates_dir=templates_dir,
+        max_form_bytes=max_form,
+        source=source,
+    )
+
+
+def _secret_keys(value: Any) -> tuple[Secret, ...]:
+    if isinstance(value, str):
+        value = [value]
+    items = _str_list(value)
+    if not items:
+        raise _Invalid("needs at least one key")
+    for i, item in enumerate(items):
+        if len(item) < MIN_SECRET_KEY_LENGTH:
+            raise _Invalid(
+                f"item {i}: must be at least {MIN_SECRET_KEY_LENGTH} characters "
+                "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return tuple(Secret(item) for item in items)
+
+
+def _database_url(value: Any) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = _nonempty_str(value)
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise _Invalid("is not a database URL (expected e.g. sqlite+aiosqlite:///./tfa.sqlite3)") from None
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise _Invalid(
+            f"driver {url.drivername!r} is not supported "
+            "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB)"
+        )
+    return text
+
+
+def _networks(value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for item in _str_list(value):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise _Invalid(f"{item!r} is not an IP address or network") from None
+    return tuple(out)
+
+
+def _templates_dir(value: Any) -> str:
+    text = _nonempty_str(value)
+    if not Path(text).is_dir():
+        raise _Invalid(f"{text!r} is not a directory")
+    return text
+
+
+def _provider(section: _Section) -> ProviderSettings:
+    name = section.get("name", _choice(*PROVIDER_NAMES), "sandbox")
+    production = section.get("production_mode", _bool, False)
+    api_key = section.get("api_key", lambda v: Secret(_str(v)), None)
+    api_url = section.get("api_url", _url, None)
+    timeout = section.get("timeout_seconds", _float_range(0.1, 60), 5.0)
+    code_length = section.get("code_length", _int_range(6, 10), 6)
+    ttl = section.get("code_ttl_seconds", _int_range(60, MAX_CODE_TTL_SECONDS), MAX_CODE_TTL_SECONDS)
+    attempts = section.get("max_attempts_per_code", _int_range(1, 10), 5)
+    section.finish()
+    if production and name == "sandbox":
+        section.problem(
+            "production_mode",
+            "the sandbox provider never sends anything; set production_mode: false, "
+            "or choose the authy or twilio_verify provider",
+        )
+    elif production:
+        section.problem(
+            "name",
+            f"the {name} provider is not available in this version yet; "
+            "run with production_mode: false (codes go to the sandbox outbox)",
+        )
+    return ProviderSettings(
+        name=name,
+        production_mode=production,
+        api_key=api_key,
+        api_url=api_url,
+        timeout_seconds=timeout,
+        code_length=code_length,
+        code_ttl_seconds=ttl,
+        max_attempts_per_code=attempts,
+    )
+
+
+def _url(value: Any) -> str:
+    text = _nonempty_str(value)
+    if not re.match(r"^https?://[^\s/]+", text):
+        raise _Invalid("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+def _interfaces(data: Any, have_proxies: bool, problems: list[str]) -> dict[str, InterfaceSettings]:
+    if data is None:
+        problems.append("interfaces: is required (at least one interface, e.g. admin)")
+        return {}
+    if not isinstance(data, dict) or not data:
+        problems.append(f"interfaces: expected a mapping of interface names, got {_kind(data)}")
+        return {}
+    out: dict[str, InterfaceSettings] = {}
+    for name, body in data.items():
+        path = f"interfaces.{name}"
+        if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+            problems.append(f"{path}: interface names are lower-case letters, digits and '_'")
+            continue
+        built = _interface(name, _Section(body, path, problems), have_proxies)
+        if built is not None:
+            out[name] = built
+    prefixes: dict[str, str] = {}
+    for iface in out.values():
+        if not iface.enabled:
+            continue
+        other = prefixes.setdefault(iface.path_prefix, iface.name)
+        if other != iface.name:
+            problems.append(
+                f"interfaces.{iface.name}.path_prefix: {iface.path_prefix!r} is already used "
+                f"by interfaces.{other}"
+            )
+    return out
+
+
+def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSettings | None:
+    before = len(section.problems)
+    enabled = section.get("enabled", _bool, True)
+    prefix = section.get("path_prefix", _prefix, "/", required=True)
+    default_pages = ("" if prefix == "/" else prefix) + "/_2fa"
+    pages = section.get("pages_path", _prefix, default_pages)
+    no_paths: tuple[str, ...] = ()
+    exempt = section.get("exempt", _str_list, no_paths)
+    max_age = section.get("proof_max_age_seconds", _int_range(60, 30 * 24 * 3600), 12 * 3600)
+    cookie = section.get("proof_cookie", _cookie_name, f"tfa_{name}")
+    on_missing = section.get("on_missing_phone", _choice("enroll", "skip"), "enroll")
+    identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
+    section.finish()
+
+    if not section.problems[before:]:
+        if not _inside(pages, prefix):
+            section.problem("pages_path", f"must be inside path_prefix {prefix!r}")
+        cleaned: list[str] = []
+        for i, entry in enumerate(exempt):
+            try:
+                normal = _path(entry).lower()
+            except _Invalid as exc:
+                section.problems.append(f"{section.at('exempt')}[{i}]: {exc}")
+                continue
+            if not _inside(normal.rstrip("/") or "/", prefix):
+                section.problems.append(
+                    f"{section.at('exempt')}[{i}]: {entry!r} is outside path_prefix {prefix!r}"
+                )
+            if normal.rstrip("/") == prefix.rstrip("/"):
+                section.problems.append(
+                    f"{section.at('exempt')}[{i}]: exempting the whole prefix disables the interface; "
+                    "use enabled: false"
+                )
+            cleaned.append(normal)
+        exempt = tuple(cleaned)
+        if identity is not None and identity.source == "header" and not have_proxies:
+            section.problem(
+                "identity",
+                "from: header needs trusted_proxies (the addresses allowed to set that header)",
+            )
+    if section.problems[before:] or identity is None:
+        return None
+    return InterfaceSettings(
+        name=name,
+        enabled=enabled,
+        path_prefix=prefix,
+        pages_path=pages,
+        exempt=exempt,
+        identity=identity,
+        proof_max_age_seconds=max_age,
+        proof_cookie=cookie,
+        on_missing_phone=on_missing,  # type: ignore[arg-type]
+    )
+
+
+def _inside(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def _cookie_name(value: Any) -> str:
+    text = _str(value)
+    if not _COOKIE_NAME_PATTERN.match(text) or text.startswith("__"):
+        raise _Invalid("must be 1-64 letters, digits, '_' or '-' and not start with '__'")
+    return text
+
+
+_IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "session": ("key", "session_id_key"),
+    "starlette_session_cookie": ("key", "session_id_key", "cookie", "secret_key", "max_age_seconds"),
+    "scope_user": ("attribute",),
+    "header": ("header",),
+    "callable": ("path",),
+}
+
+
+def _identity(section: _Section) -> IdentitySettings | None:
+    if not section.data:
+        section.problems.append(
+            f"{section.path}: is required, e.g. {{from: starlette_session_cookie, cookie: session, "
+            "secret_key: ${SHOP_SECRET}, key: user_id}"
+        )
+        return None
+    source = section.get("from", _choice(*IDENTITY_SOURCES), "", required=True)
+    if not source:
+        section.seen.update(section.data)
+        return None
+    allowed = _IDENTITY_KEYS[source]
+    for key in section.data:
+        if key != "from" and key not in allowed:
+            section.problem(str(key), f"is not used with from: {source} (expected: {', '.join(allowed)})")
+            section.seen.add(key)
+    needs_key = source in ("session", "starlette_session_cookie")
+    key = section.get("key", _nonempty_str, None, required=needs_key) if needs_key else None
+    sid = section.get("session_id_key", _nonempty_str, None) if needs_key else None
+    ident = IdentitySettings(source=source, key=key, session_id_key=sid)  # type: ignore[arg-type]
+    if source == "starlette_session_cookie":
+        ident = IdentitySettings(
+            source="starlette_session_cookie",
+            key=key,
+            session_id_key=sid,
+            cookie=section.get("cookie", _cookie_name_any, "session"),
+            secret_key=section.get("secret_key", lambda v: Secret(_nonempty_str(v)), None, required=True),
+            max_age_seconds=section.get("max_age_seconds", _int_range(60, 366 * 24 * 3600), 14 * 24 * 3600),
+        )
+    elif source == "scope_user":
+        ident = IdentitySettings(
+            source="scope_user", attribute=section.get("attribute", _identifier, "identity")
+        )
+    elif source == "header":
+        ident = IdentitySettings(
+            source="header", header=section.get("header", _nonempty_str, None, required=True)
+        )
+    elif source == "callable":
+        ident = IdentitySettings(
+            source="callable", callable_path=section.get("path", _dotted, None, required=True)
+        )
+    section.finish()
+    return ident
+
+
+def _cookie_name_any(value: Any) -> str:
+    text = _str(value)
+    if not _COOKIE_NAME_PATTERN.match(text):
+        raise _Invalid("must be 1-64 letters, digits, '_' or '-'")
+    return text
+
+
+def _identifier(value: Any) -> str:
+    text = _str(value)
+    if not text.isidentifier():
+        raise _Invalid("must be a Python attribute name")
+    return text
+
+
+def _dotted(value: Any) -> str:
+    text = _str(value)
+    if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", text):
+        raise _Invalid("must look like package.module:function")
+    return text

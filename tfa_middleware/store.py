@@ -1,0 +1,406 @@
+"""The database: enrollments, pending sandbox codes, the sandbox outbox and audit events.
+
+SQLAlchemy 2 Core over an async engine: SQLite (aiosqlite) for one process, PostgreSQL (asyncpg)
+for several. Everything that must be exact under concurrency is one statement (an ``UPDATE … WHERE``
+whose row count says who won), never a read-modify-write in Python. Database failures become
+:class:`StoreUnavailable` here, once, so callers fail closed on one exception type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .errors import StoreUnavailable
+
+metadata = MetaData()
+
+enrollments = Table(
+    "tfa_enrollment",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("phone", String(20)),  # active number, E.164
+    Column("pending_phone", String(20)),  # waiting for its confirmation code
+    Column("provider_user_id", String(64)),
+    Column("require_enrollment", Boolean, nullable=False, default=False),
+    # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
+    Column("generation", Integer, nullable=False, default=1),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_verified_at", Float),
+    UniqueConstraint("interface", "user_id", name="uq_tfa_enrollment_user"),
+)
+
+codes = Table(
+    "tfa_code",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("attempts_left", Integer, nullable=False),
+    Column("used_at", Float),
+    Index("ix_tfa_code_user", "interface", "user_id", "purpose"),
+)
+
+outbox = Table(
+    "tfa_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("to_masked", String(32), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+events = Table(
+    "tfa_event",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(255), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("ip", String(45)),
+    Column("user_agent", String(255)),
+    Column("detail", Text, nullable=False, default="{}"),
+    Index("ix_tfa_event_at", "at"),
+    Index("ix_tfa_event_user", "interface", "user_id", "at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    interface: str
+    user_id: str
+    phone: str | None
+    pending_phone: str | None
+    provider_user_id: str | None
+    require_enrollment: bool
+    generation: int
+    last_verified_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: int
+    created_at: float
+    interface: str
+    user_id: str
+    to_masked: str
+    channel: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: float
+    interface: str
+    user_id: str
+    kind: str
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
+class Store:
+    """One database, one engine. Tables are created on first use."""
+
+    def __init__(self, url: str, *, engine: AsyncEngine | None = None) -> None:
+        self.engine = engine or create_async_engine(url, **_engine_options(url))
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction; any database failure leaves as StoreUnavailable (never a traceback page)."""
+        try:
+            if not self._ready:
+                await self._create_tables()
+            async with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database error: {type(exc).__name__}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
+
+    async def _create_tables(self) -> None:
+        async with self._ready_lock:
+            if not self._ready:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all)
+                self._ready = True
+
+    async def ping(self) -> None:
+        async with self._begin() as conn:
+            await conn.execute(select(1))
+
+    # ------------------------------------------------------------------ enrollments
+
+    async def enrollment(self, interface: str, user_id: str) -> Enrollment | None:
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    select(enrollments).where(
+                        enrollments.c.interface == interface, enrollments.c.user_id == user_id
+                    )
+                )
+            ).first()
+        return None if row is None else _enrollment(row._mapping)
+
+    async def generation(self, interface: str, user_id: str) -> int:
+        """The current generation (0 for a user with no enrollment row)."""
+        async with self._begin() as conn:
+            value = (
+                await conn.execute(
+                    select(enrollments.c.generation).where(
+                        enrollments.c.interface == interface, enrollments.c.user_id == user_id
+                    )
+                )
+            ).scalar()
+        return int(value) if value is not None else 0
+
+    async def update_enrollment(
+        self,
+        interface: str,
+        user_id: str,
+        now: float,
+        *,
+        bump_generation: bool = False,
+        **values: Any,
+    ) -> Enrollment:
+        """Create the row if needed, then apply ``values`` (and a generation bump) in one UPDATE."""
+        async with self._begin() as conn:
+            await self._ensure_row(conn, interface, user_id, now)
+            changes: dict[str, Any] = {"updated_at": now, **values}
+            if bump_generation:
+                changes["generation"] = enrollments.c.generation + 1
+            row = (
+                await conn.execute(
+                    update(enrollments)
+                    .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
+                    .values(**changes)
+                    .returning(*enrollments.c)
+                )
+            ).one()
+        return _enrollment(row._mapping)
+
+    async def _ensure_row(self, conn: AsyncConnection, interface: str, user_id: str, now: float) -> None:
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        await conn.execute(
+            dialect_insert(enrollments)
+            .values(
+                interface=interface,
+                user_id=user_id,
+                require_enrollment=False,
+                generation=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["interface", "user_id"])
+        )
+
+    # ------------------------------------------------------------------ sandbox codes
+
+    async def replace_code(
+        self,
+        interface: str,
+        user_id: str,
+        purpose: str,
+        code_hash: str,
+        now: float,
+        ttl_seconds: int,
+        attempts: int,
+    ) -> None:
+        """Void the user's earlier codes for ``purpose`` and store a new one (only its hash)."""
+        async with self._begin() as conn:
+            await conn.execute(
+                update(codes)
+                .where(
+                    codes.c.interface == interface,
+                    codes.c.user_id == user_id,
+                    codes.c.purpose == purpose,
+                    codes.c.used_at.is_(None),
+                )
+                .values(attempts_left=0)
+            )
+            await conn.execute(
+                insert(codes).values(
+                    interface=interface,
+                    user_id=user_id,
+                    purpose=purpose,
+                    code_hash=code_hash,
+                    created_at=now,
+                    expires_at=now + ttl_seconds,
+                    attempts_left=attempts,
+                )
+            )
+
+    async def live_code(
+        self, interface: str, user_id: str, purpose: str, now: float
+    ) -> tuple[int, str] | None:
+        """(id, hash) of the newest code that is unused, unexpired and has attempts left."""
+        async with self._begin() as conn:
+            row = (
+                await conn.execute(
+                    select(codes.c.id, codes.c.code_hash)
+                    .where(
+                        codes.c.interface == interface,
+                        codes.c.user_id == user_id,
+                        codes.c.purpose == purpose,
+                        codes.c.used_at.is_(None),
+                        codes.c.attempts_left > 0,
+                        codes.c.expires_at > now,
+                    )
+                    .order_by(codes.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (int(row.id), str(row.code_hash))
+
+    async def consume_code(self, code_id: int, now: float) -> bool:
+        """Mark the code used. True for exactly one caller, however many race for it."""
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(codes)
+                .where(
+                    codes.c.id == code_id,
+                    codes.c.used_at.is_(None),
+                    codes.c.attempts_left > 0,
+                    codes.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+        return bool(result.rowcount == 1)
+
+    async def spend_attempt(self, code_id: int) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                update(codes)
+                .where(codes.c.id == code_id, codes.c.attempts_left > 0)
+                .values(attempts_left=codes.c.attempts_left - 1)
+            )
+
+    # ------------------------------------------------------------------ outbox and events
+
+    async def add_outbox(
+        self, now: float, interface: str, user_id: str, to_masked: str, channel: str, body: str
+    ) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                insert(outbox).values(
+                    created_at=now,
+                    interface=interface,
+                    user_id=user_id,
+                    to_masked=to_masked,
+                    channel=channel,
+                    body=body,
+                )
+            )
+
+    async def latest_outbox(self, limit: int = 10) -> list[OutboxMessage]:
+        async with self._begin() as conn:
+            rows = (await conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(limit))).all()
+        return [OutboxMessage(**row._mapping) for row in reversed(rows)]
+
+    async def add_event(self, item: AuditEvent) -> None:
+        async with self._begin() as conn:
+            await conn.execute(
+                insert(events).values(
+                    at=item.at,
+                    interface=item.interface,
+                    user_id=item.user_id,
+                    kind=item.kind,
+                    ip=item.ip,
+                    user_agent=(item.user_agent or "")[:255] or None,
+                    detail=json.dumps(dict(item.detail or {}), sort_keys=True),
+                )
+            )
+
+    async def events(
+        self, interface: str | None = None, user_id: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if interface is not None:
+            query = query.where(events.c.interface == interface)
+        if user_id is not None:
+            query = query.where(events.c.user_id == user_id)
+        async with self._begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            AuditEvent(
+                at=r.at,
+                interface=r.interface,
+                user_id=r.user_id,
+                kind=r.kind,
+                ip=r.ip,
+                user_agent=r.user_agent,
+                detail=json.loads(r.detail),
+            )
+            for r in reversed(rows)
+        ]
+
+
+def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
+    return Enrollment(
+        interface=row["interface"],
+        user_id=row["user_id"],
+        phone=row["phone"],
+        pending_phone=row["pending_phone"],
+        provider_user_id=row["provider_user_id"],
+        require_enrollment=bool(row["require_enrollment"]),
+        generation=int(row["generation"]),
+        last_verified_at=row["last_verified_at"],
+    )
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # One connection at a time keeps SQLite's writers from failing with "database is locked";
+        # the timeout lets a second process (a CLI next to the server) wait its turn.
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_timeout": 10}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()
