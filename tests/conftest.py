@@ -170,9 +170,9 @@ def clock() -> FakeClock:
 async def make_harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
     made: list[Harness] = []
 
-    async def make(app: Any = None, **overrides: Any) -> Harness:
+    async def make(app: Any = None, *, on_event: Any = None, **overrides: Any) -> Harness:
         settings = settings_from_mapping(config(tmp_path, **overrides))
-        service = TwoFactor.from_settings(settings, clock=clock)
+        service = TwoFactor.from_settings(settings, clock=clock, on_event=on_event)
         queries = QueryCounter()
         event.listen(service.store.engine.sync_engine, "before_cursor_execute", queries)
         middleware = TwoFactorMiddleware(app or shop_app(), settings, service=service, clock=clock)

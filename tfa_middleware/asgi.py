@@ -9,6 +9,7 @@ import ipaddress
 from collections.abc import Sequence
 from urllib.parse import unquote
 
+from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -24,16 +25,20 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 def cookie(scope: Scope, name: str) -> str | None:
-    """The value of cookie ``name``, or None. Several Cookie headers (HTTP/2) are all searched."""
-    prefix = name + "="
+    """The value of cookie ``name`` exactly as a Starlette app reads it, or None.
+
+    The shop and the middleware must agree on who is logged in, so this uses Starlette's own
+    parser the way ``Request.cookies`` does: every Cookie header in order, the last duplicate
+    wins, spaces around ``=`` are ignored, quotes are removed. A header that does not contain
+    the name cannot define it, so only those are parsed.
+    """
+    found: str | None = None
     for key, value in scope.get("headers", ()):
         if key == b"cookie":
             text: str = value.decode("latin-1")
-            for part in text.split(";"):
-                part = part.strip()
-                if part.startswith(prefix):
-                    return part[len(prefix) :]
-    return None
+            if name in text:
+                found = cookie_parser(text).get(name, found)
+    return found
 
 
 def is_https(scope: Scope) -> bool:
@@ -64,10 +69,11 @@ def client_ip(scope: Scope, trusted_proxies: Sequence[Network]) -> str | None:
     peer = peer_address(scope)
     if not in_networks(peer, trusted_proxies):
         return peer
-    forwarded = header(scope, b"x-forwarded-for")
-    if not forwarded:
+    # Several header lines are one list, in order (RFC 9110 5.3): the nearest proxy's comes last.
+    lines = [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == b"x-forwarded-for"]
+    hops = [h.strip() for line in lines for h in line.split(",") if h.strip()]
+    if not hops:
         return peer
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
         if not in_networks(hop, trusted_proxies):
             try:
@@ -77,18 +83,28 @@ def client_ip(scope: Scope, trusted_proxies: Sequence[Network]) -> str | None:
     return peer
 
 
+MAX_DECODING_ROUNDS = 8
+
+
+class HostilePath(ValueError):
+    """A path percent-encoded more times than any honest client does; it is refused."""
+
+
 def canonical_path(path: str) -> str:
     """The path as a lenient router might read it, for security comparisons only.
 
-    Percent-decoding is repeated (``%252e`` hides ``.`` twice), backslashes count as slashes,
-    empty and ``.`` segments vanish, ``..`` climbs, and the result is lower-case without a
-    trailing slash. Any smuggling trick therefore lands on the path it really names.
+    Percent-decoding is repeated until nothing changes (``%252e`` hides ``.`` twice),
+    backslashes count as slashes, empty and ``.`` segments vanish, ``..`` climbs, and the result
+    is lower-case without a trailing slash. Any smuggling trick therefore lands on the path it
+    really names. A path still changing after MAX_DECODING_ROUNDS raises HostilePath.
     """
-    for _ in range(3):
+    for _ in range(MAX_DECODING_ROUNDS + 1):
         decoded = unquote(path)
         if decoded == path:
             break
         path = decoded
+    else:
+        raise HostilePath("the path is percent-encoded too many times")
     segments: list[str] = []
     for segment in path.replace("\\", "/").split("/"):
         if segment in ("", "."):
@@ -99,6 +115,12 @@ def canonical_path(path: str) -> str:
             continue
         segments.append(segment)
     return ("/" + "/".join(segments)).lower()
+
+
+def simple_path(path: str) -> str:
+    """The literal path, lower-case and without a trailing slash: how a strict router matches it."""
+    lowered = path.lower()
+    return lowered[:-1] if len(lowered) > 1 and lowered.endswith("/") else lowered
 
 
 def inside(path: str, prefix: str) -> bool:

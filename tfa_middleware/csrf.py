@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadSignature
 from starlette.types import Scope
 
 from .asgi import header
 from .settings import Secret
+from .signing import ClockedTimestampSigner
 
 TOKEN_MAX_AGE_SECONDS = 2 * 3600
 
 
 class CsrfTokens:
-    def __init__(self, interface: str, secret_keys: Sequence[Secret]) -> None:
-        self._signer = TimestampSigner(
+    def __init__(self, interface: str, secret_keys: Sequence[Secret], clock: Callable[[], float]) -> None:
+        self._signer = ClockedTimestampSigner(
             [key.reveal() for key in secret_keys],
             salt=f"tfa-middleware.csrf.{interface}",
             digest_method=hashlib.sha256,
+            clock=clock,
         )
         self.interface = interface
 

@@ -23,19 +23,21 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import time
 from base64 import b64decode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadSignature
 from starlette.types import Scope
 
-from .asgi import Network, cookie, header, in_networks, peer_address
+from .asgi import Network, cookie, in_networks, peer_address
 from .errors import ConfigError
 from .settings import IdentitySettings
+from .signing import ClockedTimestampSigner
 
-MAX_USER_ID_LENGTH = 255
+MAX_USER_ID_LENGTH = 320  # the longest e-mail address, a common user id
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,23 +50,36 @@ ResolverResult = Identity | str | None
 Resolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
 
 
+class UnusableIdentity(ValueError):
+    """The shop has someone logged in, but their id cannot be used; the request fails closed."""
+
+
 def as_identity(result: object) -> Identity | None:
-    """Normalise what a resolver returned; anything unusable counts as nobody logged in."""
+    """Normalise what a resolver returned: None or "" is nobody logged in.
+
+    Anything else that is not a usable id raises UnusableIdentity: somebody *is* logged in, so
+    treating it as "nobody" would hand the request to the shop without a second factor.
+    """
+    if result is None or result == "":
+        return None
     if isinstance(result, Identity):
         identity = result
     elif isinstance(result, str | int) and not isinstance(result, bool):
         identity = Identity(str(result))
     else:
-        return None
+        raise UnusableIdentity(f"a resolver returned {type(result).__name__}, not a user id")
     if not identity.user_id or len(identity.user_id) > MAX_USER_ID_LENGTH:
-        return None
+        raise UnusableIdentity(f"user ids must be 1 to {MAX_USER_ID_LENGTH} characters")
     return identity
 
 
 def _session_value(value: Any) -> str | None:
+    """A session's user id: None or "" means nobody; a value of another type fails closed."""
+    if value is None or value == "":
+        return None
     if isinstance(value, str | int) and not isinstance(value, bool):
         return str(value)
-    return None
+    raise UnusableIdentity(f"the session holds a {type(value).__name__}, not a user id")
 
 
 class SessionKeyResolver:
@@ -108,7 +123,7 @@ class StarletteSessionCookieResolver:
         self.key = key
         self.session_id_key = session_id_key
         self.max_age = max_age_seconds
-        self._signer = TimestampSigner(secret_key)
+        self._signer = ClockedTimestampSigner(secret_key, clock=clock)
         self._clock = clock
         self._cache: dict[str, tuple[Identity | None, float]] = {}
         self._cache_size = cache_size
@@ -169,7 +184,11 @@ class HeaderResolver:
     def __call__(self, scope: Scope) -> Identity | None:
         if not in_networks(peer_address(scope), self.trusted):
             return None
-        return as_identity(header(scope, self.header))
+        values = [v for k, v in scope.get("headers", ()) if k == self.header]
+        if len(values) > 1:
+            # Two copies: the client sent one and the proxy appended its own. Never guess.
+            raise UnusableIdentity(f"{self.header.decode()} appears {len(values)} times")
+        return as_identity(values[0].decode("latin-1") if values else None)
 
 
 class CallableResolver:
@@ -192,8 +211,8 @@ def import_callable(path: str, where: str) -> Callable[[Scope], Any]:
         target: Any = importlib.import_module(module_name)
         for part in attribute.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError([f"{where}: cannot import {path!r}: {exc}"]) from None
+    except Exception as exc:  # any failure while importing the shop's module is a config problem
+        raise ConfigError([f"{where}: cannot import {path!r}: {type(exc).__name__}: {exc}"]) from None
     if not callable(target):
         raise ConfigError([f"{where}: {path!r} is not callable"])
     return target  # type: ignore[no-any-return]
@@ -203,7 +222,6 @@ def build_resolver(
     settings: IdentitySettings,
     *,
     trusted_proxies: Sequence[Network],
-    clock: Callable[[], float],
     where: str,
 ) -> Resolver:
     """The resolver an interface's ``identity`` section asks for."""
@@ -212,13 +230,14 @@ def build_resolver(
         return SessionKeyResolver(settings.key, settings.session_id_key)
     if settings.source == "starlette_session_cookie":
         assert settings.key is not None and settings.secret_key is not None
+        # The shop judges its cookie's age by the real time; to agree with it, so do we.
         return StarletteSessionCookieResolver(
             settings.cookie,
             settings.secret_key.reveal(),
             settings.key,
             settings.session_id_key,
             settings.max_age_seconds,
-            clock=clock,
+            clock=time.time,
         )
     if settings.source == "scope_user":
         return ScopeUserResolver(settings.attribute)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .asgi import canonical_path, cookie, header, inside, is_https
+from .asgi import HostilePath, canonical_path, cookie, header, inside, is_https, simple_path
 from .errors import StoreUnavailable
 from .identity import Identity, Resolver, as_identity, build_resolver
 from .pages import SECURITY_HEADERS, UNAVAILABLE, Pages
@@ -89,7 +89,6 @@ class TwoFactorMiddleware:
             resolver = (resolvers or {}).get(name) or build_resolver(
                 iface.identity,
                 trusted_proxies=settings.trusted_proxies,
-                clock=clock,
                 where=f"interfaces.{name}.identity",
             )
             interfaces.append(
@@ -119,9 +118,16 @@ class TwoFactorMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = _canonical(scope["path"])
-        iface = self._match(path)
-        if iface is None or iface.exempt(path):
+        literal = simple_path(scope["path"])
+        try:
+            path = _canonical(scope["path"], literal)
+        except HostilePath:
+            await self._bad_path(scope, receive, send)
+            return
+        # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
+        # so /admin/files/../../x must be protected although it names /x.
+        iface = self._match(path) or (self._match(literal) if literal != path else None)
+        if iface is None or (iface.exempt(path) and iface.exempt(literal)):
             await self.app(scope, receive, send)
             return
 
@@ -129,6 +135,7 @@ class TwoFactorMiddleware:
             result = iface.resolver(scope)
             identity = as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
         except Exception:
+            # Somebody may be logged in and we cannot tell who: nobody passes.
             log.exception("identity resolver of interface %s failed", iface.settings.name)
             await self._unavailable(scope, receive, send)
             return
@@ -246,6 +253,14 @@ class TwoFactorMiddleware:
         response.headers["Retry-After"] = "30"
         await response(scope, receive, send)
 
+    async def _bad_path(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._close_websocket(receive, send)
+            return
+        response = Response("Bad request: the path is encoded too many times.", status_code=400)
+        response.headers.update(SECURITY_HEADERS)
+        await response(scope, receive, send)
+
     @staticmethod
     async def _close_websocket(receive: Receive, send: Send, code: int = 1008) -> None:
         message = await receive()
@@ -253,12 +268,11 @@ class TwoFactorMiddleware:
             await send({"type": "websocket.close", "code": code, "reason": "second factor required"})
 
 
-def _canonical(path: str) -> str:
+def _canonical(path: str, literal: str) -> str:
     # Most paths are plain; only those that could hide something pay for the full canonical form.
     if "%" in path or "\\" in path or "//" in path or "/." in path:
         return canonical_path(path)
-    lowered = path.lower()
-    return lowered[:-1] if len(lowered) > 1 and lowered.endswith("/") else lowered
+    return literal
 
 
 def _wants_json(scope: Scope) -> bool:

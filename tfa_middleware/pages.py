@@ -109,7 +109,7 @@ class Pages:
         self.service = service
         self.codecs = codecs
         self.clock = clock
-        self.csrf = {name: CsrfTokens(name, settings.secret_keys) for name in settings.interfaces}
+        self.csrf = {name: CsrfTokens(name, settings.secret_keys, clock) for name in settings.interfaces}
         loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("tfa_middleware", "templates")]
         if settings.templates_dir:
             loaders.insert(0, jinja2.FileSystemLoader(settings.templates_dir))
@@ -159,7 +159,7 @@ class Pages:
     async def _dispatch(
         self, scope: Scope, receive: Receive, ctx: PageContext, page: str, method: str
     ) -> Response:
-        get_pages = {"challenge": self.challenge, "enroll": self.enroll_page}
+        get_pages = {"challenge": self.challenge, "enroll": self.enroll_page, "logout": self.logout_page}
         post_pages = {
             "send": self.send,
             "verify": self.verify,
@@ -310,7 +310,11 @@ class Pages:
         await self.service.send_code(name, user_id, request=ctx.request)
         return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
 
+    async def logout_page(self, ctx: PageContext) -> Response:
+        return self.render(ctx, "logout.html", 200)
+
     async def logout(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        await self.service.sign_out(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
         response = RedirectResponse(ctx.url("challenge"), status_code=303)
         response.delete_cookie(
             self.cookie_name(ctx.iface, ctx.https), path="/", secure=ctx.https, httponly=True, samesite="lax"

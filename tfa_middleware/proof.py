@@ -72,6 +72,7 @@ class ProofCodec:
         payload = json.dumps(
             [_FORMAT, self.interface, user_id, generation, int(now), method, session_digest(session_id)],
             separators=(",", ":"),
+            ensure_ascii=False,
         ).encode()
         value = self._signer.sign(base64.urlsafe_b64encode(payload).rstrip(b"=")).decode()
         if len(value) > MAX_COOKIE_BYTES - 200:  # leave room for the name and attributes

@@ -199,6 +199,17 @@ class TwoFactor:
         await self._event(now, interface, user_id, "reset", request)
         return _status(interface, user_id, row)
 
+    async def sign_out(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> None:
+        """End the second factor for this user: every proof cookie already issued stops working.
+
+        Proofs are stateless, so one browser's copy cannot be singled out: this signs the user's
+        second factor out on every device, which is what someone whose cookie may be copied wants.
+        """
+        self._check(interface, user_id)
+        now = self.clock()
+        await self.store.update_enrollment(interface, user_id, now, bump_generation=True)
+        await self._event(now, interface, user_id, "signed_out", request)
+
     # ------------------------------------------------------------------ the user's own steps
 
     async def begin_enrollment(

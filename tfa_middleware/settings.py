@@ -156,12 +156,23 @@ class Settings:
 
 
 def mask_database_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+    """The URL with its password and every query value masked (asyncpg takes ?password=...).
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL is reported elsewhere; never echo it
+    Done by hand on the text: the last '@' ends the credentials even when a password holds an
+    unescaped '@', which a URL parser would split in the wrong place.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return "**********"
+    rest, qmark, query = rest.partition("?")
+    if "@" in rest:
+        credentials, _, rest = rest.rpartition("@")
+        user, colon, _ = credentials.partition(":")
+        rest = f"{user}:**********@{rest}" if colon else f"{user}@{rest}"
+    if qmark:
+        masked = "&".join(f"{part.partition('=')[0]}=***" for part in query.split("&") if part)
+        rest = f"{rest}?{masked}"
+    return f"{scheme}://{rest}"
 
 
 def _describe_identity(ident: IdentitySettings) -> dict[str, Any]:
@@ -195,13 +206,31 @@ def load_settings(path: str | os.PathLike[str], environ: Mapping[str, str] | Non
     except UnicodeDecodeError:
         raise ConfigError(["the file is not UTF-8 text"], source) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError([f"{where}{problem}"], source) from None
     return settings_from_mapping(data, environ=environ, source=source)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping.
+
+    PyYAML keeps the last of two equal keys; two ``admin:`` sections would silently drop the first.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one section", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def settings_from_mapping(
@@ -510,8 +539,11 @@ def _interfaces(data: Any, have_proxies: bool, problems: list[str]) -> dict[str,
     if data is None:
         problems.append("interfaces: is required (at least one interface, e.g. admin)")
         return {}
-    if not isinstance(data, dict) or not data:
+    if not isinstance(data, dict):
         problems.append(f"interfaces: expected a mapping of interface names, got {_kind(data)}")
+        return {}
+    if not data:
+        problems.append("interfaces: needs at least one interface, e.g. admin: {path_prefix: /admin, ...}")
         return {}
     out: dict[str, InterfaceSettings] = {}
     for name, body in data.items():
@@ -538,7 +570,7 @@ def _interfaces(data: Any, have_proxies: bool, problems: list[str]) -> dict[str,
 def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSettings | None:
     before = len(section.problems)
     enabled = section.get("enabled", _bool, True)
-    prefix = section.get("path_prefix", _prefix, "/", required=True)
+    prefix = section.get("path_prefix", _prefix, "", required=True)
     default_pages = ("" if prefix == "/" else prefix) + "/_2fa"
     pages = section.get("pages_path", _prefix, default_pages)
     no_paths: tuple[str, ...] = ()
@@ -549,32 +581,15 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
     identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
     section.finish()
 
-    if not section.problems[before:]:
-        if not _inside(pages, prefix):
-            section.problem("pages_path", f"must be inside path_prefix {prefix!r}")
-        cleaned: list[str] = []
-        for i, entry in enumerate(exempt):
-            try:
-                normal = _path(entry).lower()
-            except _Invalid as exc:
-                section.problems.append(f"{section.at('exempt')}[{i}]: {exc}")
-                continue
-            if not _inside(normal.rstrip("/") or "/", prefix):
-                section.problems.append(
-                    f"{section.at('exempt')}[{i}]: {entry!r} is outside path_prefix {prefix!r}"
-                )
-            if normal.rstrip("/") == prefix.rstrip("/"):
-                section.problems.append(
-                    f"{section.at('exempt')}[{i}]: exempting the whole prefix disables the interface; "
-                    "use enabled: false"
-                )
-            cleaned.append(normal)
-        exempt = tuple(cleaned)
-        if identity is not None and identity.source == "header" and not have_proxies:
-            section.problem(
-                "identity",
-                "from: header needs trusted_proxies (the addresses allowed to set that header)",
-            )
+    if prefix:  # the checks below compare with the prefix, so only when it is valid itself
+        if not _inside(pages, prefix) or pages == prefix:
+            section.problem("pages_path", f"must be below path_prefix {prefix!r}, e.g. {default_pages!r}")
+        exempt = _exemptions(section, exempt, prefix, pages)
+    if identity is not None and identity.source == "header" and not have_proxies:
+        section.problem(
+            "identity",
+            "from: header needs trusted_proxies (the addresses allowed to set that header)",
+        )
     if section.problems[before:] or identity is None:
         return None
     return InterfaceSettings(
@@ -588,6 +603,36 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         proof_cookie=cookie,
         on_missing_phone=on_missing,  # type: ignore[arg-type]
     )
+
+
+def _exemptions(section: _Section, entries: tuple[str, ...], prefix: str, pages: str) -> tuple[str, ...]:
+    cleaned: list[str] = []
+    for i, entry in enumerate(entries):
+        where = f"{section.at('exempt')}[{i}]"
+        try:
+            normal = _path(entry).lower()
+        except _Invalid as exc:
+            section.problems.append(f"{where}: {exc}")
+            continue
+        if not _inside(normal.rstrip("/") or "/", prefix):
+            section.problems.append(f"{where}: {entry!r} is outside path_prefix {prefix!r}")
+        elif normal.rstrip("/") == prefix.rstrip("/"):
+            section.problems.append(
+                f"{where}: exempting the whole prefix disables the interface; use enabled: false"
+            )
+        elif _covers(normal, pages):
+            section.problems.append(
+                f"{where}: {entry!r} covers pages_path {pages!r}, "
+                "so the challenge pages could never be reached"
+            )
+        cleaned.append(normal)
+    return tuple(cleaned)
+
+
+def _covers(exempt_entry: str, path: str) -> bool:
+    if exempt_entry.endswith("/"):
+        return _inside(path, exempt_entry.rstrip("/") or "/")
+    return exempt_entry.rstrip("/") == path
 
 
 def _inside(path: str, prefix: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ enrollments = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(255), nullable=False),
+    Column("user_id", String(320), nullable=False),
     Column("phone", String(20)),  # active number, E.164
     Column("pending_phone", String(20)),  # waiting for its confirmation code
     Column("provider_user_id", String(64)),
@@ -63,7 +64,7 @@ codes = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(255), nullable=False),
+    Column("user_id", String(320), nullable=False),
     Column("purpose", String(16), nullable=False),
     Column("code_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -79,7 +80,7 @@ outbox = Table(
     Column("id", Integer, primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(255), nullable=False),
+    Column("user_id", String(320), nullable=False),
     Column("to_masked", String(32), nullable=False),
     Column("channel", String(8), nullable=False),
     Column("body", Text, nullable=False),
@@ -91,7 +92,7 @@ events = Table(
     Column("id", Integer, primary_key=True),
     Column("at", Float, nullable=False),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(255), nullable=False),
+    Column("user_id", String(320), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("ip", String(45)),
     Column("user_agent", String(255)),
@@ -392,11 +393,30 @@ def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # Statement parameters hold phone numbers and (in the sandbox outbox) codes: never in logs.
     if url.startswith("sqlite"):
-        # One connection at a time keeps SQLite's writers from failing with "database is locked";
-        # the timeout lets a second process (a CLI next to the server) wait its turn.
-        return {"connect_args": {"timeout": 15}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10, "pool_timeout": 10}
+        # The timeout lets a second process (a CLI next to the server) wait for a writer's lock.
+        return {"connect_args": {"timeout": 15}, "hide_parameters": True}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": 10,
+        "hide_parameters": True,
+    }
+
+
+class _HideDriverArguments(logging.Filter):
+    """aiosqlite logs every call with its arguments at DEBUG; keep the line, drop the arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = str(record.msg).split("%")[0].strip() + " (arguments hidden by tfa-middleware)"
+            record.args = ()
+        return True
+
+
+logging.getLogger("aiosqlite").addFilter(_HideDriverArguments())
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

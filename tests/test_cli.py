@@ -1,0 +1,208 @@
+"""The ``tfa-middleware`` command line, run as a real process: check-config and outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ADMIN_PHONE, FakeClock
+from tfa_middleware import TwoFactor, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TFA_KEY = "cli-signing-key-0123456789-abcdefghijklmnopq"
+SHOP_SECRET = "cli-shop-secret-0123456789-zyxwvutsrqponm"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONIOENCODING": "utf-8",
+        "TFA_KEY": TFA_KEY,
+        "SHOP_SECRET": SHOP_SECRET,
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tfa_middleware.cli", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        check=False,
+    )
+
+
+def config_file(tmp_path: Path, database: Path | None = None) -> Path:
+    database = database or tmp_path / "tfa.sqlite3"
+    path = tmp_path / "tfa.yaml"
+    path.write_text(
+        f"""
+secret_keys: ["${{TFA_KEY}}"]
+database_url: "sqlite+aiosqlite:///{database}"
+interfaces:
+  admin:
+    path_prefix: /admin
+    exempt: [/admin/login]
+    identity:
+      from: starlette_session_cookie
+      secret_key: "${{SHOP_SECRET}}"
+      key: admin_id
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+# --------------------------------------------------------------------------- check-config
+
+
+def test_check_config_prints_the_masked_settings(tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    first, _, rest = result.stdout.partition("\n")
+    assert first == f"# {path}: valid"
+    described = yaml.safe_load(rest)
+    assert described["secret_keys"] == ["**********"]
+    assert described["interfaces"]["admin"]["pages_path"] == "/admin/_2fa"
+    assert described["interfaces"]["admin"]["identity"]["secret_key"] == "**********"
+    assert TFA_KEY not in result.stdout
+    assert SHOP_SECRET not in result.stdout
+
+
+def test_check_config_json(tmp_path: Path) -> None:
+    result = run_cli("check-config", "--json", str(config_file(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["interfaces"]["admin"]["proof_cookie"] == "tfa_admin"
+    assert TFA_KEY not in result.stdout and SHOP_SECRET not in result.stdout
+
+
+def test_check_config_lists_every_problem_on_stderr(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"""
+secret_keys: ["{TFA_KEY}"]
+colour: blue
+interfaces:
+  admin:
+    path_prefix: admin
+    identity: {{from: session, key: admin_id}}
+  customer:
+    path_prefix: /account
+    exempt: [/login]
+    identity: {{from: session, key: customer_id}}
+""",
+        encoding="utf-8",
+    )
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"invalid configuration in {path}:"
+    assert "  - interfaces.admin.path_prefix: must start with '/'" in lines
+    assert "  - interfaces.customer.exempt[0]: '/login' is outside path_prefix '/account'" in lines
+    assert any(line.startswith("  - colour: unknown key") for line in lines)
+    assert len(lines) == 4
+    assert TFA_KEY not in result.stderr
+
+
+def test_check_config_reports_a_missing_environment_variable(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(config_file(tmp_path)), env={"SHOP_SECRET": ""})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "  - interfaces.admin.identity.secret_key: environment variable SHOP_SECRET is not set"
+        in result.stderr.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(None, "  - cannot read the file: No such file or directory", id="missing"),
+        pytest.param(
+            "interfaces: [admin\n",
+            "  - line 2, column 1: expected ',' or ']', but got '<stream end>'",
+            id="yaml",
+        ),
+    ],
+)
+def test_check_config_unusable_file(tmp_path: Path, content: str | None, expected: str) -> None:
+    path = tmp_path / "tfa.yaml"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"invalid configuration in {path}:", expected]
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+def test_outbox_on_an_empty_database_says_so(tmp_path: Path) -> None:
+    result = run_cli("outbox", "--config", str(config_file(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "(the outbox is empty: ask for a code on the challenge page first)\n"
+
+
+async def _send_a_code(path: Path) -> None:
+    settings = load_settings(path, environ={"TFA_KEY": TFA_KEY, "SHOP_SECRET": SHOP_SECRET})
+    service = TwoFactor.from_settings(settings, clock=FakeClock())
+    try:
+        await service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+        await service.send_code("admin", "alice")
+    finally:
+        await service.close()
+
+
+def test_outbox_prints_a_sent_code_with_the_number_masked(tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    asyncio.run(_send_a_code(path))
+    full_number = "".join(ADMIN_PHONE)
+
+    as_json = run_cli("outbox", "--config", str(path), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    [line] = as_json.stdout.splitlines()
+    message = json.loads(line)
+    assert message["interface"] == "admin"
+    assert message["user_id"] == "alice"
+    assert message["channel"] == "sms"
+    assert message["to"] == "+1 ••• ••• 0123"
+    assert re.search(r"\b\d{6}\b", message["body"])
+    assert full_number not in as_json.stdout and ADMIN_PHONE[1] not in as_json.stdout
+
+    as_text = run_cli("outbox", "--config", str(path))
+    assert as_text.returncode == 0, as_text.stderr
+    assert "admin/alice  sms to +1 ••• ••• 0123" in as_text.stdout
+    assert message["body"] in as_text.stdout
+    assert ADMIN_PHONE[1] not in as_text.stdout
+
+
+def test_outbox_with_an_unusable_database_fails_cleanly(tmp_path: Path) -> None:
+    path = config_file(tmp_path, database=tmp_path / "no-such-dir" / "tfa.sqlite3")
+    result = run_cli("outbox", "--config", str(path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("tfa-middleware: database ")
+
+
+def test_outbox_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
+    result = run_cli("outbox", "--config", str(config_file(tmp_path)), env={"TFA_KEY": "short"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[1].startswith("  - secret_keys: item 0: must be at least 32 characters")
