@@ -11,7 +11,10 @@ exceptions. Exceptions are for what is broken or refused outright::
     ├── StoreUnavailable         the database cannot be reached or answered with an error
     └── ProviderError            the code provider failed; nobody is let in
         ├── ProviderUnavailable  down, timing out, or answering something we cannot parse
-        └── ProviderMisconfigured bad credentials or settings: an admin has to act
+        ├── ProviderMisconfigured bad credentials or settings: an admin has to act
+        ├── ProviderRateLimited  the provider asks us to slow down (retry_after_seconds)
+        ├── ProviderBlocked      the provider refuses this number (geo permissions, fraud guard)
+        └── ProviderUserNotFound the provider forgot our user id; the service registers again
 """
 
 from __future__ import annotations
@@ -58,3 +61,19 @@ class ProviderUnavailable(ProviderError):
 
 class ProviderMisconfigured(ProviderError):
     """The provider refused our credentials or settings; an administrator has to fix them."""
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider refused for now; ``retry_after_seconds`` when it said how long."""
+
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ProviderBlocked(ProviderError):
+    """The provider will not deliver to this number (geo permissions, fraud protection)."""
+
+
+class ProviderUserNotFound(ProviderError):
+    """The provider does not know the user id we stored (Authy 60026); register again."""

@@ -13,11 +13,11 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, TypeVar
 
 from . import phone as phones
-from .errors import InvalidInput
+from .errors import InvalidInput, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.sandbox import SandboxProvider
@@ -27,6 +27,7 @@ from .store import AuditEvent, Enrollment, Store
 log = logging.getLogger("tfa_middleware")
 
 EventHook = Callable[[AuditEvent], Awaitable[None] | None]
+T = TypeVar("T")
 
 
 class EnrollmentNotAllowed(InvalidInput):
@@ -101,6 +102,7 @@ class TwoFactor:
         self.provider = provider
         self.clock = clock
         self.on_event = on_event
+        self._fingerprint_checked = False
 
     @classmethod
     def from_settings(
@@ -157,11 +159,14 @@ class TwoFactor:
                 phone=e164,
                 pending_phone=None,
                 provider_user_id=None,
+                pending_provider_user_id=None,
                 require_enrollment=False,
             )
             await self._event(now, interface, user_id, "phone_set", request, to=phones.mask(e164))
         else:
-            row = await self.store.update_enrollment(interface, user_id, now, pending_phone=e164)
+            row = await self.store.update_enrollment(
+                interface, user_id, now, pending_phone=e164, pending_provider_user_id=None
+            )
             await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(e164))
         return _status(interface, user_id, row)
 
@@ -194,6 +199,7 @@ class TwoFactor:
             phone=None,
             pending_phone=None,
             provider_user_id=None,
+            pending_provider_user_id=None,
             require_enrollment=False,
         )
         await self._event(now, interface, user_id, "reset", request)
@@ -236,7 +242,9 @@ class TwoFactor:
         if row is None or row.phone is None or not row.require_enrollment:
             raise EnrollmentNotAllowed("There is no phone to keep.")
         now = self.clock()
-        row = await self.store.update_enrollment(interface, user_id, now, pending_phone=row.phone)
+        row = await self.store.update_enrollment(
+            interface, user_id, now, pending_phone=row.phone, pending_provider_user_id=row.provider_user_id
+        )
         await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(row.phone))
         return _status(interface, user_id, row)
 
@@ -254,7 +262,7 @@ class TwoFactor:
         target = _target(interface, user_id, await self.store.enrollment(interface, user_id))
         if target is None:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
-        await self.provider.send(target, channel)
+        await self._with_provider_user(target, lambda t: self.provider.send(t, channel))
         masked = phones.mask(target.phone)
         await self._event(
             self.clock(),
@@ -274,8 +282,7 @@ class TwoFactor:
 
     @property
     def code_lengths(self) -> tuple[int, int]:
-        length = self.settings.provider.code_length
-        return getattr(self.provider, "code_lengths", (length, length))
+        return self.provider.code_lengths
 
     async def verify_code(
         self, interface: str, user_id: str, code: str, *, request: RequestInfo | None = None
@@ -289,13 +296,14 @@ class TwoFactor:
         target = _target(interface, user_id, before)
         if target is None or before is None:
             return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
-        result = await self.provider.check(target, code)
+        result = await self._with_provider_user(target, lambda t: self.provider.check(t, code))
         now = self.clock()
         if result is not CheckResult.APPROVED:
             await self._event(now, interface, user_id, "verify_failed", request, purpose=str(target.purpose))
             return VerifyOutcome(VerifyStatus.REJECTED)
         if target.purpose is Purpose.ENROLL:
             changed = before.phone is not None and before.phone != target.phone
+            confirmed = await self.store.enrollment(interface, user_id)
             row = await self.store.update_enrollment(
                 interface,
                 user_id,
@@ -304,7 +312,9 @@ class TwoFactor:
                 phone=target.phone,
                 pending_phone=None,
                 require_enrollment=False,
-                provider_user_id=None if changed else before.provider_user_id,
+                # The provider id registered for the number just confirmed becomes the active one.
+                provider_user_id=confirmed.pending_provider_user_id if confirmed else None,
+                pending_provider_user_id=None,
                 last_verified_at=now,
             )
             kind = "phone_changed" if changed else "enrolled"
@@ -313,6 +323,41 @@ class TwoFactor:
             row = await self.store.update_enrollment(interface, user_id, now, last_verified_at=now)
             await self._event(now, interface, user_id, "verify_ok", request)
         return VerifyOutcome(VerifyStatus.APPROVED, generation=row.generation, method="sms")
+
+    # ------------------------------------------------------------------ provider user ids
+
+    async def _with_provider_user(self, target: Target, action: Callable[[Target], Awaitable[T]]) -> T:
+        """Run a provider call with a registered user, registering again once if the provider
+        has forgotten the id we stored (Authy answers 60026 for a deleted user)."""
+        await self._check_provider_fingerprint()
+        target = await self._registered(target)
+        try:
+            return await action(target)
+        except ProviderUserNotFound:
+            log.warning("provider forgot %s user %s; registering again", target.interface, target.user_id)
+            target = await self._registered(replace(target, provider_user_id=None))
+            return await action(target)
+
+    async def _registered(self, target: Target) -> Target:
+        if not self.provider.needs_registration or target.provider_user_id:
+            return target
+        provider_user_id = await self.provider.register(target)
+        column = "pending_provider_user_id" if target.purpose is Purpose.ENROLL else "provider_user_id"
+        values: dict[str, Any] = {column: provider_user_id}
+        await self.store.update_enrollment(target.interface, target.user_id, self.clock(), **values)
+        return replace(target, provider_user_id=provider_user_id)
+
+    async def _check_provider_fingerprint(self) -> None:
+        """Once per process: a new API key (another account) voids every stored provider id."""
+        if self._fingerprint_checked or self.provider.fingerprint is None:
+            return
+        stored = await self.store.get_meta("provider_fingerprint")
+        if stored != self.provider.fingerprint:
+            if stored is not None:
+                cleared = await self.store.clear_provider_user_ids(self.clock())
+                log.warning("the provider credentials changed: %d stored provider user ids cleared", cleared)
+            await self.store.set_meta("provider_fingerprint", self.provider.fingerprint)
+        self._fingerprint_checked = True
 
     # ------------------------------------------------------------------ internals
 
@@ -376,5 +421,5 @@ def _target(interface: str, user_id: str, row: Enrollment | None) -> Target | No
     if row.phone and not row.require_enrollment:
         return Target(interface, user_id, row.phone, Purpose.LOGIN, row.provider_user_id)
     if row.pending_phone:
-        return Target(interface, user_id, row.pending_phone, Purpose.ENROLL, row.provider_user_id)
+        return Target(interface, user_id, row.pending_phone, Purpose.ENROLL, row.pending_provider_user_id)
     return None

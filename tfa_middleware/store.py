@@ -49,7 +49,8 @@ enrollments = Table(
     Column("user_id", String(320), nullable=False),
     Column("phone", String(20)),  # active number, E.164
     Column("pending_phone", String(20)),  # waiting for its confirmation code
-    Column("provider_user_id", String(64)),
+    Column("provider_user_id", String(64)),  # the provider's id for the active phone (Authy id)
+    Column("pending_provider_user_id", String(64)),  # and for the pending one
     Column("require_enrollment", Boolean, nullable=False, default=False),
     # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
     Column("generation", Integer, nullable=False, default=1),
@@ -72,6 +73,13 @@ codes = Table(
     Column("attempts_left", Integer, nullable=False),
     Column("used_at", Float),
     Index("ix_tfa_code_user", "interface", "user_id", "purpose"),
+)
+
+meta = Table(
+    "tfa_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 outbox = Table(
@@ -109,6 +117,7 @@ class Enrollment:
     phone: str | None
     pending_phone: str | None
     provider_user_id: str | None
+    pending_provider_user_id: str | None
     require_enrollment: bool
     generation: int
     last_verified_at: float | None
@@ -237,6 +246,30 @@ class Store:
             )
             .on_conflict_do_nothing(index_elements=["interface", "user_id"])
         )
+
+    async def clear_provider_user_ids(self, now: float) -> int:
+        """Forget every stored provider user id (they belonged to another provider account)."""
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(enrollments)
+                .where(
+                    (enrollments.c.provider_user_id.is_not(None))
+                    | (enrollments.c.pending_provider_user_id.is_not(None))
+                )
+                .values(provider_user_id=None, pending_provider_user_id=None, updated_at=now)
+            )
+        return int(result.rowcount)
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self._begin() as conn:
+            value = (await conn.execute(select(meta.c.value).where(meta.c.key == key))).scalar()
+        return None if value is None else str(value)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        async with self._begin() as conn:
+            statement = dialect_insert(meta).values(key=key, value=value)
+            await conn.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
     # ------------------------------------------------------------------ sandbox codes
 
@@ -386,6 +419,7 @@ def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
         phone=row["phone"],
         pending_phone=row["pending_phone"],
         provider_user_id=row["provider_user_id"],
+        pending_provider_user_id=row["pending_provider_user_id"],
         require_enrollment=bool(row["require_enrollment"]),
         generation=int(row["generation"]),
         last_verified_at=row["last_verified_at"],

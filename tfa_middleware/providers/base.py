@@ -9,6 +9,10 @@ raises a :class:`~tfa_middleware.errors.ProviderError`. A custom provider looks 
         name = "mine"
         supports_call = False
 
+        needs_registration = False
+        code_lengths = (6, 6)
+        fingerprint = None
+
         async def register(self, target: Target) -> str | None:
             return None  # nothing to register
 
@@ -60,6 +64,13 @@ class SendResult:
 class Provider(Protocol):
     name: str
     supports_call: bool
+    #: True when send/check need ``Target.provider_user_id`` from :meth:`register` first (Authy).
+    needs_registration: bool
+    #: Shortest and longest code the provider issues; longer or shorter input is refused unsent.
+    code_lengths: tuple[int, int]
+    #: A digest of the credentials and endpoint in use, or None. When it changes between runs,
+    #: every stored provider user id is cleared (they belong to the old account).
+    fingerprint: str | None
 
     async def register(self, target: Target) -> str | None: ...
 

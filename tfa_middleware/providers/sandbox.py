@@ -26,6 +26,8 @@ log = logging.getLogger("tfa_middleware.sandbox")
 class SandboxProvider:
     name = "sandbox"
     supports_call = False
+    needs_registration = False
+    fingerprint: str | None = None
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class SandboxProvider:
             raise ValueError("the sandbox provider never sends anything: it refuses production_mode")
         self.store = store
         self.code_length = settings.code_length
+        self.code_lengths = (settings.code_length, settings.code_length)
         self.ttl = settings.code_ttl_seconds
         self.max_attempts = settings.max_attempts_per_code
         self._pepper = hashlib.sha256(b"tfa-middleware.sandbox-code\0" + pepper.reveal().encode()).digest()

@@ -1,0 +1,132 @@
+"""The service's side of the provider contract: registration, re-registration, key changes.
+
+A provider that needs registration (as Authy does) is written here in a few lines: it keeps its
+users and codes in dictionaries and can be told to forget a user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import FakeClock, config
+from tfa_middleware import TwoFactor, settings_from_mapping
+from tfa_middleware.errors import ProviderUserNotFound
+from tfa_middleware.providers.base import CheckResult, SendResult, Target
+from tfa_middleware.service import VerifyStatus
+from tfa_middleware.store import Store
+
+
+class RegisteringProvider:
+    name = "registering"
+    supports_call = False
+    needs_registration = True
+    code_lengths = (6, 6)
+
+    def __init__(self, fingerprint: str | None = "account-1") -> None:
+        self.fingerprint = fingerprint
+        self.users: dict[str, str] = {}  # provider id -> phone
+        self.registrations: list[str] = []
+        self.sent: list[tuple[str, str]] = []  # (provider id, phone)
+
+    async def register(self, target: Target) -> str | None:
+        provider_id = f"p{len(self.registrations) + 1}"
+        self.users[provider_id] = target.phone
+        self.registrations.append(target.phone)
+        return provider_id
+
+    async def send(self, target: Target, channel: str) -> SendResult:
+        if target.provider_user_id not in self.users:
+            raise ProviderUserNotFound("60026 User not found.")
+        assert self.users[target.provider_user_id] == target.phone
+        self.sent.append((target.provider_user_id, target.phone))
+        return SendResult(channel)
+
+    async def check(self, target: Target, code: str) -> CheckResult:
+        if target.provider_user_id not in self.users:
+            raise ProviderUserNotFound("60026 User not found.")
+        return CheckResult.APPROVED if code == "123456" else CheckResult.REJECTED
+
+    async def close(self) -> None:
+        return None
+
+
+def service_with(tmp_path: Path, provider: RegisteringProvider) -> TwoFactor:
+    settings = settings_from_mapping(config(tmp_path))
+    return TwoFactor(settings, Store(settings.database_url.reveal()), provider, clock=FakeClock())
+
+
+async def test_users_are_registered_once_and_the_id_is_kept(tmp_path: Path) -> None:
+    provider = RegisteringProvider()
+    tfa = service_with(tmp_path, provider)
+    try:
+        await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+        await tfa.send_code("admin", "alice")
+        await tfa.send_code("admin", "alice")
+        assert provider.registrations == ["+12015550123"]
+        row = await tfa.store.enrollment("admin", "alice")
+        assert row is not None and row.provider_user_id == "p1"
+        assert provider.sent == [("p1", "+12015550123"), ("p1", "+12015550123")]
+    finally:
+        await tfa.close()
+
+
+async def test_a_forgotten_user_is_registered_again_and_the_call_repeated(tmp_path: Path) -> None:
+    provider = RegisteringProvider()
+    tfa = service_with(tmp_path, provider)
+    try:
+        await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+        await tfa.send_code("admin", "alice")
+        provider.users.clear()  # deleted on the provider's side
+        await tfa.send_code("admin", "alice")
+        assert provider.sent[-1] == ("p2", "+12015550123")
+        row = await tfa.store.enrollment("admin", "alice")
+        assert row is not None and row.provider_user_id == "p2"
+        provider.users.clear()
+        outcome = await tfa.verify_code("admin", "alice", "123456")
+        assert outcome.status is VerifyStatus.APPROVED
+    finally:
+        await tfa.close()
+
+
+async def test_a_new_number_gets_its_own_id_which_becomes_active_when_confirmed(tmp_path: Path) -> None:
+    provider = RegisteringProvider()
+    tfa = service_with(tmp_path, provider)
+    try:
+        await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+        await tfa.send_code("admin", "alice")
+        await tfa.require_enrollment("admin", "alice")
+        await tfa.begin_enrollment("admin", "alice", "1", "2015550199")
+        await tfa.send_code("admin", "alice")
+        assert provider.sent[-1] == ("p2", "+12015550199")
+        row = await tfa.store.enrollment("admin", "alice")
+        assert row is not None and (row.provider_user_id, row.pending_provider_user_id) == ("p1", "p2")
+        assert (await tfa.verify_code("admin", "alice", "123456")).status is VerifyStatus.APPROVED
+        row = await tfa.store.enrollment("admin", "alice")
+        assert row is not None
+        assert (row.phone, row.provider_user_id, row.pending_provider_user_id) == ("+12015550199", "p2", None)
+    finally:
+        await tfa.close()
+
+
+async def test_changed_credentials_clear_every_stored_provider_id(tmp_path: Path) -> None:
+    first = RegisteringProvider(fingerprint="account-1")
+    tfa = service_with(tmp_path, first)
+    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    await tfa.send_code("admin", "alice")
+    await tfa.close()
+
+    same = RegisteringProvider(fingerprint="account-1")
+    same.users["p1"] = "+12015550123"
+    tfa = service_with(tmp_path, same)
+    await tfa.send_code("admin", "alice")
+    assert same.registrations == []  # same account: the stored id is still good
+    await tfa.close()
+
+    other = RegisteringProvider(fingerprint="account-2")
+    tfa = service_with(tmp_path, other)
+    try:
+        await tfa.send_code("admin", "alice")
+        assert other.registrations == ["+12015550123"]  # registered afresh with the new account
+        assert await tfa.store.get_meta("provider_fingerprint") == "account-2"
+    finally:
+        await tfa.close()
