@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -20,7 +22,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
-from tfa_middleware.settings import Settings
+from tfa_middleware.settings import LimitSettings, Settings
+from tfa_middleware.store import Store
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "older-secret-key-0123456789-abcdefghijklmno"
@@ -101,6 +104,21 @@ def config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return data
 
 
+# Tests of other behaviours should not trip over the send and verify limits; the limits' own
+# tests pass ``limits=LimitSettings()`` (the defaults) to make_harness.
+RELAXED_LIMITS = LimitSettings(
+    verify_max_failures=20,
+    verify_delay_base_seconds=0.0,
+    send_cooldown_seconds=0,
+    send_max_per_10_minutes=10_000,
+    send_max_per_hour=10_000,
+    send_max_per_phone_per_hour=10_000,
+    send_max_per_ip_per_hour=10_000,
+    send_budget_per_hour=10_000,
+    send_budget_per_day=10_000,
+)
+
+
 class QueryCounter:
     def __init__(self) -> None:
         self.count = 0
@@ -170,8 +188,10 @@ def clock() -> FakeClock:
 async def make_harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callable[..., Any]]:
     made: list[Harness] = []
 
-    async def make(app: Any = None, *, on_event: Any = None, **overrides: Any) -> Harness:
-        settings = settings_from_mapping(config(tmp_path, **overrides))
+    async def make(
+        app: Any = None, *, on_event: Any = None, limits: LimitSettings = RELAXED_LIMITS, **overrides: Any
+    ) -> Harness:
+        settings = replace(settings_from_mapping(config(tmp_path, **overrides)), limits=limits)
         service = TwoFactor.from_settings(settings, clock=clock, on_event=on_event)
         queries = QueryCounter()
         event.listen(service.store.engine.sync_engine, "before_cursor_execute", queries)
@@ -198,6 +218,56 @@ async def harness(make_harness: Callable[..., Any]) -> Harness:
 
 def postgres_url() -> str | None:
     return os.environ.get("TFA_TEST_POSTGRES_URL") or None
+
+
+# ---------------------------------------------------------------------------- a real database each
+# PostgreSQL runs when TFA_TEST_POSTGRES_URL is set (CI sets it and TFA_REQUIRE_POSTGRES=1, which
+# turns a missing or unreachable server into a failure instead of a skip). Each test gets its own
+# schema, so runs never see each other's rows.
+
+
+def _require_postgres() -> bool:
+    return os.environ.get("TFA_REQUIRE_POSTGRES") == "1"
+
+
+async def _postgres_store() -> AsyncIterator[Store]:
+    url = postgres_url()
+    if url is None:
+        if _require_postgres():
+            pytest.fail("TFA_REQUIRE_POSTGRES=1 but TFA_TEST_POSTGRES_URL is not set")
+        pytest.skip(
+            "PostgreSQL tests need TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
+        )
+    schema = f"tfa_test_{secrets.token_hex(6)}"
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        await admin.dispose()
+        if _require_postgres():
+            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
+        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
+    store = Store(url, engine=engine)
+    try:
+        yield store
+    finally:
+        await store.close()
+        async with admin.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        sqlite = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
+        yield sqlite
+        await sqlite.close()
+    else:
+        async for pg in _postgres_store():
+            yield pg
 
 
 # ---------------------------------------------------------------------- raw ASGI (appended)

@@ -66,9 +66,10 @@ class Demo:
         return match.group(1)
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    folder = tmp_path_factory.mktemp("demo")
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """A fresh demo server and database per test: the send limits of one test never reach another."""
+    folder = tmp_path
     port = _free_port()
     env = {**os.environ, "TFA_DEMO_DB": str(folder / "demo.sqlite3"), "PYTHONPATH": str(ROOT)}
     log = (folder / "uvicorn.log").open("w")
@@ -185,6 +186,8 @@ def test_admin_signs_in_with_a_code_in_a_real_browser(demo: Demo, width: int) ->
             page.fill("#code", "000000" if demo.latest_code("1") != "000000" else "111111")
             page.click("text=Verify")
             expect(page.get_by_role("alert")).to_contain_text("That code didn't work")
+            # After a wrong code the next try must wait a growing delay (1 s first), as a person would.
+            page.wait_for_timeout(1100)
             page.fill("#code", demo.latest_code("1"))
             page.click("text=Verify")
             expect(page.locator("h1")).to_have_text("Orders")

@@ -6,9 +6,10 @@ users and codes in dictionaries and can be told to forget a user.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from tests.conftest import FakeClock, config
+from tests.conftest import RELAXED_LIMITS, FakeClock, config
 from tfa_middleware import TwoFactor, settings_from_mapping
 from tfa_middleware.errors import ProviderUserNotFound
 from tfa_middleware.providers.base import CheckResult, SendResult, Target
@@ -51,7 +52,7 @@ class RegisteringProvider:
 
 
 def service_with(tmp_path: Path, provider: RegisteringProvider) -> TwoFactor:
-    settings = settings_from_mapping(config(tmp_path))
+    settings = replace(settings_from_mapping(config(tmp_path)), limits=RELAXED_LIMITS)
     return TwoFactor(settings, Store(settings.database_url.reveal()), provider, clock=FakeClock())
 
 

@@ -293,7 +293,7 @@ TOO_SHORT = (
     "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
 )
 TOP_KEYS = (
-    "database_url, interfaces, max_form_bytes, provider, revocation_check_seconds, secret_keys, "
+    "database_url, interfaces, limits, max_form_bytes, provider, revocation_check_seconds, secret_keys, "
     "templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (

@@ -8,66 +8,17 @@ schema, so runs never see each other's rows.
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import SECRET, T0, FakeClock, config, postgres_url
+from tests.conftest import SECRET, T0, FakeClock, config
 from tfa_middleware import StoreUnavailable, TwoFactor, settings_from_mapping
 from tfa_middleware.providers.base import CheckResult, Purpose, Target
 from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.settings import ProviderSettings, Secret
 from tfa_middleware.store import AuditEvent, Store
-
-
-def _require_postgres() -> bool:
-    return os.environ.get("TFA_REQUIRE_POSTGRES") == "1"
-
-
-async def _postgres_store() -> AsyncIterator[Store]:
-    url = postgres_url()
-    if url is None:
-        if _require_postgres():
-            pytest.fail("TFA_REQUIRE_POSTGRES=1 but TFA_TEST_POSTGRES_URL is not set")
-        pytest.skip(
-            "PostgreSQL tests need TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
-        )
-    schema = f"tfa_test_{secrets.token_hex(6)}"
-    admin = create_async_engine(url)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:
-        await admin.dispose()
-        if _require_postgres():
-            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
-        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
-    engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
-    store = Store(url, engine=engine)
-    try:
-        yield store
-    finally:
-        await store.close()
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        sqlite = Store(f"sqlite+aiosqlite:///{tmp_path / 'store.sqlite3'}")
-        yield sqlite
-        await sqlite.close()
-    else:
-        async for pg in _postgres_store():
-            yield pg
 
 
 async def test_enrollment_row_is_created_once_and_updated_in_place(store: Store) -> None:

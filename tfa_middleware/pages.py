@@ -23,6 +23,7 @@ from .csrf import CsrfTokens, cross_site
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, StoreUnavailable
 from .forms import FormTooLarge, read_form
 from .identity import Identity
+from .limits import Refusal
 from .proof import ProofCodec
 from .service import (
     EnrollmentNotAllowed,
@@ -41,7 +42,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -51,10 +52,40 @@ WRONG_CODE = (
     "That code didn't work. It may be mistyped, used already or expired: "
     "check the latest text message or ask for a new code."
 )
+LOCKED = (
+    "Too many wrong codes. For your security, no code can be checked for this account "
+    "for {wait}. If this wasn't you, tell the shop's administrator."
+)
+SEND_REFUSALS = {
+    Refusal.COOLDOWN: ("You can ask for a new code in {wait}.", 429),
+    Refusal.ACCOUNT_LIMIT: ("You have asked for several codes already. You can ask again in {wait}.", 429),
+    Refusal.PHONE_LIMIT: ("Too many codes went to this number recently. You can ask again in {wait}.", 429),
+    Refusal.IP_LIMIT: ("Too many codes were asked for from your network. You can ask again in {wait}.", 429),
+    Refusal.BUDGET: (
+        "We can't send codes right now. Please try again later; "
+        "if it keeps happening, tell the shop's administrator.",
+        503,
+    ),
+    Refusal.COUNTRY: (
+        "We can't send text messages to this number's country. Ask the shop's administrator for help.",
+        400,
+    ),
+}
 UNAVAILABLE = (
     "We can't check your code right now. Nobody can sign in without it, so please try again "
     "in a minute. If this keeps happening, tell the shop's administrator."
 )
+
+
+def _duration(seconds: float) -> str:
+    """A wait as a person reads it: "25 seconds", "14 minutes", "2 hours"."""
+    whole = max(1, int(seconds + 0.999))
+    if whole < 90:
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    if whole < 90 * 60:
+        return f"{(whole + 59) // 60} minutes"
+    hours = (whole + 3599) // 3600
+    return f"{hours} hours"
 
 
 def safe_next(value: str | None, iface: InterfaceSettings) -> str:
@@ -116,7 +147,10 @@ class Pages:
         self.templates = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders), autoescape=True, enable_async=False
         )
-        self._stylesheet = (STATIC_DIR / "tfa.css").read_bytes()
+        self._static = {
+            "static/tfa.css": ((STATIC_DIR / "tfa.css").read_bytes(), "text/css"),
+            "static/tfa.js": ((STATIC_DIR / "tfa.js").read_bytes(), "text/javascript"),
+        }
 
     async def __call__(
         self,
@@ -129,10 +163,11 @@ class Pages:
     ) -> None:
         page = canonical_path(scope["path"])[len(iface.pages_path) :].strip("/")
         method = scope["method"]
-        if page == "static/tfa.css" and method in ("GET", "HEAD"):
+        if page in self._static and method in ("GET", "HEAD"):
+            body, media_type = self._static[page]
             response: Response = Response(
-                self._stylesheet,
-                media_type="text/css",
+                body,
+                media_type=media_type,
                 headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
             )
             await response(scope, receive, send)
@@ -208,12 +243,13 @@ class Pages:
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        return self._challenge(ctx, status)
+        return await self._challenge(ctx, status)
 
-    def _challenge(
+    async def _challenge(
         self, ctx: PageContext, status: EnrollmentStatus, *, error: str = "", code: int = 200
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
+        waits = await self._waits(ctx)
         return self.render(
             ctx,
             "challenge.html",
@@ -223,15 +259,16 @@ class Pages:
             sent=sent or bool(error),  # after a wrong try the user has a code: lead with the form
             error=error,
             supports_call=self.service.provider.supports_call,
+            **waits,
         )
 
     async def enroll_page(self, ctx: PageContext) -> Response:
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if not status.needs_enrollment:
             return RedirectResponse(ctx.url("challenge"), status_code=303)
-        return self._enroll(ctx, status)
+        return await self._enroll(ctx, status)
 
-    def _enroll(
+    async def _enroll(
         self,
         ctx: PageContext,
         status: EnrollmentStatus,
@@ -241,6 +278,7 @@ class Pages:
         form: Mapping[str, str] | None = None,
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
+        waits = await self._waits(ctx) if status.pending_masked_phone else {}
         return self.render(
             ctx,
             "enroll.html",
@@ -253,6 +291,7 @@ class Pages:
             error=error,
             country_code=(form or {}).get("country_code", ""),
             phone=(form or {}).get("phone", ""),
+            **waits,
         )
 
     # ------------------------------------------------------------------ POST pages
@@ -265,6 +304,13 @@ class Pages:
         if outcome.status is SendStatus.NEEDS_ENROLLMENT:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if outcome.status is SendStatus.REFUSED:
+            assert outcome.refusal is not None
+            message, code = SEND_REFUSALS[outcome.refusal]
+            error = message.format(wait=_duration(outcome.retry_after))
+            if status.needs_enrollment:
+                return await self._enroll(ctx, status, error=error, code=code)
+            return await self._challenge(ctx, status, error=error, code=code)
         page = "enroll" if status.needs_enrollment else "challenge"
         return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
 
@@ -283,14 +329,16 @@ class Pages:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         low, high = self.service.code_lengths
         digits = f"{low}" if low == high else f"{low} to {high}"
-        error = (
-            f"Enter the {digits}-digit code from the text message, digits only."
-            if outcome.status is VerifyStatus.MALFORMED
-            else WRONG_CODE
-        )
+        wait = _duration(outcome.retry_at - self.clock())
+        error = {
+            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
+            VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
+            VerifyStatus.LOCKED: LOCKED.format(wait=wait),
+        }.get(outcome.status, WRONG_CODE)
+        # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
-            return self._enroll(ctx, status, error=error, code=400)
-        return self._challenge(ctx, status, error=error, code=400)
+            return await self._enroll(ctx, status, error=error, code=400)
+        return await self._challenge(ctx, status, error=error, code=400)
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
@@ -305,7 +353,7 @@ class Pages:
             return RedirectResponse(ctx.url("challenge"), status_code=303)
         except InvalidPhoneNumber as exc:
             status = await self.service.status(name, user_id)
-            return self._enroll(ctx, status, error=str(exc), code=400, form=form)
+            return await self._enroll(ctx, status, error=str(exc), code=400, form=form)
         # The user just asked, by POST, to set up this number: sending its code now saves a click.
         await self.service.send_code(name, user_id, request=ctx.request)
         return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
@@ -322,6 +370,14 @@ class Pages:
         return response
 
     # ------------------------------------------------------------------ helpers
+
+    async def _waits(self, ctx: PageContext) -> dict[str, Any]:
+        """What the page must say the user is waiting for: a lock, and the resend cooldown."""
+        waits = await self.service.waits(ctx.iface.name, ctx.identity.user_id)
+        now = self.clock()
+        send_wait = max(0, int(waits.next_send_at - now + 0.999)) if waits.next_send_at else 0
+        locked = LOCKED.format(wait=_duration(waits.locked_until - now)) if waits.locked_until else ""
+        return {"send_wait": send_wait, "locked": locked}
 
     @staticmethod
     def cookie_name(iface: InterfaceSettings, https: bool) -> str:

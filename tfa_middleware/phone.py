@@ -58,3 +58,8 @@ def mask(e164: str | None) -> str:
     except NumberParseException:
         cc = ""
     return f"+{cc} ••• ••• {e164[-4:]}" if cc else f"••• ••• {e164[-4:]}"
+
+
+def national_digits(e164: str) -> str:
+    """The national significant number of an E.164 string (what follows the calling code)."""
+    return str(phonenumbers.national_significant_number(phonenumbers.parse(e164)))

@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from . import phone as phones
-from .errors import InvalidInput, ProviderUserNotFound
+from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH
+from .limits import Limits, Refusal, Waits
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.sandbox import SandboxProvider
 from .settings import Settings
@@ -62,6 +63,7 @@ class EnrollmentStatus:
 class SendStatus(enum.Enum):
     SENT = "sent"
     NEEDS_ENROLLMENT = "needs_enrollment"
+    REFUSED = "refused"  # a send limit: see ``refusal`` and ``retry_after``
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,8 @@ class SendOutcome:
     status: SendStatus
     masked_phone: str = ""
     channel: str = "sms"
+    refusal: Refusal | None = None
+    retry_after: int = 0  # seconds
 
 
 class VerifyStatus(enum.Enum):
@@ -76,6 +80,8 @@ class VerifyStatus(enum.Enum):
     REJECTED = "rejected"  # wrong, expired or used: one outcome, one message
     MALFORMED = "malformed"  # not a code at all (letters, wrong length): no provider call made
     NEEDS_ENROLLMENT = "needs_enrollment"
+    WAIT = "wait"  # the growing delay after a failure: try again at ``retry_at``
+    LOCKED = "locked"  # too many failures: no code is checked until ``retry_at``
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,7 @@ class VerifyOutcome:
     status: VerifyStatus
     generation: int = 0
     method: str = "sms"
+    retry_at: float = 0.0
 
 
 class TwoFactor:
@@ -103,6 +110,7 @@ class TwoFactor:
         self.clock = clock
         self.on_event = on_event
         self._fingerprint_checked = False
+        self.limits = Limits(settings.limits, store, settings.secret_keys[-1].reveal().encode())
 
     @classmethod
     def from_settings(
@@ -147,6 +155,12 @@ class TwoFactor:
         """
         self._check(interface, user_id)
         e164 = phones.normalise(country_code, number)
+        if not self.limits.country_allowed(e164):
+            calling_code = e164[1 : len(e164) - len(phones.national_digits(e164))]
+            raise InvalidPhoneNumber(
+                f"We can't send text messages to +{calling_code} numbers. "
+                "Use a number from another country, or ask the shop to allow this one."
+            )
         now = self.clock()
         if confirmed:
             before = await self.store.enrollment(interface, user_id)
@@ -205,6 +219,14 @@ class TwoFactor:
         await self._event(now, interface, user_id, "reset", request)
         return _status(interface, user_id, row)
 
+    async def unlock(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> bool:
+        """Lift a verify lock (and the failure count) set by wrong codes. False for an unknown user."""
+        self._check(interface, user_id)
+        if not await self.limits.unlock(interface, user_id):
+            return False
+        await self._event(self.clock(), interface, user_id, "unlocked", request)
+        return True
+
     async def sign_out(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> None:
         """End the second factor for this user: every proof cookie already issued stops working.
 
@@ -262,8 +284,24 @@ class TwoFactor:
         target = _target(interface, user_id, await self.store.enrollment(interface, user_id))
         if target is None:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
-        await self._with_provider_user(target, lambda t: self.provider.send(t, channel))
         masked = phones.mask(target.phone)
+        now = self.clock()
+        permit = await self.limits.reserve_send(
+            interface, user_id, target.phone, request.ip if request else None, now
+        )
+        if not permit.allowed:
+            assert permit.refusal is not None
+            await self._event(
+                now, interface, user_id, "send_refused", request, reason=str(permit.refusal), to=masked
+            )
+            return SendOutcome(SendStatus.REFUSED, masked, channel, permit.refusal, permit.retry_after(now))
+        try:
+            await self._with_provider_user(target, lambda t: self.provider.send(t, channel))
+        except ProviderError as exc:
+            assert permit.send_id is not None
+            await self.limits.give_back_send(permit.send_id)
+            await self._event(now, interface, user_id, "send_failed", request, error=type(exc).__name__)
+            raise
         await self._event(
             self.clock(),
             interface,
@@ -275,6 +313,11 @@ class TwoFactor:
             purpose=str(target.purpose),
         )
         return SendOutcome(SendStatus.SENT, masked, channel)
+
+    async def waits(self, interface: str, user_id: str) -> Waits:
+        """What the user must wait for now: a lock, the delay after a failure, the resend cooldown."""
+        self._check(interface, user_id)
+        return await self.limits.waits(interface, user_id, self.clock())
 
     def code_is_well_formed(self, code: str) -> bool:
         low, high = self.code_lengths
@@ -296,11 +339,34 @@ class TwoFactor:
         target = _target(interface, user_id, before)
         if target is None or before is None:
             return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
-        result = await self._with_provider_user(target, lambda t: self.provider.check(t, code))
         now = self.clock()
+        permit = await self.limits.reserve_attempt(interface, user_id, now)
+        if not permit.allowed:
+            status = VerifyStatus.LOCKED if permit.refusal is Refusal.LOCKED else VerifyStatus.WAIT
+            return VerifyOutcome(status, retry_at=permit.retry_at)
+        try:
+            result = await self._with_provider_user(target, lambda t: self.provider.check(t, code))
+        except ProviderError as exc:
+            await self.limits.give_back_attempt(interface, user_id)
+            await self._event(now, interface, user_id, "verify_error", request, error=type(exc).__name__)
+            raise
         if result is not CheckResult.APPROVED:
-            await self._event(now, interface, user_id, "verify_failed", request, purpose=str(target.purpose))
+            await self._event(
+                now,
+                interface,
+                user_id,
+                "verify_failed",
+                request,
+                purpose=str(target.purpose),
+                failures=str(permit.failures),
+            )
+            if self.limits.locks_now(permit):
+                until = now + self.settings.limits.verify_lock_seconds
+                await self._event(now, interface, user_id, "locked", request, until=str(int(until)))
+                log.warning("%s user %s locked after %d failed codes", interface, user_id, permit.failures)
+                return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
             return VerifyOutcome(VerifyStatus.REJECTED)
+        await self.limits.attempt_succeeded(interface, user_id)
         if target.purpose is Purpose.ENROLL:
             changed = before.phone is not None and before.phone != target.phone
             confirmed = await self.store.enrollment(interface, user_id)

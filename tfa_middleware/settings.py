@@ -24,6 +24,7 @@ from .errors import ConfigError
 IdentitySource = Literal["session", "starlette_session_cookie", "scope_user", "header", "callable"]
 IDENTITY_SOURCES: tuple[str, ...] = IdentitySource.__args__  # type: ignore[attr-defined]
 PROVIDER_NAMES = ("sandbox", "authy", "twilio_verify")
+DEFAULT_API_URLS = {"authy": "https://api.authy.com", "twilio_verify": "https://verify.twilio.com"}
 MIN_SECRET_KEY_LENGTH = 32
 MAX_CODE_TTL_SECONDS = 600  # security requirement 4: a code lives at most 10 minutes
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -89,14 +90,76 @@ class InterfaceSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
+    """Who sends and checks the codes. With ``production_mode`` false the sandbox is used whatever
+    ``name`` says; the other fields are read only by the provider they belong to."""
+
     name: str = "sandbox"
     production_mode: bool = False
-    api_key: Secret | None = None
+    #: The provider's base URL: ``DEFAULT_API_URLS[name]`` unless the file says otherwise.
     api_url: str | None = None
     timeout_seconds: float = 5.0
+    # authy
+    api_key: Secret | None = None
+    email_domain: str = "users.invalid"  # pseudonymous emails: <keyed hash of the user id>@email_domain
+    email_from_user: bool = False  # opt-in: send the user id to Authy when it is an email address
+    # twilio_verify
+    account_sid: str | None = None  # AC...
+    api_key_sid: str | None = None  # SK...: Basic auth with this API key, auth_token being its secret
+    auth_token: Secret | None = None
+    service_sid: str | None = None  # VA...
+    # sandbox
     code_length: int = 6
     code_ttl_seconds: int = MAX_CODE_TTL_SECONDS
     max_attempts_per_code: int = 5
+
+
+# Calling codes that SMS may go to unless the file says otherwise: North America and the larger
+# European and Oceanian markets. Premium-rate pumping targets small, far-away ranges; a shop
+# selling elsewhere lists its own (or "*" for every country, at its own risk).
+DEFAULT_ALLOWED_COUNTRY_CODES = tuple(
+    [
+        "1",
+        "31",
+        "32",
+        "33",
+        "34",
+        "39",
+        "41",
+        "43",
+        "44",
+        "45",
+        "46",
+        "47",
+        "49",
+        "61",
+        "64",
+        "351",
+        "353",
+        "358",
+    ]
+)
+HOURLY_FAILURE_CEILING = 100  # security requirement 6: never more, whatever the file says
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Verify lockout and send limits (security requirements 6-8)."""
+
+    verify_max_failures: int = 5
+    verify_lock_seconds: int = 15 * 60
+    verify_delay_base_seconds: float = 1.0
+    verify_max_failures_per_hour: int = HOURLY_FAILURE_CEILING
+    send_cooldown_seconds: int = 30
+    send_max_per_10_minutes: int = 3
+    send_max_per_hour: int = 5
+    send_max_per_phone_per_hour: int = 5
+    send_max_per_ip_per_hour: int = 20
+    send_budget_per_hour: int = 300
+    send_budget_per_day: int = 2000
+    allowed_country_codes: tuple[str, ...] = DEFAULT_ALLOWED_COUNTRY_CODES
+
+    def country_allowed(self, calling_code: str) -> bool:
+        return "*" in self.allowed_country_codes or calling_code in self.allowed_country_codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +167,7 @@ class Settings:
     secret_keys: tuple[Secret, ...]
     interfaces: Mapping[str, InterfaceSettings]
     provider: ProviderSettings = field(default_factory=ProviderSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     database_url: Secret = field(default_factory=lambda: Secret("sqlite+aiosqlite:///./tfa.sqlite3"))
     revocation_check_seconds: float = 10.0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -129,12 +193,22 @@ class Settings:
             "trusted_proxies": [str(n) for n in self.trusted_proxies],
             "templates_dir": self.templates_dir,
             "max_form_bytes": self.max_form_bytes,
+            "limits": {
+                name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((f, getattr(self.limits, f)) for f in LimitSettings.__dataclass_fields__)
+            },
             "provider": {
                 "name": self.provider.name,
                 "production_mode": self.provider.production_mode,
-                "api_key": None if self.provider.api_key is None else str(self.provider.api_key),
                 "api_url": self.provider.api_url,
                 "timeout_seconds": self.provider.timeout_seconds,
+                "api_key": None if self.provider.api_key is None else str(self.provider.api_key),
+                "email_domain": self.provider.email_domain,
+                "email_from_user": self.provider.email_from_user,
+                "account_sid": self.provider.account_sid,
+                "api_key_sid": self.provider.api_key_sid,
+                "auth_token": None if self.provider.auth_token is None else str(self.provider.auth_token),
+                "service_sid": self.provider.service_sid,
                 "code_length": self.provider.code_length,
                 "code_ttl_seconds": self.provider.code_ttl_seconds,
                 "max_attempts_per_code": self.provider.max_attempts_per_code,
@@ -427,6 +501,7 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     templates_dir = root.get("templates_dir", _templates_dir, None)
     max_form = root.get("max_form_bytes", _int_range(1024, 1024 * 1024), 16 * 1024)
     provider = _provider(_Section(root.raw("provider"), "provider", problems))
+    limits = _limits(_Section(root.raw("limits"), "limits", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
     root.finish()
 
@@ -441,6 +516,7 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
         trusted_proxies=proxies,
         templates_dir=templates_dir,
         max_form_bytes=max_form,
+        limits=limits,
         source=source,
     )
 
@@ -494,12 +570,66 @@ def _templates_dir(value: Any) -> str:
     return text
 
 
+def _limits(section: _Section) -> LimitSettings:
+    d = LimitSettings()
+    counts = _int_range(1, 1_000_000)
+    limits = LimitSettings(
+        verify_max_failures=section.get("verify_max_failures", _int_range(1, 20), d.verify_max_failures),
+        verify_lock_seconds=section.get(
+            "verify_lock_seconds", _int_range(15 * 60, 7 * 24 * 3600), d.verify_lock_seconds
+        ),
+        verify_delay_base_seconds=section.get(
+            "verify_delay_base_seconds", _float_range(0, 60), d.verify_delay_base_seconds
+        ),
+        verify_max_failures_per_hour=section.get(
+            "verify_max_failures_per_hour", _int_range(1, HOURLY_FAILURE_CEILING), HOURLY_FAILURE_CEILING
+        ),
+        send_cooldown_seconds=section.get(
+            "send_cooldown_seconds", _int_range(30, 3600), d.send_cooldown_seconds
+        ),
+        send_max_per_10_minutes=section.get("send_max_per_10_minutes", _int_range(1, 10), 3),
+        send_max_per_hour=section.get("send_max_per_hour", _int_range(1, 20), 5),
+        send_max_per_phone_per_hour=section.get("send_max_per_phone_per_hour", _int_range(1, 20), 5),
+        send_max_per_ip_per_hour=section.get("send_max_per_ip_per_hour", counts, d.send_max_per_ip_per_hour),
+        send_budget_per_hour=section.get("send_budget_per_hour", counts, d.send_budget_per_hour),
+        send_budget_per_day=section.get("send_budget_per_day", counts, d.send_budget_per_day),
+        allowed_country_codes=section.get("allowed_country_codes", _calling_codes, d.allowed_country_codes),
+    )
+    section.finish()
+    if limits.send_max_per_10_minutes > limits.send_max_per_hour:
+        section.problem("send_max_per_10_minutes", "must not be more than send_max_per_hour")
+    if limits.send_budget_per_hour > limits.send_budget_per_day:
+        section.problem("send_budget_per_hour", "must not be more than send_budget_per_day")
+    return limits
+
+
+def _calling_codes(value: Any) -> tuple[str, ...]:
+    items = _str_list(
+        [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        if isinstance(value, list)
+        else value
+    )
+    if not items:
+        raise _Invalid('needs at least one calling code (or "*" for every country)')
+    for item in items:
+        code = item.lstrip("+")
+        if item != "*" and not (code.isdigit() and 1 <= len(code) <= 3):
+            raise _Invalid(f'{item!r} is not a country calling code (1 to 3 digits, or "*")')
+    return tuple(item if item == "*" else item.lstrip("+") for item in items)
+
+
 def _provider(section: _Section) -> ProviderSettings:
     name = section.get("name", _choice(*PROVIDER_NAMES), "sandbox")
     production = section.get("production_mode", _bool, False)
-    api_key = section.get("api_key", lambda v: Secret(_str(v)), None)
     api_url = section.get("api_url", _url, None)
     timeout = section.get("timeout_seconds", _float_range(0.1, 60), 5.0)
+    api_key = section.get("api_key", lambda v: Secret(_str(v)), None)
+    email_domain = section.get("email_domain", _domain, "users.invalid")
+    email_from_user = section.get("email_from_user", _bool, False)
+    account_sid = section.get("account_sid", _sid("AC"), None)
+    api_key_sid = section.get("api_key_sid", _sid("SK"), None)
+    auth_token = section.get("auth_token", lambda v: Secret(_str(v)), None)
+    service_sid = section.get("service_sid", _sid("VA"), None)
     code_length = section.get("code_length", _int_range(6, 10), 6)
     ttl = section.get("code_ttl_seconds", _int_range(60, MAX_CODE_TTL_SECONDS), MAX_CODE_TTL_SECONDS)
     attempts = section.get("max_attempts_per_code", _int_range(1, 10), 5)
@@ -511,21 +641,71 @@ def _provider(section: _Section) -> ProviderSettings:
             "or choose the authy or twilio_verify provider",
         )
     elif production:
-        section.problem(
-            "name",
-            f"the {name} provider is not available in this version yet; "
-            "run with production_mode: false (codes go to the sandbox outbox)",
+        # Only now are the credentials needed: without production_mode the sandbox is used.
+        needed: dict[str, object] = (
+            {"api_key": api_key and api_key.reveal()}
+            if name == "authy"
+            else {
+                "account_sid": account_sid,
+                "auth_token": auth_token and auth_token.reveal(),
+                "service_sid": service_sid,
+            }
         )
+        for key, value in needed.items():
+            if not value and not any(p.startswith(section.at(key) + ":") for p in section.problems):
+                section.problem(key, f"is required with name: {name} and production_mode: true")
+        if api_url and not api_url.startswith("https://") and not _loopback(api_url):
+            section.problem(
+                "api_url",
+                "must be an https:// URL in production mode (http:// only to 127.0.0.1 or localhost, "
+                "e.g. `tfa-middleware fake-provider`): the credentials travel with every request",
+            )
     return ProviderSettings(
         name=name,
         production_mode=production,
-        api_key=api_key,
-        api_url=api_url,
+        api_url=api_url or DEFAULT_API_URLS.get(name),
         timeout_seconds=timeout,
+        api_key=api_key,
+        email_domain=email_domain,
+        email_from_user=email_from_user,
+        account_sid=account_sid,
+        api_key_sid=api_key_sid,
+        auth_token=auth_token,
+        service_sid=service_sid,
         code_length=code_length,
         code_ttl_seconds=ttl,
         max_attempts_per_code=attempts,
     )
+
+
+def _sid(prefix: str) -> Callable[[Any], str]:
+    """Twilio ids: two letters and 32 hexadecimal digits (``AC…``, ``SK…``, ``VA…``)."""
+
+    def convert(value: Any) -> str:
+        text = _str(value).strip()
+        if not re.fullmatch(prefix + r"[0-9a-fA-F]{32}", text):
+            raise _Invalid(f"must be {prefix} followed by 32 hexadecimal digits")
+        return text
+
+    return convert
+
+
+def _domain(value: Any) -> str:
+    text = _nonempty_str(value).lower()
+    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    if len(text) > 200 or not re.fullmatch(rf"{label}(?:\.{label})+", text):
+        raise _Invalid("must be a domain name, e.g. users.invalid or 2fa.example.com")
+    return text
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return host in ("localhost", "::1") or re.fullmatch(r"127(\.\d{1,3}){3}", host) is not None
 
 
 def _url(value: Any) -> str:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,12 @@ enrollments = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("last_verified_at", Float),
+    # Verify limits (limits.py): consecutive failures, the growing delay, the lock, the hourly cap.
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False, default=0.0),
+    Column("locked_until", Float, nullable=False, default=0.0),
+    Column("hour_started_at", Float, nullable=False, default=0.0),
+    Column("hour_failures", Integer, nullable=False, default=0),
     UniqueConstraint("interface", "user_id", name="uq_tfa_enrollment_user"),
 )
 
@@ -80,6 +86,32 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Every code sent, for the sliding-window send limits: per account, per phone, per client address,
+# and in total. Phones are kept as a keyed digest: the limit needs equality, not the number.
+sends = Table(
+    "tfa_send",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("phone_key", String(64), nullable=False),
+    Column("ip", String(45)),
+    Index("ix_tfa_send_user", "interface", "user_id", "at"),
+    Index("ix_tfa_send_phone", "phone_key", "at"),
+    Index("ix_tfa_send_ip", "ip", "at"),
+    Index("ix_tfa_send_at", "at"),
+)
+
+# One row per limit scope; a send's transaction updates the rows of its scopes first, which
+# serialises concurrent sends that share a scope (row locks in PostgreSQL, the write lock in SQLite).
+send_locks = Table(
+    "tfa_send_lock",
+    metadata,
+    Column("scope", String(96), primary_key=True),
+    Column("touched_at", Float, nullable=False),
 )
 
 outbox = Table(
@@ -158,6 +190,10 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction for the limits' multi-statement checks; failures become StoreUnavailable."""
+        return self._begin()
+
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction; any database failure leaves as StoreUnavailable (never a traceback page)."""
@@ -218,7 +254,7 @@ class Store:
     ) -> Enrollment:
         """Create the row if needed, then apply ``values`` (and a generation bump) in one UPDATE."""
         async with self._begin() as conn:
-            await self._ensure_row(conn, interface, user_id, now)
+            await self.ensure_row(conn, interface, user_id, now)
             changes: dict[str, Any] = {"updated_at": now, **values}
             if bump_generation:
                 changes["generation"] = enrollments.c.generation + 1
@@ -232,7 +268,7 @@ class Store:
             ).one()
         return _enrollment(row._mapping)
 
-    async def _ensure_row(self, conn: AsyncConnection, interface: str, user_id: str, now: float) -> None:
+    async def ensure_row(self, conn: AsyncConnection, interface: str, user_id: str, now: float) -> None:
         dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         await conn.execute(
             dialect_insert(enrollments)
@@ -243,6 +279,11 @@ class Store:
                 generation=1,
                 created_at=now,
                 updated_at=now,
+                failures=0,
+                next_attempt_at=0.0,
+                locked_until=0.0,
+                hour_started_at=0.0,
+                hour_failures=0,
             )
             .on_conflict_do_nothing(index_elements=["interface", "user_id"])
         )

@@ -1,0 +1,1 @@
+"""tfa-middleware's test suite (a package, so that no installed top-level "tests" shadows it)."""

@@ -1,0 +1,434 @@
+"""Abuse resistance: the verify lockout and the send limits (security requirements 6, 7, 8, 20, 21).
+
+The service-level tests run on SQLite and PostgreSQL (the ``store`` fixture); the page tests drive
+the middleware with the default limits, the ones a shop gets without configuring anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import RELAXED_LIMITS, FakeClock, Harness, config
+from tfa_middleware import InvalidPhoneNumber, ProviderUnavailable, TwoFactor, settings_from_mapping
+from tfa_middleware.limits import Refusal
+from tfa_middleware.providers.base import CheckResult, SendResult, Target
+from tfa_middleware.providers.sandbox import SandboxProvider
+from tfa_middleware.service import RequestInfo, SendStatus, VerifyStatus
+from tfa_middleware.settings import LimitSettings
+from tfa_middleware.store import Store
+
+DEFAULTS = LimitSettings()
+PHONE = ("1", "2015550123")
+
+
+def make_service(
+    store: Store, tmp_path: Path, clock: FakeClock, limits: LimitSettings = DEFAULTS
+) -> TwoFactor:
+    settings = replace(settings_from_mapping(config(tmp_path)), limits=limits)
+    provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
+    return TwoFactor(settings, store, provider, clock=clock)
+
+
+async def latest_code(store: Store) -> str:
+    match = re.search(r"\b(\d{6})\b", (await store.latest_outbox(1))[0].body)
+    assert match
+    return match.group(1)
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+async def _column(store: Store, user: str, name: str) -> Any:
+    from sqlalchemy import select
+
+    from tfa_middleware.store import enrollments
+
+    async with store.transaction() as conn:
+        return (
+            await conn.execute(
+                select(enrollments.c[name]).where(
+                    enrollments.c.interface == "admin", enrollments.c.user_id == user
+                )
+            )
+        ).scalar()
+
+
+# ---------------------------------------------------------------------------- verify lockout
+
+
+async def test_five_failures_lock_the_account_for_fifteen_minutes(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    statuses = []
+    for delay in (0, 1, 2, 4, 8):  # the growing delay: 1, 2, 4, 8 s after each failure
+        clock.advance(delay)
+        statuses.append((await tfa.verify_code("admin", "alice", wrong(code))).status)
+    assert statuses == [VerifyStatus.REJECTED] * 4 + [VerifyStatus.LOCKED]
+    locked_at = clock.now
+
+    clock.advance(60)
+    # Even the right code is not checked while locked; the answer does not depend on it.
+    right = await tfa.verify_code("admin", "alice", code)
+    assert right.status is VerifyStatus.LOCKED
+    assert right.retry_at == locked_at + 15 * 60
+
+    clock.now = locked_at + 15 * 60
+    clock.advance(31)
+    await tfa.send_code("admin", "alice")  # the old code expired during the lock
+    assert (await tfa.verify_code("admin", "alice", await latest_code(store))).status is VerifyStatus.APPROVED
+    kinds = [e.kind for e in await store.events("admin", "alice")]
+    assert kinds.count("locked") == 1
+    assert kinds.count("verify_failed") == 5
+
+
+async def test_the_delay_grows_and_an_early_attempt_is_refused_without_counting(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    assert (await tfa.verify_code("admin", "alice", wrong(code))).status is VerifyStatus.REJECTED
+    early = await tfa.verify_code("admin", "alice", code)
+    assert (early.status, early.retry_at) == (VerifyStatus.WAIT, clock.now + 1)
+    clock.advance(1)
+    assert (await tfa.verify_code("admin", "alice", wrong(code))).status is VerifyStatus.REJECTED
+    clock.advance(1.5)
+    assert (await tfa.verify_code("admin", "alice", code)).status is VerifyStatus.WAIT  # 2 s now
+    assert await _column(store, "alice", "failures") == 2  # the refused tries did not count
+    clock.advance(0.5)
+    assert (await tfa.verify_code("admin", "alice", code)).status is VerifyStatus.APPROVED
+    assert await _column(store, "alice", "failures") == 0  # success wipes the count
+
+
+async def test_failures_count_per_account_whatever_the_address_or_session(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.set_phone("admin", "bob", "1", "2015550124", confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    for i in range(5):
+        request = RequestInfo(ip=f"198.51.100.{i}", user_agent=f"browser {i}")
+        await tfa.verify_code("admin", "alice", wrong(code), request=request)
+    assert (await tfa.verify_code("admin", "alice", code)).status is VerifyStatus.LOCKED
+    # Another account is untouched.
+    clock.advance(31)
+    await tfa.send_code("admin", "bob")
+    assert (await tfa.verify_code("admin", "bob", await latest_code(store))).status is VerifyStatus.APPROVED
+
+
+@pytest.mark.parametrize("limit", [5, 20])
+async def test_parallel_wrong_guesses_are_each_counted_and_the_lock_lands_exactly(
+    store: Store, tmp_path: Path, limit: int
+) -> None:
+    clock = FakeClock()
+    limits = replace(DEFAULTS, verify_max_failures=limit, verify_delay_base_seconds=0)
+    tfa = make_service(store, tmp_path, clock, limits)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    outcomes = await asyncio.gather(*(tfa.verify_code("admin", "alice", wrong(code)) for _ in range(50)))
+    statuses = [o.status for o in outcomes]
+    assert await _column(store, "alice", "failures") == limit
+    assert statuses.count(VerifyStatus.REJECTED) == limit - 1  # the last counted one reports the lock
+    assert statuses.count(VerifyStatus.LOCKED) == 50 - (limit - 1)
+    kinds = [e.kind for e in await store.events("admin", "alice")]
+    assert kinds.count("verify_failed") == limit and kinds.count("locked") == 1
+
+
+async def test_twenty_parallel_right_codes_give_exactly_one_success(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    outcomes = await asyncio.gather(*(tfa.verify_code("admin", "alice", code) for _ in range(20)))
+    assert [o.status for o in outcomes].count(VerifyStatus.APPROVED) == 1
+
+
+async def test_never_more_than_the_hourly_ceiling_of_failures(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    limits = replace(
+        DEFAULTS, verify_max_failures=20, verify_delay_base_seconds=0, verify_max_failures_per_hour=3
+    )
+    tfa = make_service(store, tmp_path, clock, limits)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    start = clock.now
+    for _ in range(3):
+        assert (await tfa.verify_code("admin", "alice", wrong(code))).status is VerifyStatus.REJECTED
+        clock.advance(60)
+    capped = await tfa.verify_code("admin", "alice", code)
+    assert (capped.status, capped.retry_at) == (VerifyStatus.LOCKED, start + 3600)
+    clock.now = start + 3600
+    await tfa.send_code("admin", "alice")
+    assert (await tfa.verify_code("admin", "alice", await latest_code(store))).status is VerifyStatus.APPROVED
+
+
+def test_the_hourly_ceiling_cannot_be_configured_above_one_hundred(tmp_path: Path) -> None:
+    from tfa_middleware import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        settings_from_mapping(config(tmp_path, limits={"verify_max_failures_per_hour": 101}))
+    assert exc.value.problems == ["limits.verify_max_failures_per_hour: must be between 1 and 100, got 101"]
+    with pytest.raises(ConfigError) as exc:
+        settings_from_mapping(
+            config(tmp_path, limits={"verify_lock_seconds": 60, "send_cooldown_seconds": 5})
+        )
+    assert exc.value.problems == [
+        "limits.verify_lock_seconds: must be between 900 and 604800, got 60",
+        "limits.send_cooldown_seconds: must be between 30 and 3600, got 5",
+    ]
+
+
+async def test_an_admin_unlocks_and_the_unlock_is_audited(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    await tfa.send_code("admin", "alice")
+    code = await latest_code(store)
+    for _ in range(5):
+        await tfa.verify_code("admin", "alice", wrong(code))
+    assert (await tfa.verify_code("admin", "alice", code)).status is VerifyStatus.LOCKED
+    assert await tfa.unlock("admin", "alice", request=RequestInfo(ip="10.0.0.9"))
+    assert (await tfa.verify_code("admin", "alice", code)).status is VerifyStatus.REJECTED  # voided: 5 tries
+    assert not await tfa.unlock("admin", "nobody")
+    unlocked = [e for e in await store.events("admin", "alice") if e.kind == "unlocked"]
+    assert len(unlocked) == 1 and unlocked[0].ip == "10.0.0.9"
+
+
+class BrokenProvider:
+    """A provider whose service is down: every call raises."""
+
+    name = "broken"
+    supports_call = False
+    needs_registration = False
+    code_lengths = (6, 6)
+    fingerprint = None
+
+    async def register(self, target: Target) -> str | None:
+        return None
+
+    async def send(self, target: Target, channel: str) -> SendResult:
+        raise ProviderUnavailable("timed out")
+
+    async def check(self, target: Target, code: str) -> CheckResult:
+        raise ProviderUnavailable("timed out")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_provider_outage_counts_against_nobody(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = replace(settings_from_mapping(config(tmp_path)), limits=DEFAULTS)
+    tfa = TwoFactor(settings, store, BrokenProvider(), clock=clock)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    for _ in range(8):
+        with pytest.raises(ProviderUnavailable):
+            await tfa.verify_code("admin", "alice", "123456")
+        with pytest.raises(ProviderUnavailable):
+            await tfa.send_code("admin", "alice")
+    assert await _column(store, "alice", "failures") == 0
+    assert (await tfa.waits("admin", "alice")).next_send_at == 0
+    kinds = [e.kind for e in await store.events("admin", "alice")]
+    assert kinds.count("verify_error") == 8 and kinds.count("send_failed") == 8
+
+
+# ---------------------------------------------------------------------------- send limits
+
+
+async def test_resend_cooldown_then_three_per_ten_minutes_then_five_per_hour(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    start = clock.now
+    assert (await tfa.send_code("admin", "alice")).status is SendStatus.SENT
+    clock.advance(10)
+    early = await tfa.send_code("admin", "alice")
+    assert (early.status, early.refusal, early.retry_after) == (SendStatus.REFUSED, Refusal.COOLDOWN, 20)
+    for _ in range(2):
+        clock.advance(30)
+        assert (await tfa.send_code("admin", "alice")).status is SendStatus.SENT
+    clock.advance(30)
+    fourth = await tfa.send_code("admin", "alice")
+    assert (fourth.refusal, fourth.retry_after) == (Refusal.ACCOUNT_LIMIT, int(start + 600 - clock.now))
+    clock.now = start + 600
+    assert (await tfa.send_code("admin", "alice")).status is SendStatus.SENT
+    clock.now = start + 641  # the send at +40 s has left the ten-minute window
+    assert (await tfa.send_code("admin", "alice")).status is SendStatus.SENT  # five this hour
+    clock.now = start + 1200
+    sixth = await tfa.send_code("admin", "alice")
+    assert (sixth.refusal, sixth.retry_after) == (Refusal.ACCOUNT_LIMIT, 2400)
+    refused = [e for e in await store.events("admin", "alice") if e.kind == "send_refused"]
+    assert [e.detail["reason"] for e in refused if e.detail] == ["cooldown", "account_limit", "account_limit"]
+
+
+async def test_parallel_sends_for_one_account_send_exactly_one_code(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock)
+    await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    outcomes = await asyncio.gather(*(tfa.send_code("admin", "alice") for _ in range(12)))
+    assert [o.status for o in outcomes].count(SendStatus.SENT) == 1
+    assert len(await store.latest_outbox(50)) == 1
+
+
+async def test_per_phone_limit_holds_across_accounts(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, send_max_per_phone_per_hour=3))
+    for user in ("u1", "u2", "u3", "u4"):
+        await tfa.set_phone("admin", user, *PHONE, confirmed=True)  # one number, many accounts
+    results = [await tfa.send_code("admin", user) for user in ("u1", "u2", "u3", "u4")]
+    assert [r.status for r in results] == [SendStatus.SENT] * 3 + [SendStatus.REFUSED]
+    assert results[3].refusal is Refusal.PHONE_LIMIT
+
+
+async def test_per_address_limit_holds_across_accounts(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, send_max_per_ip_per_hour=3))
+    pumper = RequestInfo(ip="203.0.113.5")
+    outcomes = []
+    for i in range(4):
+        await tfa.set_phone("admin", f"u{i}", "1", f"201555015{i}", confirmed=True)
+        outcomes.append(await tfa.send_code("admin", f"u{i}", request=pumper))
+    assert [o.refusal for o in outcomes] == [None, None, None, Refusal.IP_LIMIT]
+    await tfa.set_phone("admin", "other", "1", "2015550160", confirmed=True)
+    other = await tfa.send_code("admin", "other", request=RequestInfo(ip="203.0.113.6"))
+    assert other.status is SendStatus.SENT
+
+
+async def test_the_global_budget_refuses_sends_loudly_and_lets_nobody_in(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    tfa = make_service(
+        store, tmp_path, clock, replace(DEFAULTS, send_budget_per_hour=2, send_budget_per_day=2)
+    )
+    for user in ("u1", "u2", "u3"):
+        await tfa.set_phone("admin", user, "1", f"20155501{user[1]}0", confirmed=True)
+    with caplog.at_level(logging.ERROR, logger="tfa_middleware.limits"):
+        outcomes = [await tfa.send_code("admin", user) for user in ("u1", "u2", "u3")]
+    assert [o.refusal for o in outcomes] == [None, None, Refusal.BUDGET]
+    assert any("SEND BUDGET SPENT" in r.getMessage() for r in caplog.records)
+    assert (await tfa.verify_code("admin", "u3", "000000")).status is VerifyStatus.REJECTED
+    [refusal] = [e for e in await store.events("admin", "u3") if e.kind == "send_refused"]
+    assert refusal.detail == {"reason": "budget", "to": "+1 ••• ••• 0130"}
+
+
+async def test_numbers_outside_the_allowed_countries_are_refused_at_enrollment(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_country_codes=("44",)))
+    with pytest.raises(InvalidPhoneNumber, match=r"We can't send text messages to \+1 numbers"):
+        await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
+    assert await store.enrollment("admin", "alice") is None
+    default = make_service(store, tmp_path, clock)
+    with pytest.raises(InvalidPhoneNumber, match=r"\+880 numbers"):
+        await default.set_phone("admin", "alice", "880", "1712345678")  # not in the default list
+    await default.set_phone("admin", "alice", *PHONE)  # +1 is
+
+
+# ---------------------------------------------------------------------------- through the pages
+
+
+@pytest.fixture
+async def limited(make_harness: Callable[..., Awaitable[Harness]]) -> Harness:
+    h = await make_harness(limits=DEFAULTS)
+    await h.service.set_phone("admin", "alice", *PHONE, confirmed=True)
+    return h
+
+
+async def test_the_challenge_page_shows_the_cooldown_without_javascript(limited: Harness) -> None:
+    alice = limited.as_user("alice")
+    await limited.send(alice)
+    limited.clock.advance(5)
+    page = await limited.client.get("/admin/_2fa/challenge?sent=1", headers=alice)
+    assert 'data-countdown="25"' in page.text
+    assert "You can ask for a new code in <span data-seconds>25</span> s." in page.text
+    again = await limited.send(alice)
+    assert again.status_code == 429
+    assert "You can ask for a new code in 25 seconds." in again.text
+    limited.clock.advance(25)
+    page = await limited.client.get("/admin/_2fa/challenge?sent=1", headers=alice)
+    assert "data-countdown" not in page.text
+    assert (await limited.send(alice)).status_code == 303
+
+
+async def test_a_locked_account_is_told_when_to_retry_with_the_wrong_code_status(limited: Harness) -> None:
+    alice = limited.as_user("alice")
+    await limited.send(alice)
+    code = await limited.latest_code()
+    first = await limited.verify(alice, wrong(code))
+    assert first.status_code == 400
+    for delay in (1, 2, 4, 8):
+        limited.clock.advance(delay)
+        response = await limited.verify(alice, wrong(code))
+    assert response.status_code == first.status_code == 400
+    assert "Too many wrong codes" in response.text and "15 minutes" in response.text
+    limited.clock.advance(60)
+    right = await limited.verify(alice, code)  # not even checked
+    assert right.status_code == 400 and "14 minutes" in right.text
+    assert "tfa_admin" not in right.cookies
+    page = await limited.client.get("/admin/_2fa/challenge", headers=alice)
+    assert "Too many wrong codes" in page.text
+    assert (await limited.client.get("/admin/orders", headers=alice)).status_code == 303
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make_harness(limits=replace(DEFAULTS, send_max_per_ip_per_hour=2))
+    for user in ("u1", "u2", "u3"):
+        await h.service.set_phone("admin", user, "1", f"20155501{user[1]}1", confirmed=True)
+    statuses = []
+    for i, user in enumerate(("u1", "u2", "u3")):
+        headers = {**h.as_user(user), "x-forwarded-for": f"198.51.100.{i}"}
+        statuses.append((await h.send(headers)).status_code)
+    assert statuses == [303, 303, 429]  # all three counted against the real peer
+    ips = {e.ip for e in await h.service.store.events() if e.kind == "code_sent"}
+    assert ips == {"127.0.0.1"}
+
+
+async def test_a_trusted_proxy_passes_on_the_client_address(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make_harness(
+        limits=replace(DEFAULTS, send_max_per_ip_per_hour=2), trusted_proxies=["127.0.0.1"]
+    )
+    for user in ("u1", "u2", "u3"):
+        await h.service.set_phone("admin", user, "1", f"20155501{user[1]}2", confirmed=True)
+    statuses = []
+    for i, user in enumerate(("u1", "u2", "u3")):
+        headers = {**h.as_user(user), "x-forwarded-for": f"198.51.100.{i}"}
+        statuses.append((await h.send(headers)).status_code)
+    assert statuses == [303, 303, 303]  # three clients behind the proxy
+    ips = sorted(e.ip or "" for e in await h.service.store.events() if e.kind == "code_sent")
+    assert ips == ["198.51.100.0", "198.51.100.1", "198.51.100.2"]
+
+
+def test_relaxed_test_limits_are_not_what_shops_get() -> None:
+    # The other test files relax the limits; this file must not, or it would test nothing.
+    assert DEFAULTS != RELAXED_LIMITS
+    assert DEFAULTS.send_cooldown_seconds >= 30 and DEFAULTS.verify_max_failures <= 5
+    assert DEFAULTS.verify_lock_seconds >= 15 * 60
+    assert DEFAULTS.send_max_per_10_minutes <= 3 and DEFAULTS.send_max_per_hour <= 5
