@@ -1,0 +1,217 @@
+"""The OWASP testing guide's walk over a second factor (WSTG-ATHN-11), as an attacker would try it.
+
+Each test is one attack, end to end through the middleware with the limits a shop gets by default.
+Finer cases of each live in the feature's own test file; this file is the checklist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ADMIN_PHONE, SECRET, Harness, asgi_websocket, config
+from tfa_middleware import ConfigError, load_settings
+from tfa_middleware.settings import LimitSettings
+
+
+@pytest.fixture
+async def shop(make_harness: Callable[..., Awaitable[Harness]]) -> Harness:
+    h = await make_harness(limits=LimitSettings())
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await h.service.set_phone("admin", "bob", "1", "2015550124", confirmed=True)
+    await h.service.set_phone("customer", "alice", "1", "2015550125", confirmed=True)
+    return h
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"])
+@pytest.mark.parametrize(
+    "path", ["/admin", "/admin/orders", "/admin/api/orders", "/ADMIN/orders/", "/account"]
+)
+async def test_direct_navigation_past_the_challenge_reaches_nothing(
+    shop: Harness, method: str, path: str
+) -> None:
+    response = await shop.client.request(method, path, headers=shop.as_user("alice"))
+    assert response.status_code in (303, 401)
+    assert "shop page" not in response.text and '"ok"' not in response.text
+
+
+async def test_a_websocket_past_the_challenge_is_closed(shop: Harness) -> None:
+    sent = await asgi_websocket(shop.app, "/admin/ws", headers={"x-test-user": "alice"})
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "second factor required"}]
+
+
+async def test_a_used_code_cannot_be_replayed(shop: Harness) -> None:
+    alice = shop.as_user("alice")
+    await shop.send(alice)
+    code = await shop.latest_code()
+    assert (await shop.verify(alice, code)).status_code == 303
+    token = await shop.csrf(alice, "/admin/_2fa/logout")
+    await shop.client.post("/admin/_2fa/logout", data={"csrf_token": token}, headers=alice)
+    shop.clock.advance(1)
+    replay = await shop.verify(alice, code)
+    assert replay.status_code == 400 and "tfa_admin" not in replay.cookies
+
+
+async def test_a_proof_cookie_does_not_move_between_users_or_interfaces(shop: Harness) -> None:
+    proof = await shop.pass_challenge("alice")
+
+    async def get(path: str, user: str, cookie: str) -> int:
+        shop.client.cookies.clear()
+        headers = {**shop.as_user(user), "cookie": f"{cookie}={proof}"}
+        return (await shop.client.get(path, headers=headers)).status_code
+
+    assert await get("/admin/orders", "bob", "tfa_admin") == 303
+    assert await get("/account/orders", "alice", "tfa_customer") == 303
+    assert await get("/admin/orders", "alice", "tfa_admin") == 200  # the control: the cookie itself is good
+
+
+async def test_brute_force_from_many_sessions_and_addresses_hits_one_account_lock(shop: Harness) -> None:
+    await shop.send(shop.as_user("alice"))
+    code = await shop.latest_code()
+    guesses = [f"{n:06d}" for n in range(100) if f"{n:06d}" != code]
+    locked_answers = 0
+    for i, guess in enumerate(guesses[:30]):
+        headers = {
+            **shop.as_user("alice", session=f"stolen-session-{i}"),
+            "x-forwarded-for": f"198.51.100.{i}",
+        }
+        shop.clock.advance(16)  # past every growing delay
+        response = await shop.verify(headers, guess)
+        assert response.status_code == 400
+        locked_answers += "Too many wrong codes" in response.text
+    # Five guesses were checked (each is an audit event); the fifth locked the account for all of
+    # them, so it and the 25 after it were answered with the lock.
+    assert [e.kind for e in await shop.service.store.events("admin", "alice")].count("verify_failed") == 5
+    assert locked_answers == 26
+
+
+@pytest.mark.parametrize(
+    "payload", ["//evil.example", "/\\evil.example", "https:evil.example", "/admin%0d%0aSet-Cookie:x=1"]
+)
+async def test_open_redirects_after_the_code_fall_back_to_the_prefix(shop: Harness, payload: str) -> None:
+    alice = shop.as_user("alice")
+    await shop.send(alice)
+    done = await shop.verify(alice, await shop.latest_code(), next_=payload)
+    assert (done.status_code, done.headers["location"]) == (303, "/admin")
+
+
+@pytest.mark.parametrize("page", ["send", "verify", "enroll", "logout"])
+@pytest.mark.parametrize("forgery", ["no-token", "cross-site", "foreign-origin"])
+async def test_csrf_on_every_form_is_refused(shop: Harness, page: str, forgery: str) -> None:
+    alice = shop.as_user("alice")
+    token = await shop.csrf(alice)
+    data = {"csrf_token": token, "code": "123456", "country_code": "1", "phone": "2015550199"}
+    headers = dict(alice)
+    if forgery == "no-token":
+        del data["csrf_token"]
+    elif forgery == "cross-site":
+        headers["sec-fetch-site"] = "cross-site"
+    else:
+        headers["origin"] = "https://evil.example"
+    before = len(await shop.service.store.events())
+    response = await shop.client.post(f"/admin/_2fa/{page}", data=data, headers=headers)
+    assert response.status_code == 403
+    assert len(await shop.service.store.events()) == before
+
+
+@pytest.mark.parametrize("page", ["challenge", "enroll", "logout", "nowhere"])
+async def test_no_page_of_ours_can_be_framed(shop: Harness, page: str) -> None:
+    response = await shop.client.get(f"/admin/_2fa/{page}", headers=shop.as_user("alice"))
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+async def test_no_code_phone_number_or_key_reaches_a_log_or_an_event(
+    shop: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice = shop.as_user("alice")
+    await shop.send(alice)
+    first = await shop.latest_code()
+    await shop.verify(alice, first[::-1] if first[::-1] != first else "000000")
+    shop.clock.advance(2)
+    await shop.verify(alice, first)
+    await shop.service.require_enrollment("admin", "alice")
+    await shop.service.reset("admin", "alice")
+    await shop.client.post(
+        "/admin/_2fa/enroll",
+        data={
+            "csrf_token": await shop.csrf(alice, "/admin/_2fa/enroll"),
+            "country_code": "1",
+            "phone": "2015550177",
+        },
+        headers=alice,
+    )
+    second = await shop.latest_code()
+    events = repr(await shop.service.store.events())
+    logs = "\n".join(r.getMessage() for r in caplog.records)
+    secrets = [first, second, SECRET, "+12015550123", "2015550123", "2015550177"]
+    for text, where in ((logs, "logs"), (events, "events")):
+        found = [s for s in secrets if s in text]
+        assert not found, f"{found} in the {where}"
+    assert "code_sent" in events and re.search(r"\+1 ••• ••• 0177", events)
+
+
+def _any_config() -> st.SearchStrategy[Any]:
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+    )
+    keys = st.sampled_from(
+        [
+            "secret_keys",
+            "interfaces",
+            "admin",
+            "path_prefix",
+            "identity",
+            "from",
+            "key",
+            "limits",
+            "provider",
+            "exempt",
+            "name",
+            "production_mode",
+            "database_url",
+            "x",
+        ]
+    )
+    return st.recursive(
+        scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4)
+    )
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_any_config())
+def test_any_config_file_is_either_settings_or_a_config_error(tmp_path: Path, data: Any) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(json.dumps(data))  # JSON is YAML
+    try:
+        load_settings(path, environ={})
+    except ConfigError as exc:
+        assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_any_text_as_a_config_file_is_either_settings_or_a_config_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_settings(path, environ={})
+    except ConfigError as exc:
+        assert exc.problems
+
+
+def test_a_good_config_survives_the_same_path(tmp_path: Path) -> None:
+    # The control for the two fuzz tests: their harness can load a valid file.
+    path = tmp_path / "good.yaml"
+    data = config(tmp_path)
+    path.write_text(json.dumps(data))
+    assert load_settings(path, environ={}).interfaces["admin"].path_prefix == "/admin"
