@@ -1,186 +1,171 @@
-"""``make bench``: what the middleware costs per request, in-process, next to the bare app.
+"""``make bench``: what the middleware costs, side by side with the bare app and its peers.
 
-Many thousands of calls go straight into the ASGI app (no network, no client): a bare Starlette
-app; the same wrapped by our middleware on an unprotected path; on a protected path with a valid
-proof cookie; and Starlette's own SessionMiddleware with a cookie, the peer reference. It prints
-the median and p99 per request, the cost added to the bare app, and the database queries made on
-the hot path (it must be 0 while the revocation cache is warm).
+Runs, in order, and prints each table as it completes:
 
-    python -m benchmarks [--requests N] [--quick]
+1. in-process cost per request, and 2. the database queries on the hot path (``hot_path.py``);
+3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
+4. the challenge path at 50 concurrent clients on SQLite and PostgreSQL (``challenge.py``);
+5. scale: 1,000 and 1,000,000 enrollments (``scale.py``).
+
+PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
+drops it). A full run writes benchmarks/RESULTS.md with the machine's details; ``--quick`` runs every
+part on tiny sizes in a few seconds and writes nothing (the smoke test runs it).
+
+    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale] [--requests N] [--results PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import re
-import statistics
-import tempfile
+import datetime
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-import httpx
-from sqlalchemy import event
-from starlette.applications import Starlette
-from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from . import challenge, end_to_end, hot_path, scale
+from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-from tfa_middleware import TwoFactor, TwoFactorMiddleware, settings_from_mapping
-
-SECRET = "bench-secret-key-0123456789-abcdefghijklmnop"
-SHOP_SECRET = "bench-shop-secret"
-ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-def shop() -> Starlette:
-    async def page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    return Starlette(routes=[Route("/", page), Route("/admin/orders", page)])
+PARTS = ("hot", "e2e", "challenge", "scale")
+DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
+PACKAGES = (
+    "tfa-middleware",
+    "starlette",
+    "itsdangerous",
+    "SQLAlchemy",
+    "aiosqlite",
+    "asyncpg",
+    "uvicorn",
+    "h11",
+    "httptools",
+    "uvloop",
+    "httpx",
+)
 
 
-async def session_cookie_for(user_id: str) -> str:
-    """A real cookie from the shop's SessionMiddleware, as a logged-in browser would hold it."""
-
-    async def login(request: Request) -> PlainTextResponse:
-        request.session["admin_id"] = user_id
-        return PlainTextResponse("in")
-
-    app = SessionMiddleware(Starlette(routes=[Route("/login", login)]), secret_key=SHOP_SECRET)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
-        return (await c.get("/login")).cookies["session"]
-
-
-async def timed(app: ASGI, path: str, cookie: str, n: int) -> list[float]:
-    headers = [(b"host", b"bench"), (b"accept", b"text/html")]
-    if cookie:
-        headers.append((b"cookie", cookie.encode()))
-    sent: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            sent.append(message["status"])
-
-    samples = []
-    for _ in range(n):
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 5000),
-            "server": ("bench", 80),
-        }
-        start = time.perf_counter_ns()
-        await app(scope, receive, send)
-        samples.append((time.perf_counter_ns() - start) / 1000)
-    if set(sent) != {200}:
-        raise SystemExit(f"benchmark setup is wrong: {path} answered {sorted(set(sent))}")
-    return samples
+async def run(parts: list[str], quick: bool, requests: int, report: Report) -> None:
+    if "hot" in parts:
+        await hot_path.run(report, requests=requests, rounds=2 if quick else 6)
+    if "e2e" in parts:
+        await end_to_end.run(report, quick=quick)
+    if "challenge" in parts:
+        await challenge.run(report, quick=quick)
+    if "scale" in parts:
+        await scale.run(report, quick=quick)
+    url = postgres_url()
+    if url and ("challenge" in parts or "scale" in parts):
+        report.facts["PostgreSQL server"] = await postgres_version(url)
 
 
-async def run(n: int) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        settings = settings_from_mapping(
-            {
-                "secret_keys": [SECRET],
-                "database_url": f"sqlite+aiosqlite:///{Path(folder) / 'bench.sqlite3'}",
-                "interfaces": {
-                    "admin": {
-                        "path_prefix": "/admin",
-                        "identity": {
-                            "from": "starlette_session_cookie",
-                            "secret_key": SHOP_SECRET,
-                            "key": "admin_id",
-                        },
-                    }
-                },
-            }
-        )
-        service = TwoFactor.from_settings(settings)
-        wrapped = TwoFactorMiddleware(shop(), settings, service=service)
-        await service.set_phone("admin", "1", "1", "2015550123", confirmed=True)
-        session = await session_cookie_for("1")
-        proof = await pass_challenge(wrapped, service, session)
-        queries = [0]
-        event.listen(
-            service.store.engine.sync_engine,
-            "before_cursor_execute",
-            lambda *a: queries.__setitem__(0, queries[0] + 1),
-        )
-
-        bare = shop()
-        peer = SessionMiddleware(shop(), secret_key=SHOP_SECRET)
-        cases = [
-            ("bare Starlette app", bare, "/admin/orders", ""),
-            ("SessionMiddleware with a cookie (peer)", peer, "/admin/orders", f"session={session}"),
-            ("tfa: unprotected path", wrapped, "/", ""),
-            (
-                "tfa: protected path, valid proof",
-                wrapped,
-                "/admin/orders",
-                f"session={session}; tfa_admin={proof}",
-            ),
-        ]
-        for _, app, path, cookie in cases:  # warm caches and the interpreter
-            await timed(app, path, cookie, max(200, n // 20))
-        before = queries[0]
-        results = []
-        for _ in range(3):  # interleave rounds so drift hits every case alike
-            for index, (_, app, path, cookie) in enumerate(cases):
-                if len(results) <= index:
-                    results.append([])
-                results[index].extend(await timed(app, path, cookie, n // 3))
-        hot_path_queries = queries[0] - before
-        await service.close()
-
-    base = statistics.median(results[0])
-    print(f"In-process, {n} requests per case (µs per request; 'added' is median minus the bare app's)")
-    print(f"{'case':42} {'median':>8} {'p99':>8} {'added':>8}")
-    for (name, *_), samples in zip(cases, results, strict=True):
-        median = statistics.median(samples)
-        p99 = statistics.quantiles(samples, n=100)[98]
-        added = "" if samples is results[0] else f"{median - base:8.2f}"
-        print(f"{name:42} {median:8.2f} {p99:8.2f} {added:>8}")
-    print(f"database queries on the hot path while the revocation cache is warm: {hot_path_queries}")
+def machine(report: Report) -> dict[str, str]:
+    facts = {
+        "date (UTC)": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
+        "CPU": _cpu_model(),
+        "cores": f"{os.cpu_count()} (usable by this process: {len(os.sched_getaffinity(0))})",
+        "memory": _memory(),
+        "OS": platform.platform(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "SQLite library": sqlite3.sqlite_version,
+    }
+    for name in PACKAGES:
+        try:
+            facts[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            facts[name] = "not installed"
+    facts["commit"] = _commit()
+    facts.update(report.facts)
+    return facts
 
 
-async def pass_challenge(app: TwoFactorMiddleware, service: TwoFactor, session: str) -> str:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        client.cookies.set("session", session)
-        page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-        body = (await service.store.latest_outbox(1))[0].body
-        code = re.search(r"\b(\d{6})\b", body)
-        assert code
-        done = await client.post(
-            "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1)}
-        )
-        return done.cookies["tfa_admin"]
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "tfa_middleware")
+    return commit + (" (with uncommitted changes to tfa_middleware/)" if dirty else "")
+
+
+def results_markdown(report: Report, facts: dict[str, str], seconds: float, command: str) -> str:
+    out = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` in {seconds / 60:.1f} minutes. Run `make bench` again to replace this file;",
+        "the method is described at the top of each module in `benchmarks/`.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *[f"| {key} | {value} |" for key, value in facts.items()],
+        "",
+        "## Targets",
+        "",
+        "| what | target | measured | verdict |",
+        "| --- | --- | --- | --- |",
+        *[f"| {t.what} | {t.goal} | {t.measured} | {verdict(t.met)} |" for t in report.targets],
+        "",
+        "## Figures",
+        "",
+    ]
+    for table in report.tables:
+        out += [table.markdown(), ""]
+    return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=30_000)
-    parser.add_argument("--quick", action="store_true", help="a second's smoke run")
+    parser.add_argument("--quick", action="store_true", help="every part on tiny sizes, in a few seconds")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
+    parser.add_argument("--requests", type=int, default=None, help="in-process requests per case (30,000)")
+    parser.add_argument("--results", type=Path, default=None, help="where to write the Markdown results")
     args = parser.parse_args()
-    asyncio.run(run(600 if args.quick else args.requests))
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    requests = args.requests or (600 if args.quick else 30_000)
+    results = args.results or (None if args.quick else DEFAULT_RESULTS)
+
+    report = Report()
+    started = time.monotonic()
+    asyncio.run(run(parts, args.quick, requests, report))
+    seconds = time.monotonic() - started
+
+    width = max((len(t.what) for t in report.targets), default=10)
+    print("Targets")
+    for t in report.targets:
+        print(f"  {t.what:{width}}  {t.goal:42}  {t.measured:30}  {verdict(t.met)}")
+    print(f"\nfinished in {seconds:.1f} s")
+    if results is not None:
+        command = "python -m benchmarks " + " ".join(sys.argv[1:])
+        results.write_text(results_markdown(report, machine(report), seconds, command.strip()))
+        print(f"results written to {results}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,256 @@
+"""1 and 2: what one request costs in-process, and the database queries on the hot path.
+
+Many thousands of calls go straight into the ASGI app (no network, no client): the bare shop; the
+same wrapped by our middleware on an unprotected path; on a protected path with a valid proof, once
+with the demo's identity (the shop's Starlette session cookie read from outside, with its per-login
+``sid``) and once with a plain callable resolver that does no identity work, so the two costs show
+apart; and Starlette's SessionMiddleware with a cookie, the peer reference. Rounds are interleaved,
+so drift on a shared machine hits every case alike. The added cost is a median minus the bare
+app's median on the same path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import tempfile
+import time
+import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from itsdangerous import Signer, URLSafeTimedSerializer
+from sqlalchemy import event
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import cookie_parser
+
+from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware
+
+from .common import (
+    PROTECTED,
+    SESSION_COOKIE,
+    SHOP_SECRET,
+    UNPROTECTED,
+    ASGIApp,
+    Report,
+    Table,
+    bench_settings,
+    median,
+    p99,
+    session_cookie,
+    shop,
+    sqlite_url,
+)
+
+SID = "bench-login-0123456789abcdefghij"
+USER = "1"
+
+
+def fixed_identity(scope: Any) -> Identity:
+    """A plain callable resolver that does no identity work at all: the middleware's own floor."""
+    return Identity(USER, SID)
+
+
+@dataclass
+class Case:
+    name: str
+    app: ASGIApp
+    path: str
+    cookie: str
+    baseline: int | None  # index of the bare case on the same path; None for the bare cases
+
+
+async def timed(app: ASGIApp, path: str, cookie: str, n: int) -> list[float]:
+    """``n`` GET requests straight into ``app``; the µs each one took."""
+    headers = [(b"host", b"bench"), (b"accept", b"text/html"), (b"user-agent", b"bench")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    statuses: set[int] = set()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 5000),
+            "server": ("bench", 80),
+        }
+        start = clock()
+        await app(scope, receive, send)
+        samples.append((clock() - start) / 1000)
+    if statuses != {200}:
+        raise SystemExit(f"benchmark setup is wrong: {path} answered {sorted(statuses)}")
+    return samples
+
+
+async def pass_challenge(app: ASGIApp, service: TwoFactor, session: str) -> str:
+    """Walk the challenge like a browser (page, send, verify); return the proof cookie."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        client.cookies.set(SESSION_COOKIE, session)
+        page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, page.text
+        await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
+        body = (await service.store.latest_outbox(1))[0].body
+        code = re.search(r"\b(\d{6})\b", body)
+        assert code, body
+        done = await client.post(
+            "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1)}
+        )
+        return done.cookies["tfa_admin"]
+
+
+async def run(report: Report, *, requests: int, rounds: int = 6) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        settings = bench_settings(sqlite_url(folder))
+        via_config = bench_settings(
+            sqlite_url(folder), {"from": "callable", "path": "benchmarks.hot_path:fixed_identity"}
+        )
+        service = TwoFactor.from_settings(settings)
+        try:
+            await service.set_phone("admin", USER, "1", "2015550123", confirmed=True)
+            demo = TwoFactorMiddleware(shop(), settings, service=service)
+            plain = TwoFactorMiddleware(
+                shop(), settings, service=service, resolvers={"admin": fixed_identity}
+            )
+            configured = TwoFactorMiddleware(shop(), via_config, service=service)
+            session = session_cookie(USER, SID)
+            proof = await pass_challenge(demo, service, session)
+            both = f"{SESSION_COOKIE}={session}; tfa_admin={proof}"
+            queries = [0]
+
+            def count(*_: Any) -> None:
+                queries[0] += 1
+
+            event.listen(service.store.engine.sync_engine, "before_cursor_execute", count)
+            cases = [
+                Case("bare Starlette app, protected path", shop(), PROTECTED, both, None),
+                Case("bare Starlette app, unprotected path", shop(), UNPROTECTED, both, None),
+                Case(
+                    "Starlette SessionMiddleware with a cookie (peer)",
+                    SessionMiddleware(shop(), secret_key=SHOP_SECRET),
+                    PROTECTED,
+                    both,
+                    0,
+                ),
+                Case("tfa: unprotected path", demo, UNPROTECTED, both, 1),
+                Case("tfa: valid proof, session cookie resolver (demo)", demo, PROTECTED, both, 0),
+                Case("tfa: valid proof, plain callable resolver", plain, PROTECTED, both, 0),
+                Case("tfa: valid proof, `from: callable` in the YAML", configured, PROTECTED, both, 0),
+            ]
+            for case in cases:  # warm caches (the revocation cache too) and the interpreter
+                await timed(case.app, case.path, case.cookie, max(100, requests // 10))
+            before = queries[0]
+            results: list[list[float]] = [[] for _ in cases]
+            per_round = max(1, requests // rounds)
+            for round_ in range(rounds):
+                # Interleaved, and in a rotating order, so drift and warm-up hit every case alike.
+                for index in [*range(len(cases))][round_ % len(cases) :] + [*range(len(cases))][
+                    : round_ % len(cases)
+                ]:
+                    case = cases[index]
+                    results[index].extend(await timed(case.app, case.path, case.cookie, per_round))
+            hot_queries = queries[0] - before
+            hot_requests = per_round * rounds * 5  # every case but the two bare ones touches our middleware
+        finally:
+            await service.close()
+
+    table = Table(
+        f"1. In-process cost per request ({per_round * rounds:,} requests per case, µs)",
+        ["case", "median", "p99", "added"],
+    )
+    added: dict[str, float] = {}
+    for case, samples in zip(cases, results, strict=True):
+        extra = "" if case.baseline is None else f"{median(samples) - median(results[case.baseline]):.2f}"
+        if extra:
+            added[case.name] = float(extra)
+        table.add(case.name, median(samples), p99(samples), extra)
+    table.notes.append("added: the case's median minus the bare app's median on the same path")
+    report.show(table)
+
+    references = Table("1b. Reference costs of the signing steps alone (µs per call)", ["operation", "µs"])
+    for name, cost in reference_costs(proof, session, number=max(1_000, requests // 2)):
+        references.add(name, cost)
+    report.show(references)
+
+    queries_table = Table(
+        "2. Database queries on the hot path (revocation cache warm)", ["requests", "queries"]
+    )
+    queries_table.add(hot_requests, hot_queries)
+    report.show(queries_table)
+
+    peer = added["Starlette SessionMiddleware with a cookie (peer)"]
+    demo_added = added["tfa: valid proof, session cookie resolver (demo)"]
+    plain_added = added["tfa: valid proof, plain callable resolver"]
+    unprotected = added["tfa: unprotected path"]
+    report.target(
+        "protected hot path, demo identity (in-process)",
+        "adds ≤ 5 µs",
+        f"adds {demo_added:.2f} µs",
+        demo_added <= 5,
+    )
+    report.target(
+        "protected hot path, demo identity, against the peer",
+        "< ¼ of SessionMiddleware's added cost",
+        f"{demo_added:.2f} µs vs ¼ × {peer:.2f} = {peer / 4:.2f} µs",
+        demo_added < peer / 4,
+    )
+    report.target(
+        "protected hot path, plain callable resolver",
+        "adds ≤ 5 µs and < ¼ of SessionMiddleware's",
+        f"adds {plain_added:.2f} µs",
+        plain_added <= 5 and plain_added < peer / 4,
+    )
+    report.target("unprotected path", "adds < 1 µs", f"adds {unprotected:.2f} µs", unprotected < 1)
+    report.target(
+        "database queries on the hot path", "0 while the cache is warm", str(hot_queries), hot_queries == 0
+    )
+
+
+def reference_costs(proof: str, session: str, number: int) -> list[tuple[str, float]]:
+    """The floor and the usual tools, measured here and now, so the table above has a scale."""
+    key = b"k" * 32
+    body, _, _mac = proof.rpartition(".")
+    raw = body.encode()
+    serializer = URLSafeTimedSerializer(SHOP_SECRET)
+    token = serializer.dumps({"admin_id": USER, "sid": SID})
+    signer = Signer(SHOP_SECRET, digest_method=hashlib.sha256)
+    signed = signer.sign(raw)
+
+    def floor() -> bool:
+        return hmac.compare_digest(hmac.new(key, raw, hashlib.sha256).digest(), key)
+
+    header = f"{SESSION_COOKIE}={session}; tfa_admin={proof}"
+    cache = {proof: 1}
+
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("raw HMAC-SHA256 over the proof and a constant-time compare (the floor)", floor),
+        ("itsdangerous Signer.unsign (SHA-256) of the proof", lambda: signer.unsign(signed)),
+        ("itsdangerous URLSafeTimedSerializer.loads of a small session", lambda: serializer.loads(token)),
+        ("Starlette cookie_parser of the Cookie header used here", lambda: cookie_parser(header)),
+        ("dict look-up of the proof value (what a cache hit costs)", lambda: cache.get(proof)),
+    ]
+    out = []
+    for name, call in calls:
+        best = min(timeit.repeat(call, number=number, repeat=5))
+        out.append((name, best / number * 1e6))
+    return out

@@ -1,0 +1,62 @@
+"""The benchmarks still run: ``python -m benchmarks --quick`` does every part on tiny sizes.
+
+A smoke run only, so that ``make bench`` cannot rot unnoticed. Nothing here asserts a timing: on a
+shared machine a test's figures say nothing. PostgreSQL rows are expected when the suite has a
+server (TFA_TEST_POSTGRES_URL), as in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+ROWS = [
+    "1. In-process cost per request",
+    "bare Starlette app, protected path",
+    "Starlette SessionMiddleware with a cookie (peer)",
+    "tfa: unprotected path",
+    "tfa: valid proof, session cookie resolver (demo)",
+    "tfa: valid proof, plain callable resolver",
+    "1b. Reference costs of the signing steps alone",
+    "2. Database queries on the hot path",
+    "3. End to end under uvicorn",
+    "smallest shop",
+    "4. Challenge path at 5 concurrent clients",
+    "SQLite (file, WAL)",
+    "5. Scale: service calls with 100 and 1,000 enrollments",
+    "5b. Query plans",
+    "SEARCH tfa_enrollment USING INDEX",
+    "Targets",
+    "database queries on the hot path",
+]
+
+
+def test_quick_benchmark_runs_every_part_and_prints_every_table() -> None:
+    before = RESULTS.stat().st_mtime_ns if RESULTS.exists() else None
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    missing = [row for row in ROWS if row not in done.stdout]
+    assert not missing, f"missing from the output: {missing}\n{done.stdout}"
+    lines = done.stdout.splitlines()
+    hot_path_queries = lines[lines.index(next(line for line in lines if line.startswith("2. "))) + 3]
+    assert hot_path_queries.split()[-1] == "0", hot_path_queries
+    database_rows = [line for line in lines if line.startswith(("SQLite ", "PostgreSQL "))]
+    assert len(database_rows) >= 3, done.stdout  # challenge: one per database; scale: two
+    failed = [line for line in database_rows if line.split()[-1] != "0"]
+    assert not failed, f"requests failed (the last column):\n{failed}"
+    if os.environ.get("TFA_TEST_POSTGRES_URL"):
+        assert sum(line.startswith("PostgreSQL ") for line in database_rows) == 3, done.stdout
+    # --quick writes nothing: RESULTS.md holds the last full run only.
+    assert (RESULTS.stat().st_mtime_ns if RESULTS.exists() else None) == before
