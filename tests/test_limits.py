@@ -7,6 +7,7 @@ the middleware with the default limits, the ones a shop gets without configuring
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -432,3 +433,32 @@ def test_relaxed_test_limits_are_not_what_shops_get() -> None:
     assert DEFAULTS.send_cooldown_seconds >= 30 and DEFAULTS.verify_max_failures <= 5
     assert DEFAULTS.verify_lock_seconds >= 15 * 60
     assert DEFAULTS.send_max_per_10_minutes <= 3 and DEFAULTS.send_max_per_hour <= 5
+
+
+# ---------------------------------------------------------------------------- the audit log
+
+
+async def test_every_event_is_also_one_json_log_line(
+    limited: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tfa_middleware.audit")
+    alice = {**limited.as_user("alice"), "user-agent": "Firefox/200"}
+    await limited.send(alice)
+    await limited.verify(alice, "000000" if await limited.latest_code() != "000000" else "111111")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tfa_middleware.audit"]
+    assert [line["event"] for line in lines] == ["code_sent", "verify_failed"]
+    assert lines[0] | {"at": 0} == {
+        "at": 0,
+        "interface": "admin",
+        "user_id": "alice",
+        "event": "code_sent",
+        "ip": "127.0.0.1",
+        "user_agent": "Firefox/200",
+        "channel": "sms",
+        "to": "+1 ••• ••• 0123",
+        "purpose": "login",
+    }
+    assert [e.kind for e in await limited.service.store.events("admin", "alice")][-2:] == [
+        "code_sent",
+        "verify_failed",
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from .settings import Settings
 from .store import AuditEvent, Enrollment, Store
 
 log = logging.getLogger("tfa_middleware")
+# One JSON line per audit event, at INFO: route this logger to a file or a collector to keep them.
+audit_log = logging.getLogger("tfa_middleware.audit")
 
 EventHook = Callable[[AuditEvent], Awaitable[None] | None]
 T = TypeVar("T")
@@ -453,6 +456,22 @@ class TwoFactor:
             detail=detail,
         )
         await self.store.add_event(item)
+        if audit_log.isEnabledFor(logging.INFO):
+            audit_log.info(
+                "%s",
+                json.dumps(
+                    {
+                        "at": item.at,
+                        "interface": item.interface,
+                        "user_id": item.user_id,
+                        "event": item.kind,
+                        "ip": item.ip,
+                        "user_agent": item.user_agent,
+                        **dict(item.detail or {}),
+                    },
+                    ensure_ascii=False,
+                ),
+            )
         if self.on_event is not None:
             try:
                 result = self.on_event(item)
