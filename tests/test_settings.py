@@ -301,8 +301,8 @@ INTERFACE_KEYS = (
     "proof_max_age_seconds"
 )
 PROVIDER_KEYS = (
-    "api_key, api_url, code_length, code_ttl_seconds, max_attempts_per_code, name, production_mode, "
-    "timeout_seconds"
+    "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "
+    "email_from_user, max_attempts_per_code, name, production_mode, service_sid, timeout_seconds"
 )
 SOURCES = "session, starlette_session_cookie, scope_user, header, callable"
 

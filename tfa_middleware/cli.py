@@ -1,7 +1,10 @@
 """``tfa-middleware``: the administrator's command line.
 
 tfa-middleware check-config FILE           print the resolved settings, secrets masked, or the errors
+tfa-middleware check-config FILE --online  ... and ask the provider whether it accepts the credentials
 tfa-middleware outbox --config FILE        the latest sandbox messages (test mode only: codes included)
+tfa-middleware fake-provider authy|twilio_verify --port N
+                                           a fake Authy or Twilio Verify API to try production mode
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from .errors import ConfigError, StoreUnavailable
+from .errors import ConfigError, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
 from .store import Store
 
@@ -27,16 +30,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate a settings file")
     check.add_argument("file")
     check.add_argument("--json", action="store_true", help="print the settings as JSON")
+    check.add_argument(
+        "--online", action="store_true", help="also ask the provider whether it accepts the credentials"
+    )
 
     out = commands.add_parser("outbox", help="print the sandbox outbox (codes sent in test mode)")
     out.add_argument("--config", required=True, help="the settings file")
     out.add_argument("--limit", type=int, default=10, help="how many of the latest messages (default 10)")
     out.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    fake = commands.add_parser(
+        "fake-provider", help="run a fake Authy or Twilio Verify API (codes are printed, nothing is sent)"
+    )
+    fake.add_argument("provider", choices=["authy", "twilio_verify"])
+    fake.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    fake.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks a free port")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
-            return _check_config(args.file, args.json)
+            code = _check_config(args.file, args.json)
+            return asyncio.run(_check_online(load_settings(args.file))) if args.online else code
+        if args.command == "fake-provider":
+            return _fake_provider(args.provider, args.host, args.port)
         return asyncio.run(_outbox(load_settings(args.config), args.limit, args.json))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
@@ -53,6 +69,62 @@ def _check_config(path: str, as_json: bool) -> int:
         print(json.dumps(described, indent=2))
     else:
         print(f"# {path}: valid\n" + yaml.safe_dump(described, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+async def _check_online(settings: Settings) -> int:
+    from .providers.build import remote_provider
+
+    provider = remote_provider(settings)
+    if provider is None:
+        print(
+            "# online: production_mode is false, so the sandbox is used and nothing is sent: nothing to check"
+        )
+        return 0
+    try:
+        print(f"# online: {await provider.check_credentials()}")
+        return 0
+    except ProviderError as exc:
+        print(f"tfa-middleware: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await provider.close()
+
+
+def _fake_provider(name: str, host: str, port: int) -> int:
+    from .testing import (
+        FAKE_ACCOUNT_SID,
+        FAKE_AUTH_TOKEN,
+        FAKE_AUTHY_API_KEY,
+        FAKE_SERVICE_SID,
+        FakeAuthy,
+        FakeTwilioVerify,
+        SentCode,
+    )
+    from .testing.server import run
+
+    def show(sent: SentCode) -> None:
+        # A fake's codes are the whole point: they are printed, as the sandbox outbox shows them.
+        print(f"{name}: {sent.channel} to {sent.to}: code {sent.code}", flush=True)
+
+    if name == "authy":
+        app: FakeAuthy | FakeTwilioVerify = FakeAuthy(on_send=show)
+        settings = f"  name: authy\n  api_key: {FAKE_AUTHY_API_KEY}"
+    else:
+        app = FakeTwilioVerify(on_send=show)
+        settings = (
+            f"  name: twilio_verify\n  account_sid: {FAKE_ACCOUNT_SID}\n"
+            f"  auth_token: {FAKE_AUTH_TOKEN}\n  service_sid: {FAKE_SERVICE_SID}"
+        )
+
+    def ready(url: str) -> None:
+        print(
+            f"fake {name} API listening on {url} (Ctrl-C stops it). Settings to use it:\n"
+            f"provider:\n{settings}\n  production_mode: true\n  api_url: {url}",
+            flush=True,
+        )
+
+    run(app, host=host, port=port, on_ready=ready, log_level="warning")
     return 0
 
 
