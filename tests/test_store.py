@@ -25,19 +25,44 @@ async def test_enrollment_row_is_created_once_and_updated_in_place(store: Store)
     assert await store.enrollment("admin", "u1") is None
     assert await store.generation("admin", "u1") == 0
     first = await store.update_enrollment("admin", "u1", T0, phone="+12015550123")
-    assert (first.phone, first.generation, first.require_enrollment) == ("+12015550123", 1, False)
+    assert (first.phone, first.require_enrollment) == ("+12015550123", False)
     bumped = await store.update_enrollment("admin", "u1", T0 + 1, bump_generation=True, phone=None)
-    assert (bumped.phone, bumped.generation) == (None, 2)
-    assert await store.generation("admin", "u1") == 2
+    assert (bumped.phone, bumped.generation) == (None, first.generation + 1)
+    assert await store.generation("admin", "u1") == first.generation + 1
     assert await store.generation("customer", "u1") == 0  # interfaces are separate namespaces
 
 
-async def test_parallel_first_writes_make_one_row(store: Store) -> None:
+async def test_parallel_first_writes_make_one_row_and_parallel_bumps_all_count(store: Store) -> None:
+    rows = await asyncio.gather(*(store.update_enrollment("admin", "racer", T0) for _ in range(10)))
+    assert len({row.generation for row in rows}) == 1  # one row, created once
+    start = rows[0].generation
     await asyncio.gather(
         *(store.update_enrollment("admin", "racer", T0, bump_generation=True) for _ in range(10))
     )
-    # Ten bumps on one row, none lost to a read-modify-write race: 1 + 10.
-    assert await store.generation("admin", "racer") == 11
+    # Ten bumps, none lost to a read-modify-write race.
+    assert await store.generation("admin", "racer") == start + 10
+    assert len(await store.enrollments_list("admin", "racer", 10)) == 1
+
+
+async def test_a_deleted_user_created_again_never_gets_an_old_generation_back(store: Store) -> None:
+    seen = set()
+    for round_ in range(5):
+        row = await store.update_enrollment("admin", "phoenix", T0 + round_, phone="+12015550123")
+        bumped = await store.update_enrollment("admin", "phoenix", T0 + round_, bump_generation=True)
+        seen.update({row.generation, bumped.generation})
+        assert await store.delete_enrollment("admin", "phoenix", T0 + round_)
+        assert not await store.delete_enrollment("admin", "phoenix", T0 + round_)
+    assert len(seen) == 10  # five lives, two generations each, no repeats
+
+
+async def test_the_user_list_is_searched_by_prefix_with_wildcards_taken_literally(store: Store) -> None:
+    for user in ("ann", "anna", "bob", "a%b", "a_b"):
+        await store.update_enrollment("admin", user, T0)
+    await store.update_enrollment("customer", "anne", T0)
+    assert sorted(r.user_id for r in await store.enrollments_list("admin", "an", 10)) == ["ann", "anna"]
+    assert [r.user_id for r in await store.enrollments_list("admin", "a%", 10)] == ["a%b"]
+    assert [r.user_id for r in await store.enrollments_list("admin", "a_", 10)] == ["a_b"]
+    assert len(await store.enrollments_list(None, "", 10)) == 6
 
 
 async def test_code_is_consumed_exactly_once_under_concurrency(store: Store) -> None:

@@ -44,6 +44,7 @@ MAX_USER_ID_LENGTH = 320  # the longest e-mail address, a common user id
 class Identity:
     user_id: str
     session_id: str | None = None
+    roles: frozenset[str] = frozenset()  # only for the management page's allow_roles
 
 
 ResolverResult = Identity | str | None
@@ -73,6 +74,15 @@ def as_identity(result: object) -> Identity | None:
     return identity
 
 
+def _roles(value: Any) -> frozenset[str]:
+    """A session's roles: one string or a list of them; anything else is no role at all."""
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, list | tuple):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
 def _session_value(value: Any) -> str | None:
     """A session's user id: None or "" means nobody; a value of another type fails closed."""
     if value is None or value == "":
@@ -85,9 +95,10 @@ def _session_value(value: Any) -> str | None:
 class SessionKeyResolver:
     """``from: session``: a key of ``scope["session"]`` (the middleware sits inside the shop's stack)."""
 
-    def __init__(self, key: str, session_id_key: str | None = None) -> None:
+    def __init__(self, key: str, session_id_key: str | None = None, roles_key: str | None = None) -> None:
         self.key = key
         self.session_id_key = session_id_key
+        self.roles_key = roles_key
 
     def __call__(self, scope: Scope) -> Identity | None:
         session = scope.get("session")
@@ -97,7 +108,8 @@ class SessionKeyResolver:
         if user_id is None:
             return None
         sid = _session_value(session.get(self.session_id_key)) if self.session_id_key else None
-        return as_identity(Identity(user_id, sid))
+        roles = _roles(session.get(self.roles_key)) if self.roles_key else frozenset()
+        return as_identity(Identity(user_id, sid, roles))
 
 
 class StarletteSessionCookieResolver:
@@ -117,11 +129,13 @@ class StarletteSessionCookieResolver:
         max_age_seconds: int | None = 14 * 24 * 3600,
         *,
         clock: Callable[[], float],
+        roles_key: str | None = None,
         cache_size: int = 10_000,
     ) -> None:
         self.cookie_name = cookie_name
         self.key = key
         self.session_id_key = session_id_key
+        self.roles_key = roles_key
         self.max_age = max_age_seconds
         self._signer = ClockedTimestampSigner(secret_key, clock=clock)
         self._clock = clock
@@ -158,7 +172,8 @@ class StarletteSessionCookieResolver:
         if user_id is None:
             return None, expires
         sid = _session_value(session.get(self.session_id_key)) if self.session_id_key else None
-        return as_identity(Identity(user_id, sid)), expires
+        roles = _roles(session.get(self.roles_key)) if self.roles_key else frozenset()
+        return as_identity(Identity(user_id, sid, roles)), expires
 
 
 class ScopeUserResolver:
@@ -205,7 +220,7 @@ class CallableResolver:
         return as_identity(result)
 
 
-def import_callable(path: str, where: str) -> Callable[[Scope], Any]:
+def import_callable(path: str, where: str) -> Callable[..., Any]:
     module_name, _, attribute = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
@@ -227,7 +242,7 @@ def build_resolver(
     """The resolver an interface's ``identity`` section asks for."""
     if settings.source == "session":
         assert settings.key is not None
-        return SessionKeyResolver(settings.key, settings.session_id_key)
+        return SessionKeyResolver(settings.key, settings.session_id_key, settings.roles_key)
     if settings.source == "starlette_session_cookie":
         assert settings.key is not None and settings.secret_key is not None
         # The shop judges its cookie's age by the real time; to agree with it, so do we.
@@ -238,6 +253,7 @@ def build_resolver(
             settings.session_id_key,
             settings.max_age_seconds,
             clock=time.time,
+            roles_key=settings.roles_key,
         )
     if settings.source == "scope_user":
         return ScopeUserResolver(settings.attribute)

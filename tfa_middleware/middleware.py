@@ -157,7 +157,7 @@ class TwoFactorMiddleware:
             if scope["type"] != "http":
                 await self._close_websocket(receive, send)
                 return
-            await self.pages(scope, receive, send, iface.settings, identity, proof is not None)
+            await self.pages(scope, receive, send, iface.settings, identity, proof)
             return
         if proof is not None:
             scope[SCOPE_KEY] = proof

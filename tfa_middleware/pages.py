@@ -8,8 +8,9 @@ Broken parts (database, provider) give a clear 503 page; nothing here ever shows
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -18,19 +19,22 @@ import jinja2
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from .asgi import canonical_path, client_ip, header, inside, is_https
+from . import manage
+from .asgi import HostilePath, canonical_path, client_ip, header, inside, is_https
 from .csrf import CsrfTokens, cross_site
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, StoreUnavailable
 from .forms import FormTooLarge, read_form
 from .identity import Identity
 from .limits import Refusal
-from .proof import ProofCodec
+from .proof import Proof, ProofCodec
 from .service import (
     EnrollmentNotAllowed,
     EnrollmentStatus,
     RequestInfo,
+    SendOutcome,
     SendStatus,
     TwoFactor,
+    VerifyOutcome,
     VerifyStatus,
 )
 from .settings import InterfaceSettings, Settings
@@ -88,8 +92,13 @@ def _duration(seconds: float) -> str:
     return f"{hours} hours"
 
 
+# Our own pages that a user may be sent back to after a challenge: they only show things.
+RETURN_PAGES = ("phone", "manage")
+
+
 def safe_next(value: str | None, iface: InterfaceSettings) -> str:
-    """``value`` when it is a same-origin path inside the interface (and not our pages), else the prefix."""
+    """``value`` when it is a same-origin path inside the interface (not our pages, except the
+    ones in RETURN_PAGES), else the prefix."""
     fallback = iface.path_prefix
     if not value or len(value) > 2048:
         return fallback
@@ -102,8 +111,13 @@ def safe_next(value: str | None, iface: InterfaceSettings) -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return fallback
-    path = canonical_path(parts.path)
-    if not inside(path, iface.path_prefix) or inside(path, iface.pages_path):
+    try:
+        path = canonical_path(parts.path)
+    except HostilePath:
+        return fallback
+    if not inside(path, iface.path_prefix):
+        return fallback
+    if inside(path, iface.pages_path) and path not in {f"{iface.pages_path}/{p}" for p in RETURN_PAGES}:
         return fallback
     return value
 
@@ -114,7 +128,7 @@ class PageContext:
 
     iface: InterfaceSettings
     identity: Identity
-    has_proof: bool
+    proof: Proof | None
     query: Mapping[str, str]
     request: RequestInfo
     https: bool
@@ -141,7 +155,10 @@ class Pages:
         self.codecs = codecs
         self.clock = clock
         self.csrf = {name: CsrfTokens(name, settings.secret_keys, clock) for name in settings.interfaces}
-        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("tfa_middleware", "templates")]
+        built_in = jinja2.PackageLoader("tfa_middleware", "templates")
+        # "tfa_middleware/base.html" is always the built-in file, so that an override of base.html
+        # can extend it and change one block instead of copying the whole frame.
+        loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"tfa_middleware": built_in}), built_in]
         if settings.templates_dir:
             loaders.insert(0, jinja2.FileSystemLoader(settings.templates_dir))
         self.templates = jinja2.Environment(
@@ -151,6 +168,16 @@ class Pages:
             "static/tfa.css": ((STATIC_DIR / "tfa.css").read_bytes(), "text/css"),
             "static/tfa.js": ((STATIC_DIR / "tfa.js").read_bytes(), "text/javascript"),
         }
+        branding = settings.branding
+        if branding.primary_color:  # validated as #rrggbb: safe to write into CSS
+            css = f":root{{--accent:{branding.primary_color}}}\n"
+            self._static["static/brand.css"] = (css.encode(), "text/css")
+        self.security_headers = dict(SECURITY_HEADERS)
+        if branding.logo_origin:
+            csp = SECURITY_HEADERS["Content-Security-Policy"]
+            self.security_headers["Content-Security-Policy"] = csp.replace(
+                "img-src 'self' data:", f"img-src 'self' data: {branding.logo_origin}"
+            )
 
     async def __call__(
         self,
@@ -159,7 +186,7 @@ class Pages:
         send: Send,
         iface: InterfaceSettings,
         identity: Identity | None,
-        has_proof: bool,
+        proof: Proof | None,
     ) -> None:
         page = canonical_path(scope["path"])[len(iface.pages_path) :].strip("/")
         method = scope["method"]
@@ -179,7 +206,7 @@ class Pages:
             ctx = PageContext(
                 iface=iface,
                 identity=identity,
-                has_proof=has_proof,
+                proof=proof,
                 query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
                 request=RequestInfo(
                     ip=client_ip(scope, self.settings.trusted_proxies),
@@ -188,18 +215,26 @@ class Pages:
                 https=is_https(scope),
             )
             response = await self._dispatch(scope, receive, ctx, page, method)
-        response.headers.update(SECURITY_HEADERS)
+        response.headers.update(self.security_headers)
         await response(scope, receive, send)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, ctx: PageContext, page: str, method: str
     ) -> Response:
-        get_pages = {"challenge": self.challenge, "enroll": self.enroll_page, "logout": self.logout_page}
-        post_pages = {
+        get_pages: dict[str, Callable[[PageContext], Awaitable[Response]]] = {
+            "challenge": self.challenge,
+            "enroll": self.enroll_page,
+            "logout": self.logout_page,
+            "phone": partial(manage.phone_page, self),
+            "manage": partial(manage.manage_page, self),
+        }
+        post_pages: dict[str, Callable[[PageContext, Mapping[str, str]], Awaitable[Response]]] = {
             "send": self.send,
             "verify": self.verify,
             "enroll": self.enroll,
             "logout": self.logout,
+            "phone": partial(manage.phone_post, self),
+            "manage": partial(manage.manage_post, self),
         }
         try:
             if method in ("GET", "HEAD") and page in get_pages:
@@ -238,7 +273,7 @@ class Pages:
     # ------------------------------------------------------------------ GET pages
 
     async def challenge(self, ctx: PageContext) -> Response:
-        if ctx.has_proof:
+        if ctx.proof is not None and not ctx.query.get("reauth"):
             return RedirectResponse(ctx.next, status_code=303)
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
@@ -249,7 +284,7 @@ class Pages:
         self, ctx: PageContext, status: EnrollmentStatus, *, error: str = "", code: int = 200
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
-        waits = await self._waits(ctx)
+        waits = await self.waits(ctx)
         return self.render(
             ctx,
             "challenge.html",
@@ -278,7 +313,7 @@ class Pages:
         form: Mapping[str, str] | None = None,
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
-        waits = await self._waits(ctx) if status.pending_masked_phone else {}
+        waits = await self.waits(ctx) if status.pending_masked_phone else {}
         return self.render(
             ctx,
             "enroll.html",
@@ -305,9 +340,7 @@ class Pages:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if outcome.status is SendStatus.REFUSED:
-            assert outcome.refusal is not None
-            message, code = SEND_REFUSALS[outcome.refusal]
-            error = message.format(wait=_duration(outcome.retry_after))
+            error, code = self.send_refusal(outcome)
             if status.needs_enrollment:
                 return await self._enroll(ctx, status, error=error, code=code)
             return await self._challenge(ctx, status, error=error, code=code)
@@ -323,18 +356,11 @@ class Pages:
                 user_id, outcome.generation, self.clock(), outcome.method, ctx.identity.session_id
             )
             response = RedirectResponse(ctx.next, status_code=303)
-            self._set_proof(response, ctx, value)
+            self.set_proof(response, ctx, value)
             return response
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        low, high = self.service.code_lengths
-        digits = f"{low}" if low == high else f"{low} to {high}"
-        wait = _duration(outcome.retry_at - self.clock())
-        error = {
-            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
-            VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
-            VerifyStatus.LOCKED: LOCKED.format(wait=wait),
-        }.get(outcome.status, WRONG_CODE)
+        error = self.verify_error(outcome)
         # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
             return await self._enroll(ctx, status, error=error, code=400)
@@ -371,7 +397,24 @@ class Pages:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _waits(self, ctx: PageContext) -> dict[str, Any]:
+    def send_refusal(self, outcome: SendOutcome) -> tuple[str, int]:
+        """The message and status for a send that a limit refused."""
+        assert outcome.refusal is not None
+        message, code = SEND_REFUSALS[outcome.refusal]
+        return message.format(wait=_duration(outcome.retry_after)), code
+
+    def verify_error(self, outcome: VerifyOutcome) -> str:
+        """The message for a code that did not let the user in."""
+        low, high = self.service.code_lengths
+        digits = f"{low}" if low == high else f"{low} to {high}"
+        wait = _duration(outcome.retry_at - self.clock())
+        return {
+            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
+            VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
+            VerifyStatus.LOCKED: LOCKED.format(wait=wait),
+        }.get(outcome.status, WRONG_CODE)
+
+    async def waits(self, ctx: PageContext) -> dict[str, Any]:
         """What the page must say the user is waiting for: a lock, and the resend cooldown."""
         waits = await self.service.waits(ctx.iface.name, ctx.identity.user_id)
         now = self.clock()
@@ -383,7 +426,7 @@ class Pages:
     def cookie_name(iface: InterfaceSettings, https: bool) -> str:
         return f"__Host-{iface.proof_cookie}" if https else iface.proof_cookie
 
-    def _set_proof(self, response: Response, ctx: PageContext, value: str) -> None:
+    def set_proof(self, response: Response, ctx: PageContext, value: str) -> None:
         response.set_cookie(
             self.cookie_name(ctx.iface, ctx.https),
             value,
@@ -402,12 +445,18 @@ class Pages:
             url=ctx.url,
             csrf_token=self.csrf[ctx.iface.name].issue(ctx.identity.user_id, ctx.identity.session_id),
             code_length=self.service.code_lengths[1],
+            code_min_length=self.service.code_lengths[0],
+            branding=self.settings.branding,
             **values,
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
 
     def message(self, ctx: PageContext, status_code: int, title: str, text: str) -> Response:
         html = self.templates.get_template("message.html").render(
-            pages_path=ctx.iface.pages_path, title=title, text=text, back=ctx.next
+            pages_path=ctx.iface.pages_path,
+            title=title,
+            text=text,
+            back=ctx.next,
+            branding=self.settings.branding,
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")

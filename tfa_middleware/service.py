@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from . import phone as phones
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
-from .identity import MAX_USER_ID_LENGTH
+from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.sandbox import SandboxProvider
@@ -44,6 +44,7 @@ class RequestInfo:
 
     ip: str | None = None
     user_agent: str | None = None
+    actor: str | None = None  # an administrator acting on another user's account
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class EnrollmentStatus:
     require_enrollment: bool
     generation: int
     last_verified_at: float | None
+    locked_until: float = 0.0  # while the verify lock holds (limits.py), else 0
 
     @property
     def needs_enrollment(self) -> bool:
@@ -123,6 +125,8 @@ class TwoFactor:
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
     ) -> TwoFactor:
+        if on_event is None and settings.on_event:
+            on_event = import_callable(settings.on_event, "on_event")
         store = Store(settings.database_url.reveal())
         provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
@@ -135,7 +139,7 @@ class TwoFactor:
 
     async def status(self, interface: str, user_id: str) -> EnrollmentStatus:
         self._check(interface, user_id)
-        return _status(interface, user_id, await self.store.enrollment(interface, user_id))
+        return _status(interface, user_id, await self.store.enrollment(interface, user_id), self.clock())
 
     async def generation(self, interface: str, user_id: str) -> int:
         return await self.store.generation(interface, user_id)
@@ -185,7 +189,7 @@ class TwoFactor:
                 interface, user_id, now, pending_phone=e164, pending_provider_user_id=None
             )
             await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(e164))
-        return _status(interface, user_id, row)
+        return _status(interface, user_id, row, self.clock())
 
     async def require_enrollment(
         self, interface: str, user_id: str, *, request: RequestInfo | None = None
@@ -197,7 +201,7 @@ class TwoFactor:
             interface, user_id, now, bump_generation=True, require_enrollment=True
         )
         await self._event(now, interface, user_id, "enrollment_required", request)
-        return _status(interface, user_id, row)
+        return _status(interface, user_id, row, self.clock())
 
     async def reset(
         self, interface: str, user_id: str, *, request: RequestInfo | None = None
@@ -220,7 +224,7 @@ class TwoFactor:
             require_enrollment=False,
         )
         await self._event(now, interface, user_id, "reset", request)
-        return _status(interface, user_id, row)
+        return _status(interface, user_id, row, self.clock())
 
     async def unlock(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> bool:
         """Lift a verify lock (and the failure count) set by wrong codes. False for an unknown user."""
@@ -242,6 +246,54 @@ class TwoFactor:
         await self._event(now, interface, user_id, "signed_out", request)
 
     # ------------------------------------------------------------------ the user's own steps
+
+    async def change_phone(
+        self,
+        interface: str,
+        user_id: str,
+        country_code: str | int,
+        number: str,
+        *,
+        request: RequestInfo | None = None,
+    ) -> EnrollmentStatus:
+        """An enrolled user starts changing their number. The caller has checked a fresh second
+        factor; the old number stays active until a code sent to the new one is verified."""
+        current = await self.status(interface, user_id)
+        if current.state != "active":
+            raise EnrollmentNotAllowed("There is no phone to change yet.")
+        return await self.set_phone(interface, user_id, country_code, number, request=request)
+
+    async def cancel_phone_change(
+        self, interface: str, user_id: str, *, request: RequestInfo | None = None
+    ) -> EnrollmentStatus:
+        """Drop a pending number; an active one stays as it was."""
+        self._check(interface, user_id)
+        now = self.clock()
+        row = await self.store.update_enrollment(
+            interface, user_id, now, pending_phone=None, pending_provider_user_id=None
+        )
+        await self._event(now, interface, user_id, "phone_change_cancelled", request)
+        return _status(interface, user_id, row, now)
+
+    async def delete(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> bool:
+        """Forget the user entirely (the shop deleted the account). Proofs already issued die with
+        the row's generation: a row made again later starts above it, never at an old value."""
+        self._check(interface, user_id)
+        now = self.clock()
+        deleted = await self.store.delete_enrollment(interface, user_id, now)
+        if deleted:
+            await self._event(now, interface, user_id, "deleted", request)
+        return deleted
+
+    async def users(
+        self, interface: str | None = None, *, search: str = "", limit: int = 200
+    ) -> list[EnrollmentStatus]:
+        """Enrollments for the management page and the CLI, newest first."""
+        if interface is not None:
+            self.settings.interface(interface)
+        rows = await self.store.enrollments_list(interface, search, limit)
+        now = self.clock()
+        return [_status(row.interface, row.user_id, row, now) for row in rows]
 
     async def begin_enrollment(
         self,
@@ -271,7 +323,7 @@ class TwoFactor:
             interface, user_id, now, pending_phone=row.phone, pending_provider_user_id=row.provider_user_id
         )
         await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(row.phone))
-        return _status(interface, user_id, row)
+        return _status(interface, user_id, row, self.clock())
 
     async def send_code(
         self,
@@ -279,12 +331,16 @@ class TwoFactor:
         user_id: str,
         *,
         channel: str = "sms",
+        purpose: Purpose | None = None,
         request: RequestInfo | None = None,
     ) -> SendOutcome:
+        """Send a code where it is due now: the active phone to log in, or the pending one to
+        confirm it. ``purpose=Purpose.ENROLL`` sends to a pending number although another is
+        active (a phone change; the caller has checked the user's fresh second factor)."""
         self._check(interface, user_id)
         if channel != "sms" and not (channel == "call" and self.provider.supports_call):
             raise InvalidInput(f"channel {channel!r} is not available")
-        target = _target(interface, user_id, await self.store.enrollment(interface, user_id))
+        target = _target(interface, user_id, await self.store.enrollment(interface, user_id), purpose)
         if target is None:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
         masked = phones.mask(target.phone)
@@ -331,15 +387,22 @@ class TwoFactor:
         return self.provider.code_lengths
 
     async def verify_code(
-        self, interface: str, user_id: str, code: str, *, request: RequestInfo | None = None
+        self,
+        interface: str,
+        user_id: str,
+        code: str,
+        *,
+        purpose: Purpose | None = None,
+        request: RequestInfo | None = None,
     ) -> VerifyOutcome:
-        """Check a code. Only ``APPROVED`` lets anyone in; a format error never reaches the provider."""
+        """Check a code. Only ``APPROVED`` lets anyone in; a format error never reaches the provider.
+        ``purpose`` as for :meth:`send_code`."""
         self._check(interface, user_id)
         code = code.strip().replace(" ", "")
         if not self.code_is_well_formed(code):
             return VerifyOutcome(VerifyStatus.MALFORMED)
         before = await self.store.enrollment(interface, user_id)
-        target = _target(interface, user_id, before)
+        target = _target(interface, user_id, before, purpose)
         if target is None or before is None:
             return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
         now = self.clock()
@@ -446,6 +509,8 @@ class TwoFactor:
         request: RequestInfo | None,
         **detail: str,
     ) -> None:
+        if request is not None and request.actor is not None:
+            detail = {**detail, "by": request.actor}
         item = AuditEvent(
             at=now,
             interface=interface,
@@ -482,7 +547,7 @@ class TwoFactor:
                 log.exception("on_event hook failed for %s event", kind)
 
 
-def _status(interface: str, user_id: str, row: Enrollment | None) -> EnrollmentStatus:
+def _status(interface: str, user_id: str, row: Enrollment | None, now: float = 0.0) -> EnrollmentStatus:
     if row is None:
         return EnrollmentStatus(interface, user_id, "none", "", "", False, 0, None)
     state: Literal["none", "pending", "active"]
@@ -496,13 +561,20 @@ def _status(interface: str, user_id: str, row: Enrollment | None) -> EnrollmentS
         require_enrollment=row.require_enrollment,
         generation=row.generation,
         last_verified_at=row.last_verified_at,
+        locked_until=row.locked_until if row.locked_until > now else 0.0,
     )
 
 
-def _target(interface: str, user_id: str, row: Enrollment | None) -> Target | None:
+def _target(
+    interface: str, user_id: str, row: Enrollment | None, purpose: Purpose | None = None
+) -> Target | None:
     """Where a code goes now: the active phone to log in, or the pending one to confirm it."""
     if row is None:
         return None
+    if purpose is Purpose.ENROLL:
+        if not row.pending_phone:
+            return None
+        return Target(interface, user_id, row.pending_phone, Purpose.ENROLL, row.pending_provider_user_id)
     if row.phone and not row.require_enrollment:
         return Target(interface, user_id, row.phone, Purpose.LOGIN, row.provider_user_id)
     if row.pending_phone:

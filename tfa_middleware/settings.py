@@ -73,6 +73,7 @@ class IdentitySettings:
     attribute: str = "identity"
     header: str | None = None
     callable_path: str | None = None
+    roles_key: str | None = None  # session key with the user's role or list of roles (manage page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,11 @@ class InterfaceSettings:
     proof_max_age_seconds: int
     proof_cookie: str
     on_missing_phone: Literal["enroll", "skip"]
+    # A phone change needs a second factor at most this old; older, and the old number is asked first.
+    phone_change_fresh_seconds: int = 600
+    # Who may open <pages_path>/manage: these user ids, or users with one of these roles.
+    manage_user_ids: tuple[str, ...] = ()
+    manage_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +168,45 @@ class LimitSettings:
         return "*" in self.allowed_country_codes or calling_code in self.allowed_country_codes
 
 
+MIN_BRAND_CONTRAST = 4.5  # WCAG AA for normal text: white on the colour, the colour on white
+_COLOR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+# An https logo's origin goes into the pages' Content-Security-Policy, so it must be a plain host:
+# a ';' or a quote there would add directives of its own.
+_HTTPS_LOGO_PATTERN = re.compile(
+    r"^(https://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?)"
+    r"(?:[/?#][^\s\"'<>\\`]*)?$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BrandingSettings:
+    """What the challenge pages show of the shop, without editing a template."""
+
+    title: str | None = None  # shown at the top and in the window title; the logo's alt text
+    logo_url: str | None = None  # a path on the shop's own site, or an https:// URL
+    primary_color: str | None = None  # "#rrggbb": buttons, links and focus rings
+
+    @property
+    def logo_origin(self) -> str | None:
+        """``https://host[:port]`` of an https logo (the CSP must allow it), else None."""
+        match = _HTTPS_LOGO_PATTERN.match(self.logo_url or "")
+        return match.group(1).lower() if match else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     secret_keys: tuple[Secret, ...]
     interfaces: Mapping[str, InterfaceSettings]
     provider: ProviderSettings = field(default_factory=ProviderSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    branding: BrandingSettings = field(default_factory=BrandingSettings)
     database_url: Secret = field(default_factory=lambda: Secret("sqlite+aiosqlite:///./tfa.sqlite3"))
     revocation_check_seconds: float = 10.0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     templates_dir: str | None = None
     max_form_bytes: int = 16 * 1024
+    on_event: str | None = None  # package.module:function given every audit event
     source: str | None = None
 
     def interface(self, name: str) -> InterfaceSettings:
@@ -193,6 +227,12 @@ class Settings:
             "trusted_proxies": [str(n) for n in self.trusted_proxies],
             "templates_dir": self.templates_dir,
             "max_form_bytes": self.max_form_bytes,
+            "on_event": self.on_event,
+            "branding": {
+                "title": self.branding.title,
+                "logo_url": self.branding.logo_url,
+                "primary_color": self.branding.primary_color,
+            },
             "limits": {
                 name: list(value) if isinstance(value, tuple) else value
                 for name, value in ((f, getattr(self.limits, f)) for f in LimitSettings.__dataclass_fields__)
@@ -222,6 +262,11 @@ class Settings:
                     "proof_max_age_seconds": i.proof_max_age_seconds,
                     "proof_cookie": i.proof_cookie,
                     "on_missing_phone": i.on_missing_phone,
+                    "phone_change_fresh_seconds": i.phone_change_fresh_seconds,
+                    "manage": {
+                        "allow_user_ids": list(i.manage_user_ids),
+                        "allow_roles": list(i.manage_roles),
+                    },
                     "identity": _describe_identity(i.identity),
                 }
                 for name, i in self.interfaces.items()
@@ -254,6 +299,7 @@ def _describe_identity(ident: IdentitySettings) -> dict[str, Any]:
     if ident.source in ("session", "starlette_session_cookie"):
         out["key"] = ident.key
         out["session_id_key"] = ident.session_id_key
+        out["roles_key"] = ident.roles_key
     if ident.source == "starlette_session_cookie":
         out["cookie"] = ident.cookie
         out["secret_key"] = str(ident.secret_key)
@@ -500,8 +546,10 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     proxies = root.get("trusted_proxies", _networks, no_proxies)
     templates_dir = root.get("templates_dir", _templates_dir, None)
     max_form = root.get("max_form_bytes", _int_range(1024, 1024 * 1024), 16 * 1024)
+    on_event = root.get("on_event", _dotted, None)
     provider = _provider(_Section(root.raw("provider"), "provider", problems))
     limits = _limits(_Section(root.raw("limits"), "limits", problems))
+    branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
     root.finish()
 
@@ -517,6 +565,8 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
         templates_dir=templates_dir,
         max_form_bytes=max_form,
         limits=limits,
+        branding=branding,
+        on_event=on_event,
         source=source,
     )
 
@@ -568,6 +618,65 @@ def _templates_dir(value: Any) -> str:
     if not Path(text).is_dir():
         raise _Invalid(f"{text!r} is not a directory")
     return text
+
+
+def _branding(section: _Section) -> BrandingSettings:
+    branding = BrandingSettings(
+        title=section.get("title", _title, None),
+        logo_url=section.get("logo_url", _logo_url, None),
+        primary_color=section.get("primary_color", _brand_color, None),
+    )
+    section.finish()
+    return branding
+
+
+def _title(value: Any) -> str:
+    text = _nonempty_str(value)
+    if len(text) > 80 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise _Invalid("must be one line of at most 80 characters")
+    return text
+
+
+def _logo_url(value: Any) -> str:
+    text = _nonempty_str(value)
+    plain = not any(c.isspace() or ord(c) < 0x20 or c in "\"'<>\\`" for c in text)
+    if len(text) <= 2048 and plain:
+        if text.startswith("/") and not text.startswith("//"):
+            return text
+        if _HTTPS_LOGO_PATTERN.match(text):
+            return text
+    raise _Invalid(
+        "must be a path on this site (e.g. /static/logo.svg) or an https:// URL, "
+        "without spaces, quotes, '<', '>' or '\\'"
+    )
+
+
+def _brand_color(value: Any) -> str:
+    text = _str(value).strip()
+    if not _COLOR_PATTERN.match(text):
+        raise _Invalid(f"must be a colour as #rgb or #rrggbb, got {text!r}")
+    digits = text[1:].lower()
+    color = "#" + (digits if len(digits) == 6 else "".join(c * 2 for c in digits))
+    ratio = contrast_with_white(color)
+    if ratio < MIN_BRAND_CONTRAST:
+        shown = int(ratio * 10) / 10  # rounded down: 4.46 must not read as the 4.5 it misses
+        raise _Invalid(
+            f"{color} has a contrast of {shown}:1 with white; the pages put white text on it and "
+            f"show links in it, which needs at least {MIN_BRAND_CONTRAST}:1 (WCAG AA): choose a darker shade"
+        )
+    return color
+
+
+def contrast_with_white(color: str) -> float:
+    """WCAG 2 contrast ratio of ``#rrggbb`` with white (1 to 21)."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+    return 1.05 / (luminance + 0.05)
 
 
 def _limits(section: _Section) -> LimitSettings:
@@ -758,6 +867,11 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
     max_age = section.get("proof_max_age_seconds", _int_range(60, 30 * 24 * 3600), 12 * 3600)
     cookie = section.get("proof_cookie", _cookie_name, f"tfa_{name}")
     on_missing = section.get("on_missing_phone", _choice("enroll", "skip"), "enroll")
+    fresh = section.get("phone_change_fresh_seconds", _int_range(60, 24 * 3600), 600)
+    manage = _Section(section.raw("manage"), section.at("manage"), section.problems)
+    manage_users = manage.get("allow_user_ids", _str_list, no_paths)
+    manage_roles = manage.get("allow_roles", _str_list, no_paths)
+    manage.finish()
     identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
     section.finish()
 
@@ -765,6 +879,11 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         if not _inside(pages, prefix) or pages == prefix:
             section.problem("pages_path", f"must be below path_prefix {prefix!r}, e.g. {default_pages!r}")
         exempt = _exemptions(section, exempt, prefix, pages)
+    if manage_roles and identity is not None and not (identity.roles_key or identity.source == "callable"):
+        section.problem(
+            "manage.allow_roles",
+            "needs identity.roles_key (the session key holding the user's roles) or a callable resolver",
+        )
     if identity is not None and identity.source == "header" and not have_proxies:
         section.problem(
             "identity",
@@ -782,6 +901,9 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         proof_max_age_seconds=max_age,
         proof_cookie=cookie,
         on_missing_phone=on_missing,  # type: ignore[arg-type]
+        phone_change_fresh_seconds=fresh,
+        manage_user_ids=manage_users,
+        manage_roles=manage_roles,
     )
 
 
@@ -827,8 +949,15 @@ def _cookie_name(value: Any) -> str:
 
 
 _IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
-    "session": ("key", "session_id_key"),
-    "starlette_session_cookie": ("key", "session_id_key", "cookie", "secret_key", "max_age_seconds"),
+    "session": ("key", "session_id_key", "roles_key"),
+    "starlette_session_cookie": (
+        "key",
+        "session_id_key",
+        "roles_key",
+        "cookie",
+        "secret_key",
+        "max_age_seconds",
+    ),
     "scope_user": ("attribute",),
     "header": ("header",),
     "callable": ("path",),
@@ -854,12 +983,14 @@ def _identity(section: _Section) -> IdentitySettings | None:
     needs_key = source in ("session", "starlette_session_cookie")
     key = section.get("key", _nonempty_str, None, required=needs_key) if needs_key else None
     sid = section.get("session_id_key", _nonempty_str, None) if needs_key else None
-    ident = IdentitySettings(source=source, key=key, session_id_key=sid)  # type: ignore[arg-type]
+    roles_key = section.get("roles_key", _nonempty_str, None) if needs_key else None
+    ident = IdentitySettings(source=source, key=key, session_id_key=sid, roles_key=roles_key)  # type: ignore[arg-type]
     if source == "starlette_session_cookie":
         ident = IdentitySettings(
             source="starlette_session_cookie",
             key=key,
             session_id_key=sid,
+            roles_key=roles_key,
             cookie=section.get("cookie", _cookie_name_any, "session"),
             secret_key=section.get("secret_key", lambda v: Secret(_nonempty_str(v)), None, required=True),
             max_age_seconds=section.get("max_age_seconds", _int_range(60, 366 * 24 * 3600), 14 * 24 * 3600),

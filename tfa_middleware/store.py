@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     event,
     insert,
     select,
@@ -53,7 +56,9 @@ enrollments = Table(
     Column("pending_provider_user_id", String(64)),  # and for the pending one
     Column("require_enrollment", Boolean, nullable=False, default=False),
     # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
-    Column("generation", Integer, nullable=False, default=1),
+    # A new row starts at a random 62-bit value, so a user deleted and created again never gets
+    # back a generation that a cookie from their earlier life could name.
+    Column("generation", BigInteger, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("last_verified_at", Float),
@@ -153,6 +158,7 @@ class Enrollment:
     require_enrollment: bool
     generation: int
     last_verified_at: float | None
+    locked_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +282,7 @@ class Store:
                 interface=interface,
                 user_id=user_id,
                 require_enrollment=False,
-                generation=1,
+                generation=secrets.randbits(62),
                 created_at=now,
                 updated_at=now,
                 failures=0,
@@ -287,6 +293,31 @@ class Store:
             )
             .on_conflict_do_nothing(index_elements=["interface", "user_id"])
         )
+
+    async def delete_enrollment(self, interface: str, user_id: str, now: float) -> bool:
+        """Remove the user's enrollment and codes. Audit events and the send log stay: the one is
+        the record of what happened, the other keeps the send limits honest."""
+        async with self._begin() as conn:
+            await conn.execute(
+                delete(codes).where(codes.c.interface == interface, codes.c.user_id == user_id)
+            )
+            result = await conn.execute(
+                delete(enrollments).where(
+                    enrollments.c.interface == interface, enrollments.c.user_id == user_id
+                )
+            )
+        return bool(result.rowcount)
+
+    async def enrollments_list(self, interface: str | None, search: str, limit: int) -> list[Enrollment]:
+        query = select(enrollments).order_by(enrollments.c.updated_at.desc()).limit(limit)
+        if interface is not None:
+            query = query.where(enrollments.c.interface == interface)
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(enrollments.c.user_id.like(f"{escaped}%", escape="\\"))
+        async with self._begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_enrollment(row._mapping) for row in rows]
 
     async def clear_provider_user_ids(self, now: float) -> int:
         """Forget every stored provider user id (they belonged to another provider account)."""
@@ -464,6 +495,7 @@ def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
         require_enrollment=bool(row["require_enrollment"]),
         generation=int(row["generation"]),
         last_verified_at=row["last_verified_at"],
+        locked_until=float(row["locked_until"]),
     )
 
 
