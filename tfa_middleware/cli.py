@@ -3,6 +3,8 @@
 tfa-middleware check-config FILE           print the resolved settings, secrets masked, or the errors
 tfa-middleware check-config FILE --online  ... and ask the provider whether it accepts the credentials
 tfa-middleware outbox --config FILE        the latest sandbox messages (test mode only: codes included)
+tfa-middleware users list|show|set-phone|require-enrollment|reset|delete|unlock --config FILE ...
+tfa-middleware audit --config FILE [--user ID] [--since 7d]
 tfa-middleware fake-provider authy|twilio_verify --port N
                                            a fake Authy or Twilio Verify API to try production mode
 """
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 
 import yaml
 
+from . import admin_cli
 from .errors import ConfigError, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
 from .store import Store
@@ -46,8 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     fake.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks a free port")
 
+    admin_cli.register(commands)
+
     args = parser.parse_args(argv)
     try:
+        if args.command in ("users", "audit"):
+            return asyncio.run(admin_cli.run(args))
         if args.command == "check-config":
             code = _check_config(args.file, args.json)
             return asyncio.run(_check_online(load_settings(args.file))) if args.online else code

@@ -461,9 +461,16 @@ class Store:
             )
 
     async def events(
-        self, interface: str | None = None, user_id: str | None = None, limit: int = 100
+        self,
+        interface: str | None = None,
+        user_id: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
     ) -> list[AuditEvent]:
+        """The newest ``limit`` events, oldest first; of one interface or user, or after ``since``."""
         query = select(events).order_by(events.c.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(events.c.at >= since)
         if interface is not None:
             query = query.where(events.c.interface == interface)
         if user_id is not None:
