@@ -29,6 +29,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from tfa_middleware import InvalidPhoneNumber
+
 if TYPE_CHECKING:
     from tfa_middleware import TwoFactor
 
@@ -100,6 +102,22 @@ class Directory:
         # Unknown e-mail addresses are checked against this too, so that the time a wrong
         # log-in takes does not tell whether the address exists.
         self._decoy = PasswordHash.make(secrets.token_urlsafe(16))
+
+    def add(self, email: str, name: str, password: str) -> User:
+        """A new customer (the sign-up page); the caller has checked the address is free."""
+        user = User(
+            str(len(self.users) + 1), email.strip().lower(), name, "customer", PasswordHash.make(password)
+        )
+        self.users.append(user)
+        self._by_email[user.email] = user
+        self._by_id[user.id] = user
+        return user
+
+    def taken(self, email: str) -> bool:
+        return email.strip().lower() in self._by_email
+
+    def next_id(self) -> str:
+        return str(len(self.users) + 1)
 
     def get(self, user_id: object) -> User | None:
         return self._by_id.get(user_id) if isinstance(user_id, str) else None
@@ -239,6 +257,39 @@ async def customer_login(request: Request) -> Response:
     )
 
 
+async def signup(request: Request) -> Response:
+    """A customer signs up and gives their phone at once: the shop hands it to tfa-middleware,
+    which asks for the code that confirms it at the first visit to /account."""
+    form: Mapping[str, str] = {}
+    error = None
+    if request.method == "POST":
+        form = await _read_form(request)
+        directory: Directory = request.app.state.directory
+        tfa: TwoFactor | None = request.app.state.tfa
+        email, name, password = (
+            form.get("email", "").strip(),
+            form.get("name", "").strip(),
+            form.get("password", ""),
+        )
+        if "@" not in email or not name or len(email) > 200 or len(name) > 100:
+            error = "Give your name and e-mail address."
+        elif directory.taken(email):
+            error = "There is already an account with that e-mail address: log in instead."
+        elif not 8 <= len(password) <= 200:
+            error = "Choose a password of at least 8 characters."
+        elif tfa is not None:
+            user_id = directory.next_id()
+            try:
+                await tfa.set_phone("customer", user_id, form.get("country_code", ""), form.get("phone", ""))
+            except InvalidPhoneNumber as exc:
+                error = str(exc)
+        if error is None:
+            user = directory.add(email, name, password)
+            _log_in(request, CUSTOMER_KEY, user)
+            return RedirectResponse("/account", status_code=303)
+    return _render(request, "signup.html", status_code=400 if error else 200, error=error, form=form)
+
+
 async def account(request: Request) -> Response:
     directory: Directory = request.app.state.directory
     user = directory.get(request.session.get(CUSTOMER_KEY))
@@ -318,6 +369,7 @@ def build_shop(
     routes = [
         Route("/", catalog),
         Route("/login", customer_login, methods=["GET", "POST"]),
+        Route("/signup", signup, methods=["GET", "POST"]),
         Route("/account", account),
         Route("/logout", logout, methods=["GET", "POST"]),
         Route("/admin/login", admin_login, methods=["GET", "POST"]),

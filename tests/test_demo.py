@@ -197,3 +197,52 @@ def test_admin_signs_in_with_a_code_in_a_real_browser(demo: Demo, width: int) ->
             assert not scroll, "the page scrolls sideways"
         finally:
             browser.close()
+
+
+def test_a_customer_signs_up_with_a_phone_and_confirms_it_at_the_first_visit(demo: Demo) -> None:
+    with httpx.Client(base_url=demo.url, headers={"accept": "text/html"}) as browser:
+        bad = browser.post(
+            "/signup",
+            data={
+                "name": "Nina",
+                "email": "nina@example.com",
+                "password": "long enough",
+                "country_code": "1",
+                "phone": "123",
+            },
+        )
+        assert bad.status_code == 400 and "That phone number is too short." in bad.text
+        signed_up = browser.post(
+            "/signup",
+            data={
+                "name": "Nina",
+                "email": "nina@example.com",
+                "password": "long enough",
+                "country_code": "+1",
+                "phone": "201 555 0199",
+            },
+        )
+        assert signed_up.status_code == 303
+        stopped = browser.get("/account", follow_redirects=True)
+        assert "Confirm +1 ••• ••• 0199" in stopped.text  # the number given at sign-up, pending
+        token = re.search(r'name="csrf_token" value="([^"]+)"', stopped.text)
+        assert token
+        browser.post("/account/_2fa/send", data={"csrf_token": token.group(1)})
+        user_id = demo.outbox()[-1]["user_id"]
+        done = browser.post(
+            "/account/_2fa/verify", data={"csrf_token": token.group(1), "code": demo.latest_code(user_id)}
+        )
+        assert done.status_code == 303
+        assert "Hello, Nina" in browser.get("/account").text
+
+
+def test_the_demo_admin_may_manage_and_the_vendor_may_not(demo: Demo) -> None:
+    with httpx.Client(base_url=demo.url, headers={"accept": "text/html"}) as browser:
+        browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
+        page = browser.get("/admin/_2fa/challenge")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
+        browser.post("/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": demo.latest_code("1")})
+        manage = browser.get("/admin/_2fa/manage")
+        assert manage.status_code == 200 and "Second factors" in manage.text
