@@ -190,3 +190,20 @@ async def test_bad_credentials_tell_the_admin_in_the_log_and_the_user_nothing_mo
     assert advice in caplog.text
     for secret in (FAKE_AUTHY_API_KEY, FAKE_AUTH_TOKEN):
         assert secret not in caplog.text and secret not in response.text
+
+
+async def test_the_challenge_page_offers_a_call_and_the_call_delivers_a_working_code(shop: Shop) -> None:
+    # The control for the faults above: the same pages, the same provider, nothing broken.
+    headers = shop.harness.as_user("alice")
+    page = await shop.harness.client.get("/admin/_2fa/challenge", headers=headers)
+    assert 'name="channel" value="call"' in page.text
+    token = await shop.harness.csrf(headers)
+    shop.harness.clock.advance(61)
+    called = await shop.harness.client.post(
+        "/admin/_2fa/send", data={"csrf_token": token, "channel": "call"}, headers=headers
+    )
+    assert called.status_code == 303, called.text
+    assert [sent.channel for sent in shop.fake.outbox] == ["call"]
+    response = await shop.verify(shop.fake.last_code(PHONE))
+    assert response.status_code == 303 and "tfa_admin" in response.cookies
+    assert await shop.reaches_orders()
