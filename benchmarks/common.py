@@ -256,7 +256,7 @@ async def postgres_store(url: str) -> AsyncIterator[RecordingStore]:
     try:
         async with admin.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        store = RecordingStore(url)
+        store = RecordingStore(url, auto_migrate=True)  # a fresh schema: create the tables
         event.listen(store.engine.sync_engine, "connect", _search_path(schema))
         try:
             yield store

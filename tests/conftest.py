@@ -249,7 +249,7 @@ async def _postgres_store() -> AsyncIterator[Store]:
             pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
         pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
     engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
-    store = Store(url, engine=engine)
+    store = Store(url, engine=engine, auto_migrate=True)
     try:
         yield store
     finally:
@@ -386,3 +386,30 @@ async def asgi_websocket(
 
     await app(scope, receive, send)
     return sent
+
+
+@pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    """The URL of a PostgreSQL database made for this test and dropped after it (for code that
+    takes a URL, like the CLI or a server in another process, where a schema cannot be set)."""
+    url = postgres_url()
+    if url is None:
+        if _require_postgres():
+            pytest.fail("TFA_REQUIRE_POSTGRES=1 but TFA_TEST_POSTGRES_URL is not set")
+        pytest.skip("needs TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+    name = f"tfa_test_{secrets.token_hex(6)}"
+    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        await admin.dispose()
+        if _require_postgres():
+            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
+        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

@@ -293,12 +293,12 @@ TOO_SHORT = (
     "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
 )
 TOP_KEYS = (
-    "database_url, interfaces, limits, max_form_bytes, provider, revocation_check_seconds, secret_keys, "
-    "templates_dir, trusted_proxies"
+    "auto_migrate, branding, database_pool, database_url, interfaces, limits, max_form_bytes, on_event, "
+    "provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (
-    "enabled, exempt, identity, on_missing_phone, pages_path, path_prefix, proof_cookie, "
-    "proof_max_age_seconds"
+    "enabled, exempt, identity, manage, on_missing_phone, pages_path, path_prefix, "
+    "phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds"
 )
 PROVIDER_KEYS = (
     "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "
@@ -391,7 +391,7 @@ SOURCES = "session, starlette_session_cookie, scope_user, header, callable"
         pytest.param(
             admin_identity(cookie="session"),
             "interfaces.admin.identity.cookie: is not used with from: session "
-            "(expected: key, session_id_key)",
+            "(expected: key, session_id_key, roles_key)",
             id="identity-key-of-another-source",
         ),
         pytest.param(

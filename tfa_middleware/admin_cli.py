@@ -5,6 +5,8 @@
     tfa-middleware users set-phone --config FILE INTERFACE USER_ID COUNTRY_CODE NUMBER [--unconfirmed]
     tfa-middleware users require-enrollment|reset|delete|unlock --config FILE INTERFACE USER_ID
     tfa-middleware audit --config FILE [--interface I] [--user ID] [--since 24h|7d|2026-11-01] [--json]
+    tfa-middleware db upgrade|current|check --config FILE
+    tfa-middleware db purge --config FILE --older-than 90d
 
 Every change is an audit event naming the operating-system user who made it.
 """
@@ -20,7 +22,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import InvalidInput
+from . import schema
+from .errors import InvalidInput, StoreUnavailable
 from .service import EnrollmentStatus, RequestInfo, TwoFactor
 from .settings import load_settings
 
@@ -49,6 +52,20 @@ def register(commands: Any) -> None:
     )
     for action in USER_ACTIONS:
         _common(actions.add_parser(action, help=_HELP[action]), user=True)
+
+    db = commands.add_parser("db", help="the database schema and old rows")
+    db_actions = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("upgrade", "bring the schema up to this release (run before starting a new release)"),
+        ("current", "print the schema revision of the database and of this release"),
+        ("check", "exit 1 when the database schema is behind this release"),
+    ):
+        db_actions.add_parser(name, help=text).add_argument(
+            "--config", required=True, help="the settings file"
+        )
+    purge = db_actions.add_parser("purge", help="delete old audit events, outbox messages and spent codes")
+    purge.add_argument("--config", required=True, help="the settings file")
+    purge.add_argument("--older-than", required=True, help="an age such as 90d or 12h")
 
     audit = commands.add_parser("audit", help="the audit log: sends, verifies, locks, changes")
     audit.add_argument("--config", required=True, help="the settings file")
@@ -80,8 +97,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "audit":
             return await _audit(tfa, args)
+        if args.command == "db":
+            return await _db(tfa, args)
         return await _users(tfa, args)
-    except InvalidInput as exc:
+    except (InvalidInput, StoreUnavailable) as exc:
         print(f"tfa-middleware: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -174,6 +193,36 @@ async def _audit(tfa: TwoFactor, args: argparse.Namespace) -> int:
             print(f"{_iso(e.at)}  {e.interface}/{e.user_id}  {e.kind}  {e.ip or '-'}  {detail}".rstrip())
     if not events and not args.json:
         print("(no events)")
+    return 0
+
+
+async def _db(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    store, release = tfa.store, schema.head()
+    if args.db_command == "upgrade":
+        before, after = await store.upgrade_schema()
+        print(
+            f"database schema: {before or 'empty'} -> {after}" if before != after else f"already at {after}"
+        )
+        return 0
+    found = await store.schema_revision()
+    if args.db_command == "current":
+        print(f"database: {found or 'empty (no tables yet)'}\nthis release: {release}")
+        return 0
+    if args.db_command == "check":
+        if found == release:
+            print(f"up to date ({release})")
+            return 0
+        print(
+            f"the database schema is at {found or 'nothing'} but this release needs {release}: "
+            f"run `tfa-middleware db upgrade --config {args.config}`",
+            file=sys.stderr,
+        )
+        return 1
+    if not re.fullmatch(r"\d+[mhd]", args.older_than.strip()):
+        raise InvalidInput(f"--older-than {args.older_than!r}: use an age such as 90d, 12h or 30m")
+    now = time.time()
+    counts = await store.purge(parse_since(args.older_than, now), now)
+    print(", ".join(f"{count} {name}" for name, count in counts.items()) + " deleted")
     return 0
 
 

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        if args.command in ("users", "audit"):
+        if args.command in ("users", "audit", "db"):
             return asyncio.run(admin_cli.run(args))
         if args.command == "check-config":
             code = _check_config(args.file, args.json)

@@ -9,6 +9,7 @@ exceptions. Exceptions are for what is broken or refused outright::
     │   ├── InvalidPhoneNumber
     │   └── UnknownInterface
     ├── StoreUnavailable         the database cannot be reached or answered with an error
+    │   └── SchemaOutdated       the tables are older than this release: run `db upgrade`
     └── ProviderError            the code provider failed; nobody is let in
         ├── ProviderUnavailable  down, timing out, or answering something we cannot parse
         ├── ProviderMisconfigured bad credentials or settings: an admin has to act
@@ -49,6 +50,10 @@ class UnknownInterface(InvalidInput):
 
 class StoreUnavailable(TwoFactorError):
     """The database could not be used. The request fails closed."""
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The database schema is behind this release; the message names the command to run."""
 
 
 class ProviderError(TwoFactorError):

@@ -127,7 +127,9 @@ class TwoFactor:
     ) -> TwoFactor:
         if on_event is None and settings.on_event:
             on_event = import_callable(settings.on_event, "on_event")
-        store = Store(settings.database_url.reveal())
+        store = Store(
+            settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
+        )
         provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
 

@@ -195,11 +195,24 @@ class BrandingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """PostgreSQL connection pool, per process (SQLite needs none)."""
+
+    size: int = 5
+    max_overflow: int = 10
+    timeout_seconds: float = 10.0
+    recycle_seconds: int = 1800
+    connect_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     secret_keys: tuple[Secret, ...]
     interfaces: Mapping[str, InterfaceSettings]
     provider: ProviderSettings = field(default_factory=ProviderSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    database_pool: PoolSettings = field(default_factory=PoolSettings)
+    auto_migrate: bool | None = None  # None: yes for SQLite, no for PostgreSQL
     branding: BrandingSettings = field(default_factory=BrandingSettings)
     database_url: Secret = field(default_factory=lambda: Secret("sqlite+aiosqlite:///./tfa.sqlite3"))
     revocation_check_seconds: float = 10.0
@@ -228,6 +241,8 @@ class Settings:
             "templates_dir": self.templates_dir,
             "max_form_bytes": self.max_form_bytes,
             "on_event": self.on_event,
+            "auto_migrate": self.auto_migrate,
+            "database_pool": {f: getattr(self.database_pool, f) for f in PoolSettings.__dataclass_fields__},
             "branding": {
                 "title": self.branding.title,
                 "logo_url": self.branding.logo_url,
@@ -549,6 +564,8 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     on_event = root.get("on_event", _dotted, None)
     provider = _provider(_Section(root.raw("provider"), "provider", problems))
     limits = _limits(_Section(root.raw("limits"), "limits", problems))
+    pool = _pool(_Section(root.raw("database_pool"), "database_pool", problems))
+    auto_migrate = root.get("auto_migrate", _bool, None)
     branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
     root.finish()
@@ -567,6 +584,8 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
         limits=limits,
         branding=branding,
         on_event=on_event,
+        database_pool=pool,
+        auto_migrate=auto_migrate,
         source=source,
     )
 
@@ -677,6 +696,18 @@ def contrast_with_white(color: str) -> float:
     r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     luminance = 0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
     return 1.05 / (luminance + 0.05)
+
+
+def _pool(section: _Section) -> PoolSettings:
+    pool = PoolSettings(
+        size=section.get("size", _int_range(1, 100), 5),
+        max_overflow=section.get("max_overflow", _int_range(0, 100), 10),
+        timeout_seconds=section.get("timeout_seconds", _float_range(0.5, 120), 10.0),
+        recycle_seconds=section.get("recycle_seconds", _int_range(60, 24 * 3600), 1800),
+        connect_timeout_seconds=section.get("connect_timeout_seconds", _float_range(0.5, 60), 5.0),
+    )
+    section.finish()
+    return pool
 
 
 def _limits(section: _Section) -> LimitSettings:

@@ -40,7 +40,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .errors import StoreUnavailable
+from . import schema
+from .errors import SchemaOutdated, StoreUnavailable
+from .settings import PoolSettings
 
 metadata = MetaData()
 
@@ -184,10 +186,20 @@ class AuditEvent:
 
 
 class Store:
-    """One database, one engine. Tables are created on first use."""
+    """One database, one engine. On first use the schema is checked against this release's
+    migrations: brought up to date when ``auto_migrate`` (SQLite's default), otherwise an old
+    schema fails closed with a message naming the command that upgrades it."""
 
-    def __init__(self, url: str, *, engine: AsyncEngine | None = None) -> None:
-        self.engine = engine or create_async_engine(url, **_engine_options(url))
+    def __init__(
+        self,
+        url: str,
+        *,
+        engine: AsyncEngine | None = None,
+        auto_migrate: bool | None = None,
+        pool: PoolSettings | None = None,
+    ) -> None:
+        self.engine = engine or create_async_engine(url, **_engine_options(url, pool or PoolSettings()))
+        self.auto_migrate = self.engine.dialect.name == "sqlite" if auto_migrate is None else auto_migrate
         self._ready = False
         self._ready_lock = asyncio.Lock()
         if self.engine.dialect.name == "sqlite":
@@ -205,7 +217,7 @@ class Store:
         """A transaction; any database failure leaves as StoreUnavailable (never a traceback page)."""
         try:
             if not self._ready:
-                await self._create_tables()
+                await self._prepare_schema()
             async with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
@@ -213,12 +225,70 @@ class Store:
         except OSError as exc:
             raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
 
-    async def _create_tables(self) -> None:
+    async def _prepare_schema(self) -> None:
         async with self._ready_lock:
-            if not self._ready:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all)
-                self._ready = True
+            if self._ready:
+                return
+            if self.auto_migrate:
+                try:
+                    async with self.engine.begin() as conn:
+                        await conn.run_sync(schema.upgrade)
+                except SQLAlchemyError:
+                    # Another process may have migrated at the same moment; if so, all is well.
+                    if await self._revision() != schema.head():
+                        raise
+            found = await self._revision()
+            if found != schema.head():
+                raise SchemaOutdated(
+                    f"the database schema is at {found or 'nothing (no tables)'} but this release "
+                    f"needs {schema.head()}: run `tfa-middleware db upgrade --config FILE`"
+                )
+            self._ready = True
+
+    async def _revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(schema.current)
+
+    async def upgrade_schema(self) -> tuple[str | None, str]:
+        """Bring the schema up to this release; (revision before, revision now)."""
+        try:
+            before = await self._revision()
+            async with self.engine.begin() as conn:
+                await conn.run_sync(schema.upgrade)
+            return before, schema.head()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database error: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
+
+    async def schema_revision(self) -> str | None:
+        try:
+            return await self._revision()
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+
+    async def purge(self, before: float, now: float) -> dict[str, int]:
+        """Delete audit events, outbox messages and spent codes older than ``before``; the send log
+        only past a day, since the send limits count back that far."""
+        async with self._begin() as conn:
+            counts = {
+                "events": (await conn.execute(delete(events).where(events.c.at < before))).rowcount,
+                "outbox": (await conn.execute(delete(outbox).where(outbox.c.created_at < before))).rowcount,
+                "codes": (
+                    await conn.execute(
+                        delete(codes).where(
+                            codes.c.created_at < before,
+                            (codes.c.used_at.is_not(None))
+                            | (codes.c.expires_at < now)
+                            | (codes.c.attempts_left <= 0),
+                        )
+                    )
+                ).rowcount,
+                "sends": (
+                    await conn.execute(delete(sends).where(sends.c.at < min(before, now - 24 * 3600)))
+                ).rowcount,
+            }
+        return {name: int(count) for name, count in counts.items()}
 
     async def ping(self) -> None:
         async with self._begin() as conn:
@@ -506,16 +576,19 @@ def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
     )
 
 
-def _engine_options(url: str) -> dict[str, Any]:
+def _engine_options(url: str, pool: PoolSettings) -> dict[str, Any]:
     # Statement parameters hold phone numbers and (in the sandbox outbox) codes: never in logs.
     if url.startswith("sqlite"):
         # The timeout lets a second process (a CLI next to the server) wait for a writer's lock.
         return {"connect_args": {"timeout": 15}, "hide_parameters": True}
     return {
+        # A connection that died with the server (an outage, a failover) is noticed and replaced.
         "pool_pre_ping": True,
-        "pool_size": 5,
-        "max_overflow": 10,
-        "pool_timeout": 10,
+        "pool_size": pool.size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.timeout_seconds,
+        "pool_recycle": pool.recycle_seconds,
+        "connect_args": {"timeout": pool.connect_timeout_seconds},
         "hide_parameters": True,
     }
 

@@ -1,0 +1,1 @@
+"""Alembic migrations for tfa-middleware's tables; run them with ``tfa-middleware db upgrade``."""
