@@ -9,9 +9,16 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from tests.conftest import RELAXED_LIMITS, FakeClock, config
+import pytest
+
+from tests.conftest import RELAXED_LIMITS, FakeClock, Harness, config
 from tfa_middleware import TwoFactor, settings_from_mapping
-from tfa_middleware.errors import ProviderUserNotFound
+from tfa_middleware.errors import (
+    ProviderBlocked,
+    ProviderRateLimited,
+    ProviderUnavailable,
+    ProviderUserNotFound,
+)
 from tfa_middleware.providers.base import CheckResult, SendResult, Target
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.store import Store
@@ -131,3 +138,54 @@ async def test_changed_credentials_clear_every_stored_provider_id(tmp_path: Path
         assert await tfa.store.get_meta("provider_fingerprint") == "account-2"
     finally:
         await tfa.close()
+
+
+async def test_after_a_key_change_the_first_call_never_uses_an_old_id(tmp_path: Path) -> None:
+    first = RegisteringProvider(fingerprint="account-1")
+    tfa = service_with(tmp_path, first)
+    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    await tfa.send_code("admin", "alice")
+    await tfa.close()
+
+    # The new account happens to know an id "p1" too: someone else's. The very first send after
+    # the key change must not go there (RegisteringProvider.send asserts the phone matches).
+    other = RegisteringProvider(fingerprint="account-2")
+    other.users["p1"] = "+12015559999"
+    tfa = service_with(tmp_path, other)
+    try:
+        await tfa.send_code("admin", "alice")
+        assert other.registrations == ["+12015550123"]
+        assert other.sent == [("p1", "+12015550123")]  # p1 re-registered for alice, not the stranger's
+    finally:
+        await tfa.close()
+
+
+class RefusingProvider(RegisteringProvider):
+    """A provider that refuses to send, with the error given."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(fingerprint=None)
+        self.needs_registration = False
+        self.error = error
+
+    async def send(self, target: Target, channel: str) -> SendResult:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "text"),
+    [
+        (ProviderBlocked("60605 geo permissions"), 400, "refuses to send codes to this number"),
+        (ProviderRateLimited("60203", retry_after_seconds=40), 503, "please try again in 40 seconds"),
+        (ProviderRateLimited("503 from Authy"), 503, "please try again in a minute"),
+        (ProviderUnavailable("timed out"), 503, "send a code right now. Nobody can sign in without it"),
+    ],
+)
+async def test_a_provider_refusal_gets_a_page_that_says_what_happened(
+    harness: Harness, error: Exception, status: int, text: str
+) -> None:
+    harness.service.provider = RefusingProvider(error)
+    response = await harness.send(harness.as_user("alice"))
+    assert response.status_code == status
+    assert text in response.text and "Traceback" not in response.text
+    assert (await harness.client.get("/admin/orders", headers=harness.as_user("alice"))).status_code == 303

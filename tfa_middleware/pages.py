@@ -22,7 +22,14 @@ from starlette.types import Receive, Scope, Send
 from . import manage
 from .asgi import HostilePath, canonical_path, client_ip, header, inside, is_https
 from .csrf import CsrfTokens, cross_site
-from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, StoreUnavailable
+from .errors import (
+    InvalidInput,
+    InvalidPhoneNumber,
+    ProviderBlocked,
+    ProviderError,
+    ProviderRateLimited,
+    StoreUnavailable,
+)
 from .forms import FormTooLarge, read_form
 from .identity import Identity
 from .limits import Refusal
@@ -75,6 +82,17 @@ SEND_REFUSALS = {
         400,
     ),
 }
+SEND_UNAVAILABLE = (
+    "We couldn't send a code right now. Nobody can sign in without it, so please try again "
+    "in a minute. If this keeps happening, tell the shop's administrator."
+)
+RATE_LIMITED = (
+    "The text message service is busy. Nobody can sign in without a code, so please try again in {wait}."
+)
+BLOCKED = (
+    "Our text message service refuses to send codes to this number. Ask the shop's "
+    "administrator to set another number for you."
+)
 UNAVAILABLE = (
     "We can't check your code right now. Nobody can sign in without it, so please try again "
     "in a minute. If this keeps happening, tell the shop's administrator."
@@ -258,9 +276,17 @@ class Pages:
             return self.message(ctx, 413, "That was too much", str(exc))
         except InvalidInput as exc:
             return self.message(ctx, 400, "That didn't work", str(exc))
+        except ProviderBlocked as exc:
+            log.error("provider refuses %s user %s's number: %s", ctx.iface.name, ctx.identity.user_id, exc)
+            return self.message(ctx, 400, "We can't text this number", BLOCKED)
+        except ProviderRateLimited as exc:
+            log.error("provider rate limit on %s for %s: %s", page, ctx.iface.name, exc)
+            wait = _duration(exc.retry_after_seconds) if exc.retry_after_seconds else "a minute"
+            return self.message(ctx, 503, "Temporarily unavailable", RATE_LIMITED.format(wait=wait))
         except (StoreUnavailable, ProviderError) as exc:
             log.error("fail closed on %s for %s user %s: %s", page, ctx.iface.name, ctx.identity.user_id, exc)
-            return self.message(ctx, 503, "Temporarily unavailable", UNAVAILABLE)
+            text = SEND_UNAVAILABLE if page in ("send", "enroll") else UNAVAILABLE
+            return self.message(ctx, 503, "Temporarily unavailable", text)
         except Exception:
             log.exception("unexpected error on %s page", page)
             return self.message(ctx, 500, "Something went wrong", UNAVAILABLE)

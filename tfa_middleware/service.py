@@ -22,7 +22,7 @@ from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUse
 from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
 from .providers.base import CheckResult, Provider, Purpose, Target
-from .providers.sandbox import SandboxProvider
+from .providers.build import build_provider
 from .settings import Settings
 from .store import AuditEvent, Enrollment, Store
 
@@ -130,7 +130,7 @@ class TwoFactor:
         store = Store(
             settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
         )
-        provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
+        provider = build_provider(settings, store, clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
 
     async def close(self) -> None:
@@ -342,6 +342,8 @@ class TwoFactor:
         self._check(interface, user_id)
         if channel != "sms" and not (channel == "call" and self.provider.supports_call):
             raise InvalidInput(f"channel {channel!r} is not available")
+        # Before the enrollment is read: a key change clears the provider ids this call would use.
+        await self._check_provider_fingerprint()
         target = _target(interface, user_id, await self.store.enrollment(interface, user_id), purpose)
         if target is None:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
@@ -403,6 +405,7 @@ class TwoFactor:
         code = code.strip().replace(" ", "")
         if not self.code_is_well_formed(code):
             return VerifyOutcome(VerifyStatus.MALFORMED)
+        await self._check_provider_fingerprint()  # before the read, as in send_code
         before = await self.store.enrollment(interface, user_id)
         target = _target(interface, user_id, before, purpose)
         if target is None or before is None:
@@ -463,7 +466,6 @@ class TwoFactor:
     async def _with_provider_user(self, target: Target, action: Callable[[Target], Awaitable[T]]) -> T:
         """Run a provider call with a registered user, registering again once if the provider
         has forgotten the id we stored (Authy answers 60026 for a deleted user)."""
-        await self._check_provider_fingerprint()
         target = await self._registered(target)
         try:
             return await action(target)
