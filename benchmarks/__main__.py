@@ -8,8 +8,9 @@ Runs, in order, and prints each table as it completes:
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
-drops it). A full run writes benchmarks/RESULTS.md with the machine's details; ``--quick`` runs every
-part on tiny sizes in a few seconds and writes nothing (the smoke test runs it).
+drops it). A full run of every part writes benchmarks/RESULTS.md with the machine's details;
+``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
+it); ``--only`` runs some parts and writes only with ``--results``.
 
     python -m benchmarks [--quick] [--only hot,e2e,challenge,scale] [--requests N] [--results PATH]
 """
@@ -150,12 +151,20 @@ def main() -> None:
     if unknown := set(parts) - set(PARTS):
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     requests = args.requests or (600 if args.quick else 30_000)
-    results = args.results or (None if args.quick else DEFAULT_RESULTS)
+    # Only a full run of every part replaces RESULTS.md; any other run writes only where it is told.
+    results = args.results or (DEFAULT_RESULTS if not args.quick and parts == list(PARTS) else None)
 
     report = Report()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5 and not args.quick:
+        print(f"note: the machine is busy (load average {load_before:.2f}): expect noisy figures\n")
     started = time.monotonic()
     asyncio.run(run(parts, args.quick, requests, report))
     seconds = time.monotonic() - started
+    # Other work on the machine shows here: a benchmark on a busy machine is a benchmark of the machine.
+    report.facts["load average (1 min) before / after the run (after includes its own load)"] = (
+        f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"
+    )
 
     width = max((len(t.what) for t in report.targets), default=10)
     print("Targets")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -81,6 +82,8 @@ class Load:
     rps: float
     p99_ms: float
     generator_cpu: float
+    requests: int
+    server_cpu_us: float = math.nan  # the server's CPU time (every process) per request
 
 
 async def run(report: Report, *, quick: bool) -> None:
@@ -97,6 +100,8 @@ async def run(report: Report, *, quick: bool) -> None:
             "ratio range",
             "bare p99 ms",
             "wrapped p99 ms",
+            "bare CPU µs/req",
+            "wrapped CPU µs/req",
         ],
     )
     generator_cpu: list[float] = []
@@ -119,6 +124,8 @@ async def run(report: Report, *, quick: bool) -> None:
                     f"{min(ratios):.0%}–{max(ratios):.0%}",
                     median([b.p99_ms for b in bare]),
                     median([w.p99_ms for w in wrapped]),
+                    median([b.server_cpu_us for b in bare]),
+                    median([w.server_cpu_us for w in wrapped]),
                 )
                 report.target(
                     f"end to end, {shop.name}, {workers} worker{'s' if workers > 1 else ''}",
@@ -136,6 +143,8 @@ async def run(report: Report, *, quick: bool) -> None:
         if pin
         else "no CPU pinning (a quick run, or no taskset, or one CPU)",
         "2 workers: both workers and the load generator share the 2 cores" if 2 in plan.workers else "",
+        "CPU µs/req: the server's CPU time (all its processes, from /proc) per request answered; "
+        "steadier than req/s when other work shares the machine",
         f"load generator CPU use: at most {max(generator_cpu):.0%} of one core" if generator_cpu else "",
     ]
     table.notes = [n for n in table.notes if n]
@@ -160,7 +169,8 @@ async def pair(
         await service.set_phone("admin", "1", "1", "2015550123", confirmed=True)
         await service.close()
     cpus = "0" if pin else None
-    async with serving([shop.bare, shop.wrapped], workers, env, where, cpus) as (bare_port, wrapped_port):
+    async with serving([shop.bare, shop.wrapped], workers, env, where, cpus) as (bare_server, wrapped_server):
+        bare_port, wrapped_port = bare_server.port, wrapped_server.port
         bare_cookie = await log_in(shop, bare_port, None)
         wrapped_cookie = await log_in(shop, wrapped_port, database)
         async with httpx.AsyncClient() as client:  # the setup is what we think it is
@@ -181,9 +191,13 @@ async def pair(
         bare: list[Load] = []
         wrapped: list[Load] = []
         for round_ in range(plan.rounds):
-            runs = [(bare_port, bare_cookie, bare), (wrapped_port, wrapped_cookie, wrapped)]
-            for port, cookie, results in runs if round_ % 2 == 0 else runs[::-1]:
-                result = await load(port, shop.path, cookie, plan.connections, plan.seconds, load_cpus, env)
+            runs = [(bare_server, bare_cookie, bare), (wrapped_server, wrapped_cookie, wrapped)]
+            for served, cookie, results in runs if round_ % 2 == 0 else runs[::-1]:
+                cpu = _cpu_seconds(served.pid)
+                result = await load(
+                    served.port, shop.path, cookie, plan.connections, plan.seconds, load_cpus, env
+                )
+                result.server_cpu_us = (_cpu_seconds(served.pid) - cpu) / max(1, result.requests) * 1e6
                 results.append(result)
                 generator_cpu.append(result.generator_cpu)
     return bare, wrapped
@@ -192,7 +206,7 @@ async def pair(
 @asynccontextmanager
 async def serving(
     factories: list[str], workers: int, env: dict[str, str], logs: Path, cpus: str | None
-) -> AsyncIterator[list[int]]:
+) -> AsyncIterator[list[Served]]:
     """uvicorns serving ``factories`` on free loopback ports (started together), stopped afterwards."""
     ports = [_free_port() for _ in factories]
     processes: list[tuple[str, asyncio.subprocess.Process, Path]] = []
@@ -227,7 +241,7 @@ async def serving(
                 if process.returncode is not None or time.monotonic() > deadline:
                     raise SystemExit(f"uvicorn {factory} did not start:\n{_tail(log)}")
                 await asyncio.sleep(0.05)
-        yield ports
+        yield [Served(port, process.pid) for port, (_, process, _) in zip(ports, processes, strict=True)]
     finally:
         for _, process, _ in processes:
             if process.returncode is None:
@@ -238,6 +252,26 @@ async def serving(
             except TimeoutError:
                 process.kill()
                 await asyncio.wait_for(process.wait(), timeout=15)
+
+
+@dataclass(frozen=True)
+class Served:
+    port: int
+    pid: int  # uvicorn's own process; with --workers, its workers are its children
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time used so far by ``pid`` and every process below it (uvicorn's workers)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += _cpu_seconds(int(child))
+    except (OSError, ValueError, IndexError):
+        return total  # a process that just ended, or no /proc: what was counted
+    return total
 
 
 def _started(log: Path) -> int:
@@ -310,7 +344,7 @@ async def load(
     result: dict[str, Any] = json.loads(out)
     if set(result["statuses"]) != {"200"}:
         raise SystemExit(f"unexpected answers under load: {result['statuses']}")
-    return Load(result["rps"], result["p99_ms"], result["generator_cpu"])
+    return Load(result["rps"], result["p99_ms"], result["generator_cpu"], result["requests"])
 
 
 def _free_port() -> int:
