@@ -65,11 +65,12 @@ async def test_the_user_list_is_searched_by_prefix_with_wildcards_taken_literall
     assert len(await store.enrollments_list(None, "", 10)) == 6
 
 
-async def test_code_is_consumed_exactly_once_under_concurrency(store: Store) -> None:
+async def test_code_is_used_exactly_once_under_concurrency(store: Store) -> None:
     await store.replace_code("admin", "u1", "login", "h" * 64, T0, 600, 5)
-    live = await store.live_code("admin", "u1", "login", T0 + 1)
-    assert live is not None
-    results = await asyncio.gather(*(store.consume_code(live[0], T0 + 1) for _ in range(20)))
+    assert not await store.use_code("admin", "u1", "login", "x" * 64, T0 + 1)  # another hash: no
+    results = await asyncio.gather(
+        *(store.use_code("admin", "u1", "login", "h" * 64, T0 + 1) for _ in range(20))
+    )
     assert results.count(True) == 1
     assert await store.live_code("admin", "u1", "login", T0 + 2) is None
 
@@ -78,15 +79,18 @@ async def test_codes_expire_run_out_of_attempts_and_replace_each_other(store: St
     await store.replace_code("admin", "u1", "login", "a" * 64, T0, 600, 2)
     assert await store.live_code("admin", "u1", "login", T0 + 599) is not None
     assert await store.live_code("admin", "u1", "login", T0 + 600) is None  # expired at 10 min
-    live = await store.live_code("admin", "u1", "login", T0)
-    assert live is not None
-    await asyncio.gather(*(store.spend_attempt(live[0]) for _ in range(5)))
+    assert not await store.use_code("admin", "u1", "login", "a" * 64, T0 + 600)
+    await asyncio.gather(*(store.spend_attempt("admin", "u1", "login", T0) for _ in range(5)))
     assert await store.live_code("admin", "u1", "login", T0) is None  # two attempts, then void
+    assert not await store.use_code("admin", "u1", "login", "a" * 64, T0)
     await store.replace_code("admin", "u1", "login", "b" * 64, T0, 600, 5)
     await store.replace_code("admin", "u1", "login", "c" * 64, T0, 600, 5)
     newest = await store.live_code("admin", "u1", "login", T0)
     assert newest is not None and newest[1] == "c" * 64
+    assert not await store.use_code("admin", "u1", "login", "b" * 64, T0)  # replaced: void
     assert await store.live_code("admin", "u1", "enroll", T0) is None  # purposes don't mix
+    assert not await store.use_code("admin", "u1", "enroll", "c" * 64, T0)
+    assert await store.use_code("admin", "u1", "login", "c" * 64, T0)
 
 
 async def test_outbox_and_events_round_trip(store: Store) -> None:

@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import Float, and_, case, cast, delete, func, insert, or_, select, update
@@ -134,19 +135,17 @@ class Limits:
         """True when the failure just reserved by ``permit`` is the one that locks the account."""
         return permit.failures == self.settings.verify_max_failures
 
-    async def attempt_succeeded(self, interface: str, user_id: str) -> None:
+    @staticmethod
+    def success_values() -> dict[str, Any]:
+        """Column values that wipe the failure count after a right code (the attempt reserved for
+        it is given back to the hourly count); the caller writes them with its own update."""
         e = enrollments.c
-        async with self.store.transaction() as conn:
-            await conn.execute(
-                update(enrollments)
-                .where(e.interface == interface, e.user_id == user_id)
-                .values(
-                    failures=0,
-                    next_attempt_at=0.0,
-                    locked_until=0.0,
-                    hour_failures=case((e.hour_failures > 0, e.hour_failures - 1), else_=0),
-                )
-            )
+        return {
+            "failures": 0,
+            "next_attempt_at": 0.0,
+            "locked_until": 0.0,
+            "hour_failures": case((e.hour_failures > 0, e.hour_failures - 1), else_=0),
+        }
 
     async def give_back_attempt(self, interface: str, user_id: str) -> None:
         """The provider failed: the attempt checked nothing, so it does not count."""

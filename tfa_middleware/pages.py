@@ -375,7 +375,6 @@ class Pages:
 
     async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
-        status = await self.service.status(name, user_id)
         outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
         if outcome.status is VerifyStatus.APPROVED:
             value = self.codecs[name].issue(
@@ -387,6 +386,7 @@ class Pages:
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         error = self.verify_error(outcome)
+        status = await self.service.status(name, user_id)  # only now: the page to show it on
         # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
             return await self._enroll(ctx, status, error=error, code=400)

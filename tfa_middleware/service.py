@@ -437,28 +437,34 @@ class TwoFactor:
                 log.warning("%s user %s locked after %d failed codes", interface, user_id, permit.failures)
                 return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
             return VerifyOutcome(VerifyStatus.REJECTED)
-        await self.limits.attempt_succeeded(interface, user_id)
+        # One transaction records the success: the failure count wiped, the time, the event.
+        success = {"last_verified_at": now, **self.limits.success_values()}
         if target.purpose is Purpose.ENROLL:
             changed = before.phone is not None and before.phone != target.phone
             confirmed = await self.store.enrollment(interface, user_id)
+            kind = "phone_changed" if changed else "enrolled"
+            item = self._audit_event(now, interface, user_id, kind, request, to=phones.mask(target.phone))
             row = await self.store.update_enrollment(
                 interface,
                 user_id,
                 now,
                 bump_generation=changed,
+                create=False,
+                event=item,
                 phone=target.phone,
                 pending_phone=None,
                 require_enrollment=False,
                 # The provider id registered for the number just confirmed becomes the active one.
                 provider_user_id=confirmed.pending_provider_user_id if confirmed else None,
                 pending_provider_user_id=None,
-                last_verified_at=now,
+                **success,
             )
-            kind = "phone_changed" if changed else "enrolled"
-            await self._event(now, interface, user_id, kind, request, to=phones.mask(target.phone))
         else:
-            row = await self.store.update_enrollment(interface, user_id, now, last_verified_at=now)
-            await self._event(now, interface, user_id, "verify_ok", request)
+            item = self._audit_event(now, interface, user_id, "verify_ok", request)
+            row = await self.store.update_enrollment(
+                interface, user_id, now, create=False, event=item, **success
+            )
+        await self._announce(item)
         return VerifyOutcome(VerifyStatus.APPROVED, generation=row.generation, method="sms")
 
     # ------------------------------------------------------------------ provider user ids
@@ -513,9 +519,17 @@ class TwoFactor:
         request: RequestInfo | None,
         **detail: str,
     ) -> None:
+        item = self._audit_event(now, interface, user_id, kind, request, **detail)
+        await self.store.add_event(item)
+        await self._announce(item)
+
+    @staticmethod
+    def _audit_event(
+        now: float, interface: str, user_id: str, kind: str, request: RequestInfo | None, **detail: str
+    ) -> AuditEvent:
         if request is not None and request.actor is not None:
             detail = {**detail, "by": request.actor}
-        item = AuditEvent(
+        return AuditEvent(
             at=now,
             interface=interface,
             user_id=user_id,
@@ -524,7 +538,9 @@ class TwoFactor:
             user_agent=request.user_agent if request else None,
             detail=detail,
         )
-        await self.store.add_event(item)
+
+    async def _announce(self, item: AuditEvent) -> None:
+        """An event already stored goes to the JSON audit log and the shop's hook."""
         if audit_log.isEnabledFor(logging.INFO):
             audit_log.info(
                 "%s",
@@ -548,7 +564,7 @@ class TwoFactor:
                     await result
             except Exception:
                 # The shop's hook must not decide whether a user gets in; its failure is logged.
-                log.exception("on_event hook failed for %s event", kind)
+                log.exception("on_event hook failed for %s event", item.kind)
 
 
 def _status(interface: str, user_id: str, row: Enrollment | None, now: float = 0.0) -> EnrollmentStatus:

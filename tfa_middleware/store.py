@@ -326,11 +326,16 @@ class Store:
         now: float,
         *,
         bump_generation: bool = False,
+        create: bool = True,
+        event: AuditEvent | None = None,
         **values: Any,
     ) -> Enrollment:
-        """Create the row if needed, then apply ``values`` (and a generation bump) in one UPDATE."""
+        """Create the row if needed (unless ``create`` is false: the caller knows it exists), then
+        apply ``values`` (and a generation bump) in one UPDATE, and record ``event`` in the same
+        transaction."""
         async with self._begin() as conn:
-            await self.ensure_row(conn, interface, user_id, now)
+            if create:
+                await self.ensure_row(conn, interface, user_id, now)
             changes: dict[str, Any] = {"updated_at": now, **values}
             if bump_generation:
                 changes["generation"] = enrollments.c.generation + 1
@@ -342,6 +347,8 @@ class Store:
                     .returning(*enrollments.c)
                 )
             ).one()
+            if event is not None:
+                await conn.execute(insert(events).values(**_event_row(event)))
         return _enrollment(row._mapping)
 
     async def ensure_row(self, conn: AsyncConnection, interface: str, user_id: str, now: float) -> None:
@@ -471,26 +478,23 @@ class Store:
             ).first()
         return None if row is None else (int(row.id), str(row.code_hash))
 
-    async def consume_code(self, code_id: int, now: float) -> bool:
-        """Mark the code used. True for exactly one caller, however many race for it."""
+    async def use_code(self, interface: str, user_id: str, purpose: str, code_hash: str, now: float) -> bool:
+        """Mark the live code with this hash used, in one statement: True for exactly one caller,
+        however many race with the right code."""
         async with self._begin() as conn:
             result = await conn.execute(
                 update(codes)
-                .where(
-                    codes.c.id == code_id,
-                    codes.c.used_at.is_(None),
-                    codes.c.attempts_left > 0,
-                    codes.c.expires_at > now,
-                )
+                .where(*_live(interface, user_id, purpose, now), codes.c.code_hash == code_hash)
                 .values(used_at=now)
             )
         return bool(result.rowcount == 1)
 
-    async def spend_attempt(self, code_id: int) -> None:
+    async def spend_attempt(self, interface: str, user_id: str, purpose: str, now: float) -> None:
+        """A wrong code: the live code has one try fewer (and is void at zero)."""
         async with self._begin() as conn:
             await conn.execute(
                 update(codes)
-                .where(codes.c.id == code_id, codes.c.attempts_left > 0)
+                .where(*_live(interface, user_id, purpose, now))
                 .values(attempts_left=codes.c.attempts_left - 1)
             )
 
@@ -518,17 +522,7 @@ class Store:
 
     async def add_event(self, item: AuditEvent) -> None:
         async with self._begin() as conn:
-            await conn.execute(
-                insert(events).values(
-                    at=item.at,
-                    interface=item.interface,
-                    user_id=item.user_id,
-                    kind=item.kind,
-                    ip=item.ip,
-                    user_agent=(item.user_agent or "")[:255] or None,
-                    detail=json.dumps(dict(item.detail or {}), sort_keys=True),
-                )
-            )
+            await conn.execute(insert(events).values(**_event_row(item)))
 
     async def events(
         self,
@@ -559,6 +553,30 @@ class Store:
             )
             for r in reversed(rows)
         ]
+
+
+def _event_row(item: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": item.at,
+        "interface": item.interface,
+        "user_id": item.user_id,
+        "kind": item.kind,
+        "ip": item.ip,
+        "user_agent": (item.user_agent or "")[:255] or None,
+        "detail": json.dumps(dict(item.detail or {}), sort_keys=True),
+    }
+
+
+def _live(interface: str, user_id: str, purpose: str, now: float) -> tuple[Any, ...]:
+    """The conditions of a code that can still be used (replace_code leaves at most one)."""
+    return (
+        codes.c.interface == interface,
+        codes.c.user_id == user_id,
+        codes.c.purpose == purpose,
+        codes.c.used_at.is_(None),
+        codes.c.attempts_left > 0,
+        codes.c.expires_at > now,
+    )
 
 
 def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
@@ -609,5 +627,8 @@ logging.getLogger("aiosqlite").addFilter(_HideDriverArguments())
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL's usual companion: commits are durable across a crash of the process, and the file is
+    # never corrupted; a power cut may lose the last moments of counters, not the database.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.close()

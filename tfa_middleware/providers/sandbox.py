@@ -85,15 +85,14 @@ class SandboxProvider:
 
     async def check(self, target: Target, code: str) -> CheckResult:
         now = self._clock()
-        live = await self.store.live_code(target.interface, target.user_id, target.purpose, now)
-        if live is None:
-            return CheckResult.REJECTED
-        code_id, stored = live
-        if not hmac.compare_digest(stored, self._hash(target, code)):
-            await self.store.spend_attempt(code_id)
-            return CheckResult.REJECTED
-        # Two requests may both get here with the right code; the database lets one through.
-        return CheckResult.APPROVED if await self.store.consume_code(code_id, now) else CheckResult.REJECTED
+        # The database compares the keyed hash and marks the code used in one statement, so of
+        # two requests with the right code exactly one gets APPROVED.
+        if await self.store.use_code(
+            target.interface, target.user_id, target.purpose, self._hash(target, code), now
+        ):
+            return CheckResult.APPROVED
+        await self.store.spend_attempt(target.interface, target.user_id, target.purpose, now)
+        return CheckResult.REJECTED
 
     async def close(self) -> None:
         return None
