@@ -1,9 +1,6 @@
-"""The demo shop under a real uvicorn, walked the way the README tells a newcomer to: over plain
-HTTP, and in a real Chromium driven by Playwright.
-
-Browser tests need Chromium (``TFA_CHROMIUM``, default /usr/bin/chromium) and Playwright. On a
-laptop without them they skip with the reason; under CI ``TFA_REQUIRE_BROWSER=1`` makes that a
-failure, so the browser half can never silently stop running.
+"""The demo shop under a real uvicorn, walked over plain HTTP the way the README tells a newcomer
+to, with the code read by `tfa-middleware outbox`. The same walk in a real browser, and every
+other flow of the pages, is in test_browser.py.
 """
 
 from __future__ import annotations
@@ -11,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +19,6 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 def _free_port() -> int:
@@ -133,116 +128,3 @@ def test_readme_walkthrough_over_http(demo: Demo) -> None:
         browser.post("/admin/logout")
         browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
         assert browser.get("/admin").status_code == 303
-
-
-def _chromium() -> str:
-    path = os.environ.get("TFA_CHROMIUM", "/usr/bin/chromium")
-    required = os.environ.get("TFA_REQUIRE_BROWSER") == "1"
-    missing = None
-    if not (shutil.which(path) or Path(path).is_file()):
-        missing = f"no Chromium at {path} (apt-get install chromium, or set TFA_CHROMIUM)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "Playwright is not installed (pip install -e '.[dev]')"
-    if missing:
-        if required:
-            pytest.fail(f"TFA_REQUIRE_BROWSER=1 but {missing}")
-        pytest.skip(missing)
-    return path
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("width", [1280, 375])
-def test_admin_signs_in_with_a_code_in_a_real_browser(demo: Demo, width: int) -> None:
-    chromium = _chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 800})
-            page.goto(demo.url + "/admin/login")
-            page.fill("#email", "admin@example.com")
-            page.fill("#password", "admin")
-            page.click("button[type=submit]")
-            expect(page.locator("h1")).to_have_text("Enter your code")
-            expect(page.locator("#code")).to_be_focused()
-            page.screenshot(path=ARTIFACTS / f"challenge-{width}.png", full_page=True)
-            page.click("text=Text me a code")
-            expect(page.get_by_role("status")).to_contain_text("We sent a code to +1 ••• ••• 0123")
-            page.fill("#code", "000000" if demo.latest_code("1") != "000000" else "111111")
-            page.click("text=Verify")
-            expect(page.get_by_role("alert")).to_contain_text("That code didn't work")
-            # After a wrong code the next try must wait a growing delay (1 s first), as a person would.
-            page.wait_for_timeout(1100)
-            page.fill("#code", demo.latest_code("1"))
-            page.click("text=Verify")
-            expect(page.locator("h1")).to_have_text("Orders")
-            assert page.url.rstrip("/").endswith("/admin")
-            page.screenshot(path=ARTIFACTS / f"admin-orders-{width}.png", full_page=True)
-            scroll = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
-            assert not scroll, "the page scrolls sideways"
-        finally:
-            browser.close()
-
-
-def test_a_customer_signs_up_with_a_phone_and_confirms_it_at_the_first_visit(demo: Demo) -> None:
-    with httpx.Client(base_url=demo.url, headers={"accept": "text/html"}) as browser:
-        bad = browser.post(
-            "/signup",
-            data={
-                "name": "Nina",
-                "email": "nina@example.com",
-                "password": "long enough",
-                "country_code": "1",
-                "phone": "123",
-            },
-        )
-        assert bad.status_code == 400 and "That phone number is too short." in bad.text
-        signed_up = browser.post(
-            "/signup",
-            data={
-                "name": "Nina",
-                "email": "nina@example.com",
-                "password": "long enough",
-                "country_code": "+1",
-                "phone": "201 555 0199",
-            },
-        )
-        assert signed_up.status_code == 303
-        stopped = browser.get("/account", follow_redirects=True)
-        assert "Confirm +1 ••• ••• 0199" in stopped.text  # the number given at sign-up, pending
-        token = re.search(r'name="csrf_token" value="([^"]+)"', stopped.text)
-        assert token
-        browser.post("/account/_2fa/send", data={"csrf_token": token.group(1)})
-        user_id = demo.outbox()[-1]["user_id"]
-        done = browser.post(
-            "/account/_2fa/verify", data={"csrf_token": token.group(1), "code": demo.latest_code(user_id)}
-        )
-        assert done.status_code == 303
-        assert "Hello, Nina" in browser.get("/account").text
-
-
-def test_the_demo_admin_may_manage_and_the_vendor_may_not(demo: Demo) -> None:
-    with httpx.Client(base_url=demo.url, headers={"accept": "text/html"}) as browser:
-        browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
-        page = browser.get("/admin/_2fa/challenge")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token
-        browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-        browser.post("/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": demo.latest_code("1")})
-        manage = browser.get("/admin/_2fa/manage")
-        assert manage.status_code == 200 and "Second factors" in manage.text

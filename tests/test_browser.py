@@ -1,0 +1,794 @@
+"""The pages in a real browser: Playwright driving Chromium against the demo shop under uvicorn.
+
+Every flow is done with the keyboard alone (Tab, Shift+Tab, typing, Enter), at a desktop width and
+at 375 px, and every page it meets goes through :meth:`Visit.check`: a screenshot in
+``test-artifacts/``, no sideways scrolling, and, on the middleware's own pages, one ``h1``, a label
+for every field, errors announced and tied to their field, a visible focus ring, axe-core with no
+serious or critical violation, and HTML + CSS + JS under 30 KB. Each browser context records its
+requests, and a test fails if one of them leaves the demo's origin.
+
+Needs Chromium (``TFA_CHROMIUM``, default /usr/bin/chromium) and Playwright. Without them the tests
+skip with the reason; ``TFA_REQUIRE_BROWSER=1`` (CI) turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page, Response
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+DEMO_CONFIG = ROOT / "demo_app" / "config.yaml"
+WIDTHS = {"desktop": 1280, "phone": 375}
+MAX_PAGE_BYTES = 30 * 1024
+# The limits of a browser test that is not about the growing delay: no wait between two tries.
+NO_DELAY = {"limits": {"verify_delay_base_seconds": 0}}
+# The package's own look: no branding, no template override.
+PLAIN = {"branding": None, "templates_dir": None}
+# uvicorn --factory cannot pass the factory an argument; this does, so a test can use its own file.
+LAUNCH = (
+    "import sys, uvicorn; from demo_app.app import create_app; "
+    "uvicorn.run(create_app(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')"
+)
+LOGO_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40">'
+    b'<rect width="40" height="40" rx="8" fill="#8a1c7c"/><text x="48" y="27" font-size="18" '
+    b'font-family="sans-serif" fill="#1d2330">Acme</text></svg>'
+)
+
+# What the checks measured, written to test-artifacts/browser-report.json at the end of the module.
+REPORT: dict[str, dict[str, Any]] = {"weights": {}, "axe": {}}
+
+
+# ---------------------------------------------------------------------------- the browser
+
+
+def _chromium() -> str:
+    path = os.environ.get("TFA_CHROMIUM", "/usr/bin/chromium")
+    missing = None
+    if not (shutil.which(path) or Path(path).is_file()):
+        missing = f"no Chromium at {path} (apt-get install chromium, or set TFA_CHROMIUM)"
+    else:
+        try:
+            import axe_playwright_python  # noqa: F401
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:
+            missing = f"{exc.name} is not installed (pip install -e '.[dev]')"
+    if missing:
+        if os.environ.get("TFA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"TFA_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "browser-report.json").write_text(json.dumps(REPORT, indent=2, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------- the demo server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Demo:
+    url: str
+    database: Path
+
+    def code(self, user_id: str) -> str:
+        """The code in the newest sandbox text to ``user_id``, read from the demo's database."""
+        with closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as db:
+            row = db.execute(
+                "SELECT body FROM tfa_outbox WHERE user_id = ? ORDER BY id DESC LIMIT 1", (user_id,)
+            ).fetchone()
+        assert row, f"no text message to user {user_id} in the outbox"
+        match = re.search(r"\b(\d{6})\b", row[0])
+        assert match, row[0]
+        return match.group(1)
+
+    def age_the_sends(self, seconds: float) -> None:
+        """Move every logged send back in time, as if the codes had been asked for earlier."""
+        with closing(sqlite3.connect(self.database)) as db, db:
+            db.execute("UPDATE tfa_send SET at = at - ?", (seconds,))
+
+    def wrong_code(self, user_id: str) -> str:
+        return "111111" if self.code(user_id) != "111111" else "222222"
+
+
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+    """Start the demo shop under uvicorn with demo_app/config.yaml, changed by ``changes``
+    (a top-level key set to None is removed). A fresh database each time."""
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def start(**changes: Any) -> Demo:
+        settings = yaml.safe_load(DEMO_CONFIG.read_text())
+        for key, value in changes.items():
+            if value is None:
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+        config = tmp_path / f"config-{len(started)}.yaml"
+        config.write_text(yaml.safe_dump(settings))
+        database = tmp_path / f"demo-{len(started)}.sqlite3"
+        port = _free_port()
+        env = {**os.environ, "TFA_DEMO_DB": str(database), "PYTHONPATH": str(ROOT)}
+        log = (tmp_path / f"uvicorn-{len(started)}.log").open("w")
+        server = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, str(config), str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        started.append((server, log))
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):  # up to ~30 s for the server to answer
+            if server.poll() is not None:
+                log.flush()
+                pytest.fail(f"the demo exited: {Path(log.name).read_text()}")
+            try:
+                httpx.get(url + "/", timeout=1)
+                return Demo(url, database)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        pytest.fail("the demo did not start in time")
+
+    yield start
+    for server, log in started:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+# ---------------------------------------------------------------------------- one visit
+
+
+@dataclass
+class Visit:
+    """One browser context on the demo: its page, the requests it made, and the checks of each page."""
+
+    name: str
+    demo: Demo
+    context: BrowserContext
+    page: Page
+    js: bool
+    width: int
+    requests: list[str] = field(default_factory=list)
+    documents: list[Response] = field(default_factory=list)
+    step: int = 0
+
+    def goto(self, path: str) -> Response | None:
+        return self.page.goto(self.demo.url + path)
+
+    def check(self, what: str) -> None:
+        """Screenshot the page and check everything every page must be."""
+        from axe_playwright_python.sync_playwright import Axe
+
+        self.step += 1
+        label = f"{self.name}-{self.step:02d}-{what}"
+        page = self.page
+        page.screenshot(path=ARTIFACTS / f"{label}.png", full_page=True)
+        sideways = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert sideways <= 0, f"{label}: the page scrolls sideways by {sideways} px at {self.width} px"
+        if "/_2fa/" not in urlsplit(page.url).path:
+            return  # the shop's own page: its markup is the shop's business
+        assert page.locator("h1").count() == 1, f"{label}: not exactly one h1"
+        problems = page.evaluate(
+            """() => {
+              const out = [];
+              for (const input of document.querySelectorAll("input:not([type=hidden])")) {
+                if (!input.labels.length) out.push(`no label for ${input.name}`);
+                if (input.getAttribute("aria-invalid") === "true") {
+                  const ids = (input.getAttribute("aria-describedby") || "").split(/\\s+/).filter(Boolean);
+                  const linked = ids.map((id) => document.getElementById(id)).filter(Boolean);
+                  if (!linked.some((el) => el.getAttribute("role") === "alert"))
+                    out.push(`${input.name} is invalid but not described by an alert`);
+                }
+              }
+              for (const error of document.querySelectorAll(".error"))
+                if (error.getAttribute("role") !== "alert") out.push(`no role=alert: ${error.textContent}`);
+              return out;
+            }"""
+        )
+        assert not problems, f"{label}: {problems}"
+        focused = page.evaluate("document.activeElement && document.activeElement.id")
+        if focused:
+            _assert_focus_visible(page.locator(f"#{focused}"))
+        # axe.run() waits on timers, which never fire with JavaScript off; the markup is the same.
+        if self.js:
+            results = Axe().run(page)
+            violations = results.response["violations"]
+            REPORT["axe"][label] = {v["id"]: v["impact"] for v in violations}
+            serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+            assert not serious, f"{label}: {results.generate_report()}"
+        self._check_weight(label)
+
+    def _check_weight(self, label: str) -> None:
+        assert self.documents, "no document loaded"
+        html = len(self.documents[-1].body())
+        styles = self.page.eval_on_selector_all("link[rel=stylesheet]", "els => els.map((e) => e.href)")
+        scripts = self.page.eval_on_selector_all("script", "els => els.map((e) => e.src)")
+        pages_path = urlsplit(self.page.url).path.rsplit("/", 1)[0]
+        own = {f"{self.demo.url}{pages_path}/static/{name}" for name in ("tfa.css", "brand.css", "tfa.js")}
+        assert set(styles + scripts) <= own, (
+            f"{label}: a script or stylesheet of someone else's: {styles + scripts}"
+        )
+        sizes = {}
+        for url in styles + scripts:
+            response = self.context.request.get(url)
+            assert response.ok, url
+            sizes[url.rsplit("/", 1)[1]] = len(response.body())
+            response.dispose()
+        total = html + sum(sizes.values())
+        REPORT["weights"][label] = {"html": html, **sizes, "total": total}
+        assert total < MAX_PAGE_BYTES, f"{label}: {total} bytes of HTML, CSS and JS ({sizes}, html {html})"
+
+    def assert_only_the_demo_was_asked(self) -> None:
+        """No font, CDN or anything else: every request the pages made went to the demo."""
+        origin = urlsplit(self.demo.url).netloc
+        elsewhere = [u for u in self.requests if urlsplit(u).netloc != origin]
+        assert self.requests, "the browser made no request at all"
+        assert not elsewhere, f"requests outside the demo: {elsewhere}"
+
+
+def _assert_focus_visible(target: Locator) -> None:
+    outline = target.evaluate(
+        "el => { const s = getComputedStyle(el); return [s.outlineStyle, s.outlineWidth]; }"
+    )
+    assert outline[0] != "none" and float(outline[1].rstrip("px")) >= 2, f"no visible focus ring: {outline}"
+
+
+@pytest.fixture
+def visit(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[..., Visit]]:
+    """Open a browser context on a demo: ``visit(demo, width, js=True, name="")``; the name tells
+    the screenshots of a second context in one test apart."""
+    made: list[Visit] = []
+
+    def open_visit(demo: Demo, width: int, *, js: bool = True, name: str = "") -> Visit:
+        context = browser.new_context(viewport={"width": width, "height": 800}, java_script_enabled=js)
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        label = re.sub(r"[^A-Za-z0-9]+", "-", f"{request.node.name.removeprefix('test_')}-{name}").strip("-")
+        made_visit = Visit(label, demo, context, page, js, width)
+
+        def on_response(response: Response) -> None:
+            if response.request.resource_type == "document" and response.frame == page.main_frame:
+                made_visit.documents.append(response)
+
+        context.on("request", lambda r: made_visit.requests.append(r.url))
+        page.on("response", on_response)
+        made.append(made_visit)
+        return made_visit
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield open_visit
+    for v in made:
+        v.context.close()
+        v.assert_only_the_demo_was_asked()
+
+
+# ---------------------------------------------------------------------------- the keyboard
+
+
+def tab_to(v: Visit, target: Locator, *, backwards: bool = False, limit: int = 20) -> None:
+    """Press Tab (Shift+Tab) until ``target`` has the focus, and check that the focus shows."""
+    for _ in range(limit):
+        if target.evaluate("el => el === document.activeElement"):
+            _assert_focus_visible(target)
+            return
+        v.page.keyboard.press("Shift+Tab" if backwards else "Tab")
+    pytest.fail(f"{limit} presses of {'Shift+' if backwards else ''}Tab never reached {target}")
+
+
+def log_in(v: Visit, email: str, password: str, *, admin: bool = True) -> None:
+    """The shop's own log-in form, by keyboard: its e-mail field has the focus on load."""
+    from playwright.sync_api import expect
+
+    v.goto("/admin/login" if admin else "/login")
+    expect(v.page.locator("#email")).to_be_focused()
+    v.check("shop-login")
+    v.page.keyboard.type(email)
+    v.page.keyboard.press("Tab")
+    v.page.keyboard.type(password)
+    v.page.keyboard.press("Enter")
+
+
+def text_me_a_code(v: Visit, masked: str) -> None:
+    """From the challenge page (the code field focused), back to "Text me a code" and press it."""
+    from playwright.sync_api import expect
+
+    page = v.page
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    expect(page.locator("#code")).to_be_focused()
+    v.check("challenge")
+    tab_to(v, page.get_by_role("button", name="Text me a code"), backwards=True)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(f"We sent a code to {masked}.")
+    expect(page.locator("#code")).to_be_focused()
+    v.check("code-sent")
+
+
+def type_code(v: Visit, code: str) -> None:
+    """Type a code into the focused code field: the page sends it at the last digit, or, without
+    JavaScript, Enter does. Returns when the answer has loaded (it may look like the page before)."""
+    from playwright.sync_api import expect
+
+    expect(v.page.locator("#code")).to_be_focused()
+    with v.page.expect_navigation():
+        v.page.keyboard.type(code)
+        if not v.js:
+            v.page.keyboard.press("Enter")
+
+
+def sign_in(v: Visit) -> None:
+    """The admin, all the way to the orders."""
+    from playwright.sync_api import expect
+
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.code("1"))
+    expect(v.page.locator("h1")).to_have_text("Orders")
+
+
+def _url_path(v: Visit) -> str:
+    parts = urlsplit(v.page.url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# ---------------------------------------------------------------------------- the flows
+
+WIDTH_IDS = list(WIDTHS)
+WIDTH_AND_JS = [
+    pytest.param(width, js, id=f"{width}{'' if js else '-nojs'}") for js in (True, False) for width in WIDTHS
+]
+
+
+@pytest.mark.parametrize(("width", "js"), WIDTH_AND_JS)
+def test_admin_signs_in_with_a_texted_code(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str, js: bool
+) -> None:
+    """The README's walk-through, with demo_app/config.yaml as it is: default limits, branding,
+    the template override."""
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width], js=js)
+    log_in(v, "admin@example.com", "admin")
+    expect(v.page).to_have_url(re.compile(r"/admin/_2fa/challenge\?next=%2Fadmin$"))
+    expect(v.page.get_by_role("contentinfo")).to_contain_text("tfa-middleware outbox")  # the override
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.code("1"))
+    expect(v.page.locator("h1")).to_have_text("Orders")
+    assert _url_path(v) == "/admin"
+    v.check("orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_customer_signs_in_on_the_account_page(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width])
+    log_in(v, "customer@example.com", "customer", admin=False)
+    expect(v.page).to_have_url(re.compile(r"/account/_2fa/challenge\?next=%2Faccount$"))
+    text_me_a_code(v, "+1 ••• ••• 0145")
+    type_code(v, v.demo.code("3"))
+    expect(v.page.locator("h1")).to_have_text("Hello, Carla Customer")
+    assert _url_path(v) == "/account"
+    v.check("account")
+
+
+@pytest.mark.parametrize(("width", "js"), WIDTH_AND_JS)
+def test_vendor_without_a_phone_enrolls_one(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str, js: bool
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width], js=js)
+    page = v.page
+    log_in(v, "vendor@example.com", "vendor")
+    expect(page.locator("h1")).to_have_text("Set up two-step verification")
+    assert urlsplit(page.url).path == "/admin/_2fa/enroll"
+    v.check("enroll")
+    expect(page.get_by_label("Country code")).to_be_focused()
+    page.keyboard.type("+1")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Mobile number")).to_be_focused()
+    page.keyboard.type("201 555 0199")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", level=2).first).to_have_text("Confirm +1 ••• ••• 0199")
+    expect(page.get_by_role("status")).to_have_text("We sent a code to +1 ••• ••• 0199.")
+    v.check("enroll-code-sent")
+    type_code(v, v.demo.code("2"))
+    expect(page.locator("h1")).to_have_text("Orders")
+    assert _url_path(v) == "/admin"
+    v.check("orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_wrong_code_shows_the_error_at_the_field(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(**NO_DELAY), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.wrong_code("1"))
+    error = page.get_by_role("alert")
+    expect(error).to_have_text(re.compile(r"^That code didn't work\."))
+    field = page.locator("#code")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_attribute("aria-describedby", "code-error")
+    expect(error).to_have_id("code-error")
+    expect(field).to_be_focused()
+    expect(field).to_have_value("")
+    v.check("wrong-code")
+    type_code(v, v.demo.code("1"))
+    expect(page.locator("h1")).to_have_text("Orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_the_growing_delay_after_a_wrong_code_is_shown(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """A 30-second first delay, so that the second try is surely inside it: no timing luck."""
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(limits={"verify_delay_base_seconds": 30}), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.wrong_code("1"))
+    expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
+    type_code(v, v.demo.code("1"))
+    expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^Please wait (29|30) seconds before trying again\.$")
+    )
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    v.check("wait")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_the_lock_says_when_to_try_again(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(**NO_DELAY), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    wrong = v.demo.wrong_code("1")
+    for _ in range(4):
+        type_code(v, wrong)
+        expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
+    type_code(v, wrong)
+    locked = re.compile(r"^Too many wrong codes\. .* for 15 minutes\. If this wasn't you")
+    expect(page.get_by_role("alert")).to_have_text(locked)
+    v.check("locked")
+    # Coming back later still says so, and even the right code is not checked.
+    v.goto("/admin")
+    expect(page.get_by_role("alert")).to_have_text(locked)
+    expect(page.locator("#code")).to_have_attribute("aria-describedby", "locked")
+    v.check("locked-later")
+    type_code(v, v.demo.code("1"))
+    expect(page.get_by_role("alert")).to_have_text(locked)
+    expect(page.locator("h1")).to_have_text("Enter your code")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_resend_counts_down_the_cooldown(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The countdown runs on Playwright's fake clock: 30 seconds pass in no time."""
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width])
+    page = v.page
+    page.clock.install()
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    again = page.get_by_role("button", name="Text me a new code")
+    wait = page.locator("#send-again-wait")
+    expect(wait).to_have_text(re.compile(r"^You can ask for a new code in (29|30) seconds\.$"))
+    expect(again).to_be_disabled()
+    expect(again).to_have_attribute("aria-describedby", "send-again-wait")
+    page.clock.run_for(2_000)
+    expect(wait).to_have_text(re.compile(r"^You can ask for a new code in 2[78] seconds\.$"))
+    page.clock.run_for(30_000)
+    expect(wait).to_have_text("You can ask for a new code now.")
+    expect(again).to_be_enabled()
+    v.check("cooldown-over")
+    # The page's clock is not the server's: pressed now, the server still says how long to wait.
+    tab_to(v, again)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^You can ask for a new code in \d+ seconds\.$")
+    )
+    v.check("resend-refused")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_resend_without_javascript_says_how_long_to_wait(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width], js=False)
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    expect(page.locator("#send-again-wait")).to_have_text(
+        re.compile(r"^You can ask for a new code in (29|30) seconds\.$")
+    )
+    again = page.get_by_role("button", name="Text me a new code")
+    tab_to(v, again)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text(
+        re.compile(r"^You can ask for a new code in \d+ seconds\.$")
+    )
+    v.check("resend-refused")
+    # Still a working page: the code that was sent lets the user in.
+    type_code(v, v.demo.code("1"))
+    expect(page.locator("h1")).to_have_text("Orders")
+
+
+@pytest.mark.parametrize(("width", "js"), WIDTH_AND_JS)
+def test_logout_of_the_second_factor_returns_to_the_challenge(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str, js: bool
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width], js=js)
+    page = v.page
+    sign_in(v)
+    v.goto("/admin/_2fa/logout?next=/admin/users")
+    expect(page.locator("h1")).to_have_text("Sign out of two-step verification")
+    v.check("logout")
+    tab_to(v, page.get_by_role("button", name="Sign out"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    assert _url_path(v) == "/admin/_2fa/challenge?next=%2Fadmin%2Fusers"
+    v.check("signed-out")
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_the_deep_link_survives_the_challenge(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(**NO_DELAY), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    v.goto("/admin/users")
+    expect(page).to_have_url(re.compile(r"/admin/_2fa/challenge\?next=%2Fadmin%2Fusers$"))
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    assert "next=%2Fadmin%2Fusers" in page.url
+    type_code(v, v.demo.wrong_code("1"))
+    expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
+    type_code(v, v.demo.code("1"))
+    expect(page.locator("h1")).to_have_text("Users")
+    assert _url_path(v) == "/admin/users"
+    v.check("users")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_the_built_in_pages_without_branding(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The package as it ships, with no branding or override: every kind of page it has."""
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(**PLAIN, **NO_DELAY), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    expect(page.locator("header")).to_have_count(0)
+    expect(page.locator("footer")).to_have_count(0)
+    expect(page).to_have_title("Enter your code · Two-step verification")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.wrong_code("1"))
+    expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
+    v.check("wrong-code")
+    missing = v.goto("/admin/_2fa/nothing-here")
+    assert missing is not None and missing.status == 404
+    expect(page.locator("h1")).to_have_text("Page not found")
+    v.check("not-found")
+    v.goto("/admin/_2fa/logout")
+    v.check("logout")
+    vendor = visit(v.demo, WIDTHS[width], name="vendor")
+    log_in(vendor, "vendor@example.com", "vendor")
+    expect(vendor.page.locator("h1")).to_have_text("Set up two-step verification")
+    vendor.check("enroll")
+    expect(vendor.page.get_by_label("Country code")).to_be_focused()
+    vendor.page.keyboard.type("+1")
+    vendor.page.keyboard.press("Tab")
+    vendor.page.keyboard.type("12")
+    vendor.page.keyboard.press("Enter")
+    error = vendor.page.get_by_role("alert")
+    expect(error).to_be_visible()
+    expect(vendor.page.get_by_label("Mobile number")).to_have_attribute("aria-invalid", "true")
+    vendor.check("enroll-bad-number")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_branding_from_the_settings(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """Title, logo and colour from YAML alone; the colour reaches the CSS without inline styles."""
+    from playwright.sync_api import Route, expect
+
+    branding = {"title": "Acme Outfitters", "logo_url": "/brand/logo.svg", "primary_color": "#8A1C7C"}
+    v = visit(start_demo(branding=branding, templates_dir=None), WIDTHS[width])
+    page = v.page
+
+    def logo(route: Route) -> None:  # the shop would serve its logo; the demo has none
+        route.fulfill(body=LOGO_SVG, content_type="image/svg+xml")
+
+    page.route(f"{v.demo.url}/brand/logo.svg", logo)
+    log_in(v, "admin@example.com", "admin")
+    expect(page).to_have_title("Enter your code · Two-step verification · Acme Outfitters")
+    expect(page.get_by_role("banner").get_by_role("img", name="Acme Outfitters")).to_be_visible()
+    assert page.locator("header img").evaluate("img => img.naturalWidth") == 120
+    send = page.get_by_role("button", name="Text me a code")
+    expect(send).to_have_css("background-color", "rgb(138, 28, 124)")
+    v.check("challenge")
+    assert f"{v.demo.url}/admin/_2fa/static/brand.css" in v.requests
+    tab_to(v, send, backwards=True)
+    expect(send).to_have_css("outline-color", "rgb(138, 28, 124)")
+
+
+@pytest.mark.parametrize(("width", "js"), WIDTH_AND_JS)
+def test_admin_changes_the_phone(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str, js: bool
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width], js=js)
+    page = v.page
+    sign_in(v)
+    # The resend cooldown counts per account, whatever the number: a new number within 30 s of
+    # the sign-in code would be refused. Someone reading a text and typing takes about that long.
+    v.demo.age_the_sends(60)
+    v.goto("/admin/_2fa/phone")
+    expect(page.locator("h1")).to_have_text("Your phone for sign-in codes")
+    v.check("phone")
+    tab_to(v, page.get_by_label("Country code"), backwards=True)
+    page.keyboard.type("+1")
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Mobile number")).to_be_focused()
+    page.keyboard.type("201 555 0177")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("We sent a code to +1 ••• ••• 0177.")
+    v.check("phone-code-sent")
+    type_code(v, v.demo.code("1"))
+    expect(page.locator("main")).to_contain_text("Codes now go to +1 ••• ••• 0177.")
+    v.check("phone-changed")
+    # The change revoked every earlier proof; this browser got a new one and goes on.
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_the_management_page(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width])
+    sign_in(v)
+    v.goto("/admin/_2fa/manage")
+    expect(v.page.locator("h1")).to_have_text("Second factors")
+    v.check("manage")
+
+
+BROKEN_PAGES = {
+    "two-h1": ("<h1>One</h1><h1>Two</h1>", "not exactly one h1"),
+    "no-label": ("<h1>Code</h1><input id=c name=c>", "no label for c"),
+    "error-not-announced": ('<h1>Code</h1><p class="error">Wrong code.</p>', "no role=alert: Wrong code."),
+    "invalid-not-linked": (
+        "<h1>Code</h1><label for=c>Code</label><input id=c name=c aria-invalid=true>",
+        "c is invalid but not described by an alert",
+    ),
+    "no-focus-ring": (
+        "<style>:focus { outline: none }</style><h1>Code</h1><label for=c>Code</label><input id=c autofocus>",
+        "no visible focus ring",
+    ),
+    "sideways": ('<h1>Code</h1><div style="width: 500px">wide</div>', "the page scrolls sideways by"),
+    "low-contrast": ('<h1>Code</h1><p style="color: #bbb">Faint</p>', "color-contrast"),
+    "heavy": ("<h1>Code</h1><p>" + "words " * 6000 + "</p>", "bytes of HTML, CSS and JS"),
+    "font-from-a-cdn": (
+        '<h1>Code</h1><link rel="preload" as="font" href="https://fonts.example/x.woff2" crossorigin>',
+        "requests outside the demo: ['https://fonts.example/x.woff2']",
+    ),
+    "foreign-script": (
+        '<h1>Code</h1><script src="/static/app.js"></script>',
+        "a script or stylesheet of someone else's",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN_PAGES))
+def test_the_page_checks_fail_on_a_broken_page(
+    visit: Callable[..., Visit], tmp_path: Path, kind: str
+) -> None:
+    """Each check of Visit.check catches what it is there for: a check that cannot fail proves nothing."""
+    from playwright.sync_api import Route
+
+    body, complaint = BROKEN_PAGES[kind]
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Broken</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+        f"<body><main>{body}</main></body></html>"
+    )
+    v = visit(Demo("http://127.0.0.1:9", tmp_path / "unused.sqlite3"), WIDTHS["phone"])
+
+    def serve(route: Route) -> None:  # nothing listens on port 9: every request is answered here
+        route.fulfill(
+            body=html if route.request.resource_type == "document" else "", content_type="text/html"
+        )
+
+    v.page.route("**/*", serve)
+    v.goto("/admin/_2fa/broken")
+    with pytest.raises(AssertionError, match=re.escape(complaint)):
+        v.check(kind)
+        v.assert_only_the_demo_was_asked()
+    v.requests = [u for u in v.requests if u.startswith(v.demo.url)]  # so that the teardown passes
+    for measured in REPORT.values():  # the report is about the real pages
+        for label in [label for label in measured if label.startswith(v.name)]:
+            del measured[label]
