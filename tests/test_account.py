@@ -87,8 +87,12 @@ async def test_a_new_number_is_active_only_after_its_code_and_revokes_older_proo
 
     wrong = await post(harness, PHONE_PAGE, alice, action="verify", code="000000")
     assert wrong.status_code == 400
+    pending = await harness.client.get(PHONE_PAGE, headers=alice)
+    assert 'pattern="[0-9 ]*"' in pending.text  # "123 456" as people copy it is fine
     done = await post(harness, PHONE_PAGE, alice, action="verify", code=await harness.latest_code())
     assert done.status_code == 303
+    confirmed = await harness.client.get(done.headers["location"], headers=alice)
+    assert "Done: codes now go to +1 ••• ••• 0199." in confirmed.text
     status = await harness.service.status("admin", "alice")
     assert (status.masked_phone, status.pending_masked_phone) == ("+1 ••• ••• 0199", "")
     # This browser got a new proof and goes on at once; a copy of the old one is dead.

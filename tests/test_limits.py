@@ -370,6 +370,8 @@ async def test_the_challenge_page_shows_the_cooldown_without_javascript(limited:
     again = await limited.send(alice)
     assert again.status_code == 429
     assert "You can ask for a new code in 25 seconds." in again.text
+    # The refusal is about the send button; the code field is not marked wrong.
+    assert 'id="send-error"' in again.text and 'aria-invalid="true"' not in again.text
     limited.clock.advance(25)
     page = await limited.client.get("/admin/_2fa/challenge?sent=1", headers=alice)
     assert "data-countdown" not in page.text

@@ -41,7 +41,8 @@ async def phone_page(pages: Pages, ctx: PageContext) -> Response:
     status = await pages.service.status(ctx.iface.name, ctx.identity.user_id)
     if status.state != "active":
         return RedirectResponse(ctx.url("enroll"), status_code=303)
-    return await _render_phone(pages, ctx)
+    done = f"Done: codes now go to {status.masked_phone}." if ctx.query.get("done") else ""
+    return await _render_phone(pages, ctx, notice=done)
 
 
 async def _render_phone(
@@ -49,6 +50,7 @@ async def _render_phone(
     ctx: PageContext,
     *,
     error: str = "",
+    send_error: str = "",
     notice: str = "",
     code: int = 200,
     form: Mapping[str, str] | None = None,
@@ -61,6 +63,7 @@ async def _render_phone(
         code,
         status=status,
         error=error,
+        send_error=send_error,
         notice=notice,
         country_code=(form or {}).get("country_code", ""),
         phone=(form or {}).get("phone", ""),
@@ -88,7 +91,7 @@ async def phone_post(pages: Pages, ctx: PageContext, form: Mapping[str, str]) ->
         outcome = await pages.service.send_code(name, user_id, purpose=Purpose.ENROLL, request=request)
         if outcome.status is SendStatus.REFUSED:
             message, code = pages.send_refusal(outcome)
-            return await _render_phone(pages, ctx, error=message, code=code)
+            return await _render_phone(pages, ctx, send_error=message, code=code)
         if outcome.status is SendStatus.NEEDS_ENROLLMENT:
             return await _render_phone(pages, ctx, error="Enter the new number first.", code=400)
         return await _render_phone(pages, ctx, notice=f"We sent a code to {outcome.masked_phone}.")

@@ -307,7 +307,13 @@ class Pages:
         return await self._challenge(ctx, status)
 
     async def _challenge(
-        self, ctx: PageContext, status: EnrollmentStatus, *, error: str = "", code: int = 200
+        self,
+        ctx: PageContext,
+        status: EnrollmentStatus,
+        *,
+        error: str = "",
+        send_error: str = "",
+        code: int = 200,
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
         waits = await self.waits(ctx)
@@ -317,7 +323,9 @@ class Pages:
             code,
             masked_phone=status.masked_phone,
             notice=f"We sent a code to {status.masked_phone}." if sent else "",
-            sent=sent or bool(error),  # after a wrong try the user has a code: lead with the form
+            # After a wrong try, or a resend refused, the user has a code: lead with the form.
+            sent=sent or bool(error) or bool(send_error),
+            send_error=send_error,
             error=error,
             supports_call=self.service.provider.supports_call,
             **waits,
@@ -335,6 +343,7 @@ class Pages:
         status: EnrollmentStatus,
         *,
         error: str = "",
+        send_error: str = "",
         code: int = 200,
         form: Mapping[str, str] | None = None,
     ) -> Response:
@@ -350,6 +359,7 @@ class Pages:
             if sent and status.pending_masked_phone
             else "",
             error=error,
+            send_error=send_error,
             country_code=(form or {}).get("country_code", ""),
             phone=(form or {}).get("phone", ""),
             **waits,
@@ -368,8 +378,8 @@ class Pages:
         if outcome.status is SendStatus.REFUSED:
             error, code = self.send_refusal(outcome)
             if status.needs_enrollment:
-                return await self._enroll(ctx, status, error=error, code=code)
-            return await self._challenge(ctx, status, error=error, code=code)
+                return await self._enroll(ctx, status, send_error=error, code=code)
+            return await self._challenge(ctx, status, send_error=error, code=code)
         page = "enroll" if status.needs_enrollment else "challenge"
         return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
 
