@@ -34,11 +34,27 @@ def cookie(scope: Scope, name: str) -> str | None:
     """
     found: str | None = None
     for key, value in scope.get("headers", ()):
-        if key == b"cookie":
-            text: str = value.decode("latin-1")
-            if name in text:
-                found = cookie_parser(text).get(name, found)
+        if key == b"cookie" and name.encode() in value:
+            found = _parsed(value).get(name, found)
     return found
+
+
+# A browser sends the same Cookie header again and again, and the middleware reads two cookies
+# from it (the shop's session, our proof): parse each distinct header once.
+_PARSED: dict[bytes, dict[str, str]] = {}
+_PARSED_MAX = 4096
+_PARSED_MAX_HEADER = 4096
+
+
+def _parsed(value: bytes) -> dict[str, str]:
+    parsed = _PARSED.get(value)
+    if parsed is None:
+        parsed = cookie_parser(value.decode("latin-1"))
+        if len(value) <= _PARSED_MAX_HEADER:
+            if len(_PARSED) >= _PARSED_MAX:
+                del _PARSED[next(iter(_PARSED))]
+            _PARSED[value] = parsed
+    return parsed
 
 
 def is_https(scope: Scope) -> bool:

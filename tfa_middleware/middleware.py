@@ -127,7 +127,7 @@ class TwoFactorMiddleware:
         # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
         # so /admin/files/../../x must be protected although it names /x.
         iface = self._match(path) or (self._match(literal) if literal != path else None)
-        if iface is None or (iface.exempt(path) and iface.exempt(literal)):
+        if iface is None or (iface.exempt(path) and (literal is path or iface.exempt(literal))):
             await self.app(scope, receive, send)
             return
 

@@ -16,6 +16,7 @@ ever enter it, so a forged value always pays for (and fails) the check.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ class Proof:
     session_digest: str
 
 
+@functools.lru_cache(maxsize=10_000)
 def session_digest(session_id: str | None) -> str:
     """A short digest of the shop's session id ("" when the shop gives none)."""
     if not session_id:
