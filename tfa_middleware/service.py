@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -170,40 +170,27 @@ class TwoFactor:
                 f"We can't send text messages to +{calling_code} numbers. "
                 "Use a number from another country, or ask the shop to allow this one."
             )
-        now = self.clock()
-        if confirmed:
-            before = await self.store.enrollment(interface, user_id)
-            changed = before is not None and before.phone is not None and before.phone != e164
-            row = await self.store.update_enrollment(
-                interface,
-                user_id,
-                now,
-                bump_generation=changed,
-                phone=e164,
-                pending_phone=None,
-                provider_user_id=None,
-                pending_provider_user_id=None,
-                require_enrollment=False,
-            )
-            await self._event(now, interface, user_id, "phone_set", request, to=phones.mask(e164))
-        else:
-            row = await self.store.update_enrollment(
-                interface, user_id, now, pending_phone=e164, pending_provider_user_id=None
-            )
-            await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(e164))
-        return _status(interface, user_id, row, self.clock())
+        if not confirmed:
+            return await self._change(
+                interface, user_id, "phone_pending", request, {"to": phones.mask(e164)},
+                pending_phone=e164, pending_provider_user_id=None,
+            )  # fmt: skip
+        before = await self.store.enrollment(interface, user_id)
+        return await self._change(
+            interface, user_id, "phone_set", request, {"to": phones.mask(e164)},
+            bump_generation=before is not None and before.phone is not None and before.phone != e164,
+            phone=e164, pending_phone=None, provider_user_id=None, pending_provider_user_id=None,
+            require_enrollment=False,
+        )  # fmt: skip
 
     async def require_enrollment(
         self, interface: str, user_id: str, *, request: RequestInfo | None = None
     ) -> EnrollmentStatus:
         """At the next protected request the user goes through enrollment again."""
         self._check(interface, user_id)
-        now = self.clock()
-        row = await self.store.update_enrollment(
-            interface, user_id, now, bump_generation=True, require_enrollment=True
+        return await self._change(
+            interface, user_id, "enrollment_required", request, bump_generation=True, require_enrollment=True
         )
-        await self._event(now, interface, user_id, "enrollment_required", request)
-        return _status(interface, user_id, row, self.clock())
 
     async def reset(
         self, interface: str, user_id: str, *, request: RequestInfo | None = None
@@ -213,20 +200,11 @@ class TwoFactor:
         The row is kept (with its generation bumped), so old cookies can never match a fresh row.
         """
         self._check(interface, user_id)
-        now = self.clock()
-        row = await self.store.update_enrollment(
-            interface,
-            user_id,
-            now,
-            bump_generation=True,
-            phone=None,
-            pending_phone=None,
-            provider_user_id=None,
-            pending_provider_user_id=None,
+        return await self._change(
+            interface, user_id, "reset", request, bump_generation=True,
+            phone=None, pending_phone=None, provider_user_id=None, pending_provider_user_id=None,
             require_enrollment=False,
-        )
-        await self._event(now, interface, user_id, "reset", request)
-        return _status(interface, user_id, row, self.clock())
+        )  # fmt: skip
 
     async def unlock(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> bool:
         """Lift a verify lock (and the failure count) set by wrong codes. False for an unknown user."""
@@ -243,9 +221,7 @@ class TwoFactor:
         second factor out on every device, which is what someone whose cookie may be copied wants.
         """
         self._check(interface, user_id)
-        now = self.clock()
-        await self.store.update_enrollment(interface, user_id, now, bump_generation=True)
-        await self._event(now, interface, user_id, "signed_out", request)
+        await self._change(interface, user_id, "signed_out", request, bump_generation=True)
 
     # ------------------------------------------------------------------ the user's own steps
 
@@ -270,12 +246,14 @@ class TwoFactor:
     ) -> EnrollmentStatus:
         """Drop a pending number; an active one stays as it was."""
         self._check(interface, user_id)
-        now = self.clock()
-        row = await self.store.update_enrollment(
-            interface, user_id, now, pending_phone=None, pending_provider_user_id=None
+        return await self._change(
+            interface,
+            user_id,
+            "phone_change_cancelled",
+            request,
+            pending_phone=None,
+            pending_provider_user_id=None,
         )
-        await self._event(now, interface, user_id, "phone_change_cancelled", request)
-        return _status(interface, user_id, row, now)
 
     async def delete(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> bool:
         """Forget the user entirely (the shop deleted the account). Proofs already issued die with
@@ -320,12 +298,10 @@ class TwoFactor:
         row = await self.store.enrollment(interface, user_id)
         if row is None or row.phone is None or not row.require_enrollment:
             raise EnrollmentNotAllowed("There is no phone to keep.")
-        now = self.clock()
-        row = await self.store.update_enrollment(
-            interface, user_id, now, pending_phone=row.phone, pending_provider_user_id=row.provider_user_id
-        )
-        await self._event(now, interface, user_id, "phone_pending", request, to=phones.mask(row.phone))
-        return _status(interface, user_id, row, self.clock())
+        return await self._change(
+            interface, user_id, "phone_pending", request, {"to": phones.mask(row.phone)},
+            pending_phone=row.phone, pending_provider_user_id=row.provider_user_id,
+        )  # fmt: skip
 
     async def send_code(
         self,
@@ -509,6 +485,26 @@ class TwoFactor:
             raise InvalidInput(
                 f"user id must be a non-empty string of at most {MAX_USER_ID_LENGTH} characters"
             )
+
+    async def _change(
+        self,
+        interface: str,
+        user_id: str,
+        kind: str,
+        request: RequestInfo | None,
+        detail: Mapping[str, str] | None = None,
+        *,
+        bump_generation: bool = False,
+        **values: Any,
+    ) -> EnrollmentStatus:
+        """Change a user's enrollment and record the event in the same transaction."""
+        now = self.clock()
+        item = self._audit_event(now, interface, user_id, kind, request, **(detail or {}))
+        row = await self.store.update_enrollment(
+            interface, user_id, now, bump_generation=bump_generation, event=item, **values
+        )
+        await self._announce(item)
+        return _status(interface, user_id, row, now)
 
     async def _event(
         self,
