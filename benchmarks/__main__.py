@@ -130,7 +130,7 @@ def results_markdown(report: Report, facts: dict[str, str], seconds: float, comm
         "",
         "| what | target | measured | verdict |",
         "| --- | --- | --- | --- |",
-        *[f"| {t.what} | {t.goal} | {t.measured} | {verdict(t.met)} |" for t in report.targets],
+        *[f"| {t.what} | {t.goal} | {t.measured} | {verdict(t)} |" for t in report.targets],
         "",
         "## Figures",
         "",
@@ -169,7 +169,7 @@ def main() -> None:
     width = max((len(t.what) for t in report.targets), default=10)
     print("Targets")
     for t in report.targets:
-        print(f"  {t.what:{width}}  {t.goal:42}  {t.measured:30}  {verdict(t.met)}")
+        print(f"  {t.what:{width}}  {t.goal:42}  {t.measured:30}  {verdict(t)}")
     print(f"\nfinished in {seconds:.1f} s")
     if results is not None:
         command = "python -m benchmarks " + " ".join(sys.argv[1:])

@@ -96,6 +96,7 @@ class Target:
     goal: str
     measured: str
     met: bool | None  # None: not measured in this run
+    inconclusive: bool = False  # measured, but the spread of the rounds is wider than the effect
 
 
 @dataclass
@@ -108,8 +109,10 @@ class Report:
         self.tables.append(table)
         print(table.text(), end="\n\n", flush=True)
 
-    def target(self, what: str, goal: str, measured: str, met: bool | None) -> None:
-        self.targets.append(Target(what, goal, measured, met))
+    def target(
+        self, what: str, goal: str, measured: str, met: bool | None, *, inconclusive: bool = False
+    ) -> None:
+        self.targets.append(Target(what, goal, measured, met, inconclusive))
 
 
 def _cell(value: object) -> str:
@@ -120,8 +123,10 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def verdict(met: bool | None) -> str:
-    return {True: "met", False: "MISSED", None: "not measured"}[met]
+def verdict(target: Target) -> str:
+    if target.inconclusive:
+        return "inconclusive (too noisy)"
+    return {True: "met", False: "MISSED", None: "not measured"}[target.met]
 
 
 # --------------------------------------------------------------------------- statistics
