@@ -31,6 +31,8 @@ from .settings import InterfaceSettings, Settings, load_settings
 log = logging.getLogger("tfa_middleware")
 SCOPE_KEY = "tfa_middleware"  # what the app finds in its scope after we let a request through
 _GENERATION_CACHE_SIZE = 100_000
+_ROUTE_CACHE_SIZE = 4096
+_ROUTE_CACHE_MAX_PATH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,10 @@ class TwoFactorMiddleware:
         self.service = service or TwoFactor.from_settings(settings, clock=clock)
         self._revocation_seconds = settings.revocation_check_seconds
         self._generations: dict[tuple[str, str], tuple[int, float]] = {}
+        # What a path means (which interface, exempt or not) depends on the path alone: each
+        # distinct path is worked out once. Bounded, and only short paths are remembered, so a
+        # flood of made-up paths evicts entries but never grows it.
+        self._routes: dict[str, tuple[_Interface | None, str]] = {}
         interfaces = []
         for name, iface in settings.interfaces.items():
             if not iface.enabled:
@@ -118,16 +124,15 @@ class TwoFactorMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        literal = simple_path(scope["path"])
-        try:
-            path = _canonical(scope["path"], literal)
-        except HostilePath:
-            await self._bad_path(scope, receive, send)
-            return
-        # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
-        # so /admin/files/../../x must be protected although it names /x.
-        iface = self._match(path) or (self._match(literal) if literal != path else None)
-        if iface is None or (iface.exempt(path) and (literal is path or iface.exempt(literal))):
+        route = self._routes.get(scope["path"])
+        if route is None:
+            try:
+                route = self._route(scope["path"])
+            except HostilePath:
+                await self._bad_path(scope, receive, send)
+                return
+        iface, path = route
+        if iface is None:
             await self.app(scope, receive, send)
             return
 
@@ -169,6 +174,21 @@ class TwoFactorMiddleware:
             return
         await self._challenge(iface, scope, receive, send)
 
+    def _route(self, raw: str) -> tuple[_Interface | None, str]:
+        """The interface that protects ``raw`` (None: unprotected or exempt) and its canonical form."""
+        literal = simple_path(raw)
+        path = _canonical(raw, literal)
+        # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
+        # so /admin/files/../../x must be protected although it names /x.
+        iface = self._match(path) or (self._match(literal) if literal != path else None)
+        if iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
+            iface = None
+        if len(raw) <= _ROUTE_CACHE_MAX_PATH:
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                del self._routes[next(iter(self._routes))]
+            self._routes[raw] = (iface, path)
+        return iface, path
+
     def _match(self, path: str) -> _Interface | None:
         for iface in self._interfaces:
             if inside(path, iface.prefix):
@@ -188,19 +208,28 @@ class TwoFactorMiddleware:
             or proof.session_digest != session_digest(identity.session_id)
         ):
             return None
-        current = await self._generation(iface.settings.name, identity.user_id, proof.generation, now)
+        key = (iface.settings.name, identity.user_id)
+        # The usual case needs no await: the generation is in the cache and fresh.
+        current = self._cached_generation(key, proof.generation, now)
+        if current is None:
+            current = await self._generation(key, now)
         return proof if proof.generation == current else None
 
-    async def _generation(self, interface: str, user_id: str, claimed: int, now: float) -> int:
-        """The user's current generation, from a cache no older than revocation_check_seconds.
+    def _cached_generation(self, key: tuple[str, str], claimed: int, now: float) -> int | None:
+        """The cached generation while it is younger than revocation_check_seconds, else None.
 
         A cookie claiming a newer generation than the cache knows (just verified, perhaps on
-        another worker) is checked against the database at once instead of being refused.
+        another worker) gets None too, so the database is asked at once instead of refusing it.
         """
-        key = (interface, user_id)
         cached = self._generations.get(key)
         if cached is not None and claimed <= cached[0] and now - cached[1] < self._revocation_seconds:
             return cached[0]
+        return None
+
+    async def _generation(self, key: tuple[str, str], now: float) -> int:
+        """The user's current generation from the database, remembered for the cache."""
+        interface, user_id = key
+        cached = self._generations.get(key)
         try:
             current = await self.service.generation(interface, user_id)
         except StoreUnavailable:
