@@ -413,3 +413,23 @@ async def postgres_database() -> AsyncIterator[str]:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def live_code(
+    store: Store, interface: str, user_id: str, purpose: str, now: float
+) -> tuple[int, str] | None:
+    """(id, hash) of the code that can still be used, read straight from the table."""
+    from sqlalchemy import select
+
+    from tfa_middleware.store import _live, codes
+
+    async with store.transaction() as conn:
+        row = (
+            await conn.execute(
+                select(codes.c.id, codes.c.code_hash)
+                .where(*_live(interface, user_id, purpose, now))
+                .order_by(codes.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+    return None if row is None else (int(row.id), str(row.code_hash))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, T0, FakeClock, config
+from tests.conftest import SECRET, T0, FakeClock, config, live_code
 from tfa_middleware import StoreUnavailable, TwoFactor, settings_from_mapping
 from tfa_middleware.providers.base import CheckResult, Purpose, Target
 from tfa_middleware.providers.sandbox import SandboxProvider
@@ -72,23 +72,23 @@ async def test_code_is_used_exactly_once_under_concurrency(store: Store) -> None
         *(store.use_code("admin", "u1", "login", "h" * 64, T0 + 1) for _ in range(20))
     )
     assert results.count(True) == 1
-    assert await store.live_code("admin", "u1", "login", T0 + 2) is None
+    assert await live_code(store, "admin", "u1", "login", T0 + 2) is None
 
 
 async def test_codes_expire_run_out_of_attempts_and_replace_each_other(store: Store) -> None:
     await store.replace_code("admin", "u1", "login", "a" * 64, T0, 600, 2)
-    assert await store.live_code("admin", "u1", "login", T0 + 599) is not None
-    assert await store.live_code("admin", "u1", "login", T0 + 600) is None  # expired at 10 min
+    assert await live_code(store, "admin", "u1", "login", T0 + 599) is not None
+    assert await live_code(store, "admin", "u1", "login", T0 + 600) is None  # expired at 10 min
     assert not await store.use_code("admin", "u1", "login", "a" * 64, T0 + 600)
     await asyncio.gather(*(store.spend_attempt("admin", "u1", "login", T0) for _ in range(5)))
-    assert await store.live_code("admin", "u1", "login", T0) is None  # two attempts, then void
+    assert await live_code(store, "admin", "u1", "login", T0) is None  # two attempts, then void
     assert not await store.use_code("admin", "u1", "login", "a" * 64, T0)
     await store.replace_code("admin", "u1", "login", "b" * 64, T0, 600, 5)
     await store.replace_code("admin", "u1", "login", "c" * 64, T0, 600, 5)
-    newest = await store.live_code("admin", "u1", "login", T0)
+    newest = await live_code(store, "admin", "u1", "login", T0)
     assert newest is not None and newest[1] == "c" * 64
     assert not await store.use_code("admin", "u1", "login", "b" * 64, T0)  # replaced: void
-    assert await store.live_code("admin", "u1", "enroll", T0) is None  # purposes don't mix
+    assert await live_code(store, "admin", "u1", "enroll", T0) is None  # purposes don't mix
     assert not await store.use_code("admin", "u1", "enroll", "c" * 64, T0)
     assert await store.use_code("admin", "u1", "login", "c" * 64, T0)
 

@@ -456,28 +456,6 @@ class Store:
                 )
             )
 
-    async def live_code(
-        self, interface: str, user_id: str, purpose: str, now: float
-    ) -> tuple[int, str] | None:
-        """(id, hash) of the newest code that is unused, unexpired and has attempts left."""
-        async with self._begin() as conn:
-            row = (
-                await conn.execute(
-                    select(codes.c.id, codes.c.code_hash)
-                    .where(
-                        codes.c.interface == interface,
-                        codes.c.user_id == user_id,
-                        codes.c.purpose == purpose,
-                        codes.c.used_at.is_(None),
-                        codes.c.attempts_left > 0,
-                        codes.c.expires_at > now,
-                    )
-                    .order_by(codes.c.id.desc())
-                    .limit(1)
-                )
-            ).first()
-        return None if row is None else (int(row.id), str(row.code_hash))
-
     async def use_code(self, interface: str, user_id: str, purpose: str, code_hash: str, now: float) -> bool:
         """Mark the live code with this hash used, in one statement: True for exactly one caller,
         however many race with the right code."""
