@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -38,6 +35,7 @@ from .common import (
     service_on,
     session_cookie,
     shop,
+    sqlite_store,
     sqlite_url,
 )
 
@@ -197,16 +195,6 @@ async def measure(store: RecordingStore, clients: int, rounds: int) -> Outcome:
         outcome.verifies += len(batch)
     outcome.queries_per_verify = verify_queries / max(1, outcome.verifies)
     return outcome
-
-
-@asynccontextmanager
-async def sqlite_store() -> AsyncIterator[RecordingStore]:
-    with tempfile.TemporaryDirectory() as folder:
-        store = RecordingStore(sqlite_url(folder))
-        try:
-            yield store
-        finally:
-            await store.close()
 
 
 async def run(report: Report, *, quick: bool) -> None:

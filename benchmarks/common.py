@@ -12,6 +12,7 @@ import math
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -293,3 +294,13 @@ async def postgres_version(url: str) -> str:
             return str((await conn.execute(text("SHOW server_version"))).scalar())
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def sqlite_store() -> AsyncIterator[RecordingStore]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = RecordingStore(sqlite_url(folder))
+        try:
+            yield store
+        finally:
+            await store.close()

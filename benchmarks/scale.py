@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import random
 import re
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from .common import (
     postgres_store,
     postgres_url,
     service_on,
+    sqlite_store,
     sqlite_url,
 )
 
@@ -156,16 +156,6 @@ async def plans(store: RecordingStore, statements: dict[str, tuple[Any, ...]]) -
                 gist = "; ".join(str(r[0]).strip(" ->") for r in rows if "Scan" in str(r[0]))
             out.append((f"{verb} {where}", gist))
     return sorted(set(out))
-
-
-@asynccontextmanager
-async def sqlite_store() -> AsyncIterator[RecordingStore]:
-    with tempfile.TemporaryDirectory() as folder:
-        store = RecordingStore(sqlite_url(folder))
-        try:
-            yield store
-        finally:
-            await store.close()
 
 
 async def run(report: Report, *, quick: bool) -> None:

@@ -54,8 +54,8 @@ async def seed_phones(tfa: TwoFactor) -> None:
 
 
 def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
-    """Build the demo: settings from ``config_path`` (default: demo_app/config.yaml)."""
-    settings = load_settings(DEFAULT_CONFIG if config_path is None else config_path)
+    """Build the demo: settings from ``config_path``, else $TFA_DEMO_CONFIG, else demo_app/config.yaml."""
+    settings = load_settings(config_path or os.environ.get("TFA_DEMO_CONFIG") or DEFAULT_CONFIG)
     tfa = TwoFactor.from_settings(settings)
 
     @asynccontextmanager

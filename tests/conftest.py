@@ -6,7 +6,12 @@ import asyncio
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -433,3 +438,69 @@ async def live_code(
             )
         ).first()
     return None if row is None else (int(row.id), str(row.code_hash))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(factory: str, folder: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
+    """``uvicorn --factory FACTORY`` on a free loopback port, started, waited for (up to 30 s),
+    and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log."""
+    port = free_port()
+    log_path = folder / "uvicorn.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if workers > 1:
+        command += ["--workers", str(workers), "--log-level", "warning"]
+    root = Path(__file__).resolve().parent.parent
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            command, cwd=root, env={**env, "PYTHONPATH": str(root)}, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"uvicorn exited: {log_path.read_text()}")
+                try:
+                    httpx.get(url + "/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"uvicorn did not start in time: {log_path.read_text()}")
+                    time.sleep(0.1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+async def snapshot(h: Harness) -> tuple[Any, ...]:
+    """Everything a request could change: codes, enrollments, outbox and audit events."""
+    from sqlalchemy import select
+
+    from tfa_middleware.store import codes, enrollments
+
+    async with h.service.store.engine.connect() as conn:
+        code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()
+        enrollment_rows = (await conn.execute(select(enrollments).order_by(enrollments.c.id))).all()
+    return (
+        [tuple(r) for r in code_rows],
+        [tuple(r) for r in enrollment_rows],
+        await h.service.store.latest_outbox(1000),
+        await h.service.store.events(limit=1000),
+    )

@@ -13,25 +13,23 @@ skip with the reason; ``TFA_REQUIRE_BROWSER=1`` (CI) turns that into a failure.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 import yaml
+
+from tests.conftest import uvicorn_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page, Response
@@ -48,10 +46,6 @@ NO_DELAY = {"limits": {"verify_delay_base_seconds": 0}}
 # The package's own look: no branding, no template override.
 PLAIN = {"branding": None, "templates_dir": None}
 # uvicorn --factory cannot pass the factory an argument; this does, so a test can use its own file.
-LAUNCH = (
-    "import sys, uvicorn; from demo_app.app import create_app; "
-    "uvicorn.run(create_app(sys.argv[1]), host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')"
-)
 LOGO_SVG = (
     b'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40">'
     b'<rect width="40" height="40" rx="8" fill="#8a1c7c"/><text x="48" y="27" font-size="18" '
@@ -111,12 +105,6 @@ def browser() -> Iterator[Browser]:
 # ---------------------------------------------------------------------------- the demo server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Demo:
     url: str
@@ -146,46 +134,26 @@ class Demo:
 def start_demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
     """Start the demo shop under uvicorn with demo_app/config.yaml, changed by ``changes``
     (a top-level key set to None is removed). A fresh database each time."""
-    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+    numbers = itertools.count()
+    with ExitStack() as servers:
 
-    def start(**changes: Any) -> Demo:
-        settings = yaml.safe_load(DEMO_CONFIG.read_text())
-        for key, value in changes.items():
-            if value is None:
-                settings.pop(key, None)
-            else:
-                settings[key] = value
-        config = tmp_path / f"config-{len(started)}.yaml"
-        config.write_text(yaml.safe_dump(settings))
-        database = tmp_path / f"demo-{len(started)}.sqlite3"
-        port = _free_port()
-        env = {**os.environ, "TFA_DEMO_DB": str(database), "PYTHONPATH": str(ROOT)}
-        log = (tmp_path / f"uvicorn-{len(started)}.log").open("w")
-        server = subprocess.Popen(
-            [sys.executable, "-c", LAUNCH, str(config), str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        started.append((server, log))
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):  # up to ~30 s for the server to answer
-            if server.poll() is not None:
-                log.flush()
-                pytest.fail(f"the demo exited: {Path(log.name).read_text()}")
-            try:
-                httpx.get(url + "/", timeout=1)
-                return Demo(url, database)
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pytest.fail("the demo did not start in time")
+        def start(**changes: Any) -> Demo:
+            settings = yaml.safe_load(DEMO_CONFIG.read_text())
+            for key, value in changes.items():
+                if value is None:
+                    settings.pop(key, None)
+                else:
+                    settings[key] = value
+            folder = tmp_path / f"demo-{next(numbers)}"
+            folder.mkdir()
+            config = folder / "config.yaml"
+            config.write_text(yaml.safe_dump(settings))
+            database = folder / "demo.sqlite3"
+            env = {**os.environ, "TFA_DEMO_DB": str(database), "TFA_DEMO_CONFIG": str(config)}
+            url = servers.enter_context(uvicorn_server("demo_app.app:create_app", folder, env))
+            return Demo(url, database)
 
-    yield start
-    for server, log in started:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
+        yield start
 
 
 # ---------------------------------------------------------------------------- one visit

@@ -8,23 +8,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import uvicorn_server
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Demo:
@@ -64,44 +58,9 @@ class Demo:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """A fresh demo server and database per test: the send limits of one test never reach another."""
-    folder = tmp_path
-    port = _free_port()
-    env = {**os.environ, "TFA_DEMO_DB": str(folder / "demo.sqlite3"), "PYTHONPATH": str(ROOT)}
-    log = (folder / "uvicorn.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "demo_app.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):  # up to ~20 s for the server to answer
-            if server.poll() is not None:
-                pytest.fail(f"the demo exited: {(folder / 'uvicorn.log').read_text()}")
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the demo did not start in time")
+    env = {**os.environ, "TFA_DEMO_DB": str(tmp_path / "demo.sqlite3"), "PYTHONPATH": str(ROOT)}
+    with uvicorn_server("demo_app.app:create_app", tmp_path, env) as url:
         yield Demo(url, env)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()
 
 
 def test_readme_walkthrough_over_http(demo: Demo) -> None:

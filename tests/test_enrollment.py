@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import ADMIN_PHONE, Harness
+from tests.conftest import ADMIN_PHONE, Harness, snapshot
 from tfa_middleware import (
     InvalidInput,
     InvalidPhoneNumber,
@@ -27,7 +26,7 @@ from tfa_middleware import (
 )
 from tfa_middleware.identity import MAX_USER_ID_LENGTH
 from tfa_middleware.service import EnrollmentNotAllowed
-from tfa_middleware.store import AuditEvent, codes, enrollments
+from tfa_middleware.store import AuditEvent
 
 ERROR_PARAGRAPH = re.compile(r'class="error" role="alert">(.*?)</p>', re.S)
 NEW_NUMBER = {"country_code": "+1", "phone": "201 555 0199"}
@@ -39,18 +38,6 @@ def error_text(response: httpx.Response) -> str:
     match = ERROR_PARAGRAPH.search(response.text)
     assert match, f"no error paragraph: {response.status_code} {response.text[:300]}"
     return html.unescape(match.group(1))
-
-
-async def snapshot(h: Harness) -> tuple[Any, ...]:
-    async with h.service.store.engine.connect() as conn:
-        code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()
-        enrollment_rows = (await conn.execute(select(enrollments).order_by(enrollments.c.id))).all()
-    return (
-        [tuple(r) for r in code_rows],
-        [tuple(r) for r in enrollment_rows],
-        await h.service.store.latest_outbox(1000),
-        await h.service.store.events(limit=1000),
-    )
 
 
 async def enroll(

@@ -11,10 +11,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from tests.conftest import ADMIN_PHONE, Harness
-from tfa_middleware.store import codes, enrollments
+from tests.conftest import ADMIN_PHONE, Harness, snapshot
 
 STYLESHEET = Path(__file__).parent.parent / "tfa_middleware" / "static" / "tfa.css"
 PAGES = ("send", "verify", "enroll", "logout")
@@ -34,19 +32,6 @@ def assert_no_traceback(response: httpx.Response) -> None:
     assert response.status_code < 500
     assert "Traceback" not in response.text
     assert 'File "' not in response.text
-
-
-async def snapshot(h: Harness) -> tuple[Any, ...]:
-    """Everything a POST could change: codes, enrollments, outbox and audit events."""
-    async with h.service.store.engine.connect() as conn:
-        code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()
-        enrollment_rows = (await conn.execute(select(enrollments).order_by(enrollments.c.id))).all()
-    return (
-        [tuple(r) for r in code_rows],
-        [tuple(r) for r in enrollment_rows],
-        await h.service.store.latest_outbox(1000),
-        await h.service.store.events(limit=1000),
-    )
 
 
 async def post_form(h: Harness, url: str, form: dict[str, str], headers: dict[str, str]) -> httpx.Response:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -22,18 +19,13 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import free_port, uvicorn_server
 from tests.test_cli import run_cli
 from tfa_middleware import TwoFactor, load_settings
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
 USERS = {"wrong": "2015550131", "right": "2015550132", "sender": "2015550133", "normal": "2015550134"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_settings(folder: Path, url: str, **extra: str) -> Path:
@@ -55,48 +47,9 @@ def write_settings(folder: Path, url: str, **extra: str) -> Path:
 
 @contextmanager
 def uvicorn(config: Path, workers: int) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "TFA_WORKERS_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
-    log = (config.parent / "uvicorn.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "tests.workers_app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited: {(config.parent / 'uvicorn.log').read_text()}")
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not start in time")
+    env = {**os.environ, "TFA_WORKERS_CONFIG": str(config)}
+    with uvicorn_server("tests.workers_app:create_app", config.parent, env, workers=workers) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 @asynccontextmanager
@@ -222,7 +175,7 @@ class CuttableProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = _free_port()
+        self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
