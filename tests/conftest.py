@@ -447,9 +447,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_server(factory: str, folder: Path, env: dict[str, str], *, workers: int = 1) -> Iterator[str]:
-    """``uvicorn --factory FACTORY`` on a free loopback port, started, waited for (up to 30 s),
-    and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log."""
+def uvicorn_server(
+    factory: str, folder: Path, env: dict[str, str], *, workers: int = 1, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``uvicorn --factory FACTORY [ARGS]`` on a free loopback port, started, waited for (up to
+    30 s), and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log."""
     port = free_port()
     log_path = folder / "uvicorn.log"
     command = [
@@ -465,6 +467,7 @@ def uvicorn_server(factory: str, folder: Path, env: dict[str, str], *, workers: 
     ]
     if workers > 1:
         command += ["--workers", str(workers), "--log-level", "warning"]
+    command += list(args)
     root = Path(__file__).resolve().parent.parent
     with log_path.open("w") as log:
         server = subprocess.Popen(

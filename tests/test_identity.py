@@ -27,6 +27,7 @@ from tfa_middleware.identity import (
     MAX_USER_ID_LENGTH,
     CallableResolver,
     HeaderResolver,
+    IdentityUnreadable,
     ScopeUserResolver,
     SessionKeyResolver,
     StarletteSessionCookieResolver,
@@ -67,7 +68,6 @@ def with_cookie(name: str, value: str) -> dict[str, Any]:
         pytest.param(
             {"admin_id": "x" * MAX_USER_ID_LENGTH}, Identity("x" * MAX_USER_ID_LENGTH), id="longest"
         ),
-        pytest.param("admin_id=alice", None, id="session-not-a-dict"),
     ],
 )
 def test_session_key_resolver(session: Any, expected: Identity | None) -> None:
@@ -97,8 +97,16 @@ def test_session_key_resolver_refuses_an_overlong_user_id() -> None:
         SessionKeyResolver("admin_id")(scope(session={"admin_id": "x" * (MAX_USER_ID_LENGTH + 1)}))
 
 
-def test_session_key_resolver_without_a_session_in_the_scope() -> None:
-    assert SessionKeyResolver("admin_id")(scope()) is None
+@pytest.mark.parametrize(
+    "session", [pytest.param(None, id="missing"), pytest.param("admin_id=alice", id="str")]
+)
+def test_session_key_resolver_without_a_usable_session_in_the_scope_fails_closed(session: Any) -> None:
+    # The middleware sits outside the shop's SessionMiddleware: it cannot know who is logged in.
+    request = scope() if session is None else scope(session=session)
+    with pytest.raises(
+        IdentityUnreadable, match=r"must sit inside the shop's SessionMiddleware|not a mapping"
+    ):
+        SessionKeyResolver("admin_id")(request)
 
 
 def test_session_key_resolver_without_session_id_key_gives_none() -> None:
@@ -273,8 +281,6 @@ class NumberedUser(SimpleUser):
         pytest.param(SimpleUser("alice"), "identity", Identity("alice"), id="simple-user"),
         pytest.param(SimpleUser("alice"), "username", Identity("alice"), id="other-attribute"),
         pytest.param(NumberedUser(42), "number", Identity("42"), id="number"),
-        pytest.param(SimpleUser("alice"), "no_such_attribute", None, id="missing-attribute"),
-        pytest.param(SimpleUser(""), "identity", None, id="empty-identity"),
         pytest.param(UnauthenticatedUser(), "identity", None, id="unauthenticated"),
         pytest.param(LoggedOutUser("alice"), "identity", None, id="named-but-not-authenticated"),
         pytest.param(None, "identity", None, id="no-user"),
@@ -282,6 +288,39 @@ class NumberedUser(SimpleUser):
 )
 def test_scope_user_resolver(user: Any, attribute: str, expected: Identity | None) -> None:
     assert ScopeUserResolver(attribute)(scope(user=user)) == expected
+
+
+@pytest.mark.parametrize(
+    ("user", "attribute"),
+    [
+        pytest.param(SimpleUser("alice"), "no_such_attribute", id="missing-attribute"),
+        pytest.param(SimpleUser(""), "identity", id="empty-identity"),
+    ],
+)
+def test_scope_user_resolver_fails_closed_on_an_authenticated_user_without_an_id(
+    user: Any, attribute: str
+) -> None:
+    # Somebody is authenticated: a typo in `attribute` must not read them as nobody.
+    with pytest.raises(UnusableIdentity):
+        ScopeUserResolver(attribute)(scope(user=user))
+
+
+def test_scope_user_resolver_without_a_user_in_the_scope_fails_closed() -> None:
+    with pytest.raises(IdentityUnreadable, match="inside the shop's AuthenticationMiddleware"):
+        ScopeUserResolver()(scope())
+
+
+class StaffUser(SimpleUser):
+    def __init__(self, username: str, is_staff: bool) -> None:
+        super().__init__(username)
+        self.is_staff = is_staff
+
+
+def test_scope_user_resolver_with_a_condition_reads_other_users_as_nobody() -> None:
+    resolver = ScopeUserResolver(require=["is_staff"])
+    assert resolver(scope(user=StaffUser("alice", True))) == Identity("alice")
+    assert resolver(scope(user=StaffUser("carol", False))) is None  # a customer is nobody on /admin
+    assert resolver(scope(user=SimpleUser("dave"))) is None  # no such attribute: not staff either
 
 
 # --------------------------------------------------------------------------- from: header
@@ -292,9 +331,7 @@ def test_scope_user_resolver(user: Any, attribute: str, expected: Identity | Non
     [
         pytest.param(("10.1.2.3", 1), [(b"x-remote-user", b"alice")], Identity("alice"), id="trusted-proxy"),
         pytest.param(("::1", 1), [(b"x-remote-user", b"alice")], Identity("alice"), id="trusted-ipv6"),
-        pytest.param(("203.0.113.9", 1), [(b"x-remote-user", b"alice")], None, id="forged-by-untrusted-peer"),
-        pytest.param(("11.0.0.1", 1), [(b"x-remote-user", b"alice")], None, id="just-outside-the-network"),
-        pytest.param(None, [(b"x-remote-user", b"alice")], None, id="no-peer"),
+        pytest.param(("203.0.113.9", 1), [], None, id="untrusted-without-header"),
         pytest.param(("10.1.2.3", 1), [], None, id="trusted-without-header"),
         pytest.param(("10.1.2.3", 1), [(b"x-remote-user", b"")], None, id="empty-header"),
         pytest.param(("10.1.2.3", 1), [(b"x-remote-user-id", b"alice")], None, id="similar-header"),
@@ -305,6 +342,24 @@ def test_header_resolver(
 ) -> None:
     resolver = HeaderResolver("X-Remote-User", TRUSTED)
     assert resolver(scope(headers, client=client)) == expected
+
+
+@pytest.mark.parametrize(
+    "client",
+    [
+        pytest.param(("203.0.113.9", 1), id="forged-by-untrusted-peer"),
+        pytest.param(("11.0.0.1", 1), id="just-outside-the-network"),
+        pytest.param(None, id="no-peer"),
+    ],
+)
+def test_header_resolver_fails_closed_on_the_header_from_an_untrusted_peer(
+    client: tuple[str, int] | None,
+) -> None:
+    # Behind a proxy on the same host, uvicorn rewrites the peer from X-Forwarded-For; the shop may
+    # still believe the header, so it is never read as "nobody".
+    with pytest.raises(IdentityUnreadable, match="not in trusted_proxies") as exc:
+        HeaderResolver("X-Remote-User", TRUSTED)(scope([(b"x-remote-user", b"alice")], client=client))
+    assert "alice" not in str(exc.value)  # the log names the cause, never the header's value
 
 
 # --------------------------------------------------------------------------- from: callable
@@ -461,6 +516,11 @@ def shop(*middleware: Middleware) -> Starlette:
     )
 
 
+def withheld(response: httpx.Response) -> bool:
+    """The guard's answer: the shop served a protected page to a request with nobody logged in."""
+    return response.status_code == 403 and "This page can't be shown" in response.text
+
+
 def is_challenge(response: httpx.Response) -> bool:
     return response.status_code == 303 and response.headers["location"].startswith("/admin/_2fa/challenge?")
 
@@ -493,8 +553,9 @@ async def cookie_shop(make_harness: Callable[..., Any]) -> Harness:
 
 async def test_starlette_cookie_shop_user_is_challenged_and_anonymous_passes(cookie_shop: Harness) -> None:
     h = cookie_shop
-    anonymous = await orders(h)
-    assert (anonymous.status_code, anonymous.text) == (200, "orders of nobody")
+    # This shop serves its orders page to anybody: the guard withholds it from a request with
+    # nobody logged in, as it would from a user whose cookie the middleware could not read.
+    assert withheld(await orders(h))
 
     await login(h, "alice", "s1")
     assert is_challenge(await orders(h))
@@ -551,7 +612,7 @@ async def test_session_resolver_inside_the_shops_session_middleware(make_harness
         base_url="http://shop.test",
     )
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
-    assert (await orders(h)).text == "orders of nobody"
+    assert withheld(await orders(h))
 
     await login(h, "alice", "s1")
     assert is_challenge(await orders(h))
@@ -575,7 +636,7 @@ async def test_scope_user_resolver_behind_authentication_middleware(make_harness
         base_url="http://shop.test",
     )
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
-    assert (await orders(h)).text == "orders of nobody"  # UnauthenticatedUser passes
+    assert withheld(await orders(h))  # UnauthenticatedUser is nobody, and the shop serves anyway
     assert is_challenge(await orders(h, h.as_user("alice")))
     await h.pass_challenge("alice")
     assert (await orders(h, h.as_user("alice"))).text == "orders of alice"
@@ -594,7 +655,13 @@ async def test_header_resolver_honours_only_trusted_proxies(make_harness: Callab
         transport=httpx.ASGITransport(app=h.app, client=("203.0.113.9", 40000)), base_url="http://shop.test"
     ) as outsider:
         forged = await outsider.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
-    assert forged.status_code == 303 and forged.headers["location"] == "/admin"  # nobody logged in
+        forged_orders = await outsider.get("/admin/orders", headers=h.as_user("alice"))
+        anonymous = await outsider.get("/admin/orders")
+    # The identity header from a peer we do not trust: the shop behind us might believe it, so the
+    # request fails closed instead of passing as "nobody".
+    assert forged.status_code == 500 and "Sign-in check unavailable" in forged.text
+    assert forged_orders.status_code == 500 and "orders of alice" not in forged_orders.text
+    assert withheld(anonymous)
 
     await h.pass_challenge("alice")
     assert (await orders(h, h.as_user("alice"))).status_code == 200
@@ -611,7 +678,7 @@ async def test_async_callable_resolver_through_the_middleware(make_harness: Call
         interfaces=admin_interface({"from": "callable", "path": "tests.test_identity:async_shop_user"}),
     )
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
-    assert (await orders(h)).text == "orders of nobody"
+    assert withheld(await orders(h))
     assert is_challenge(await orders(h, h.as_user("alice")))
     await h.pass_challenge("alice")
     assert (await orders(h, h.as_user("alice"))).status_code == 200

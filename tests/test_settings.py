@@ -113,7 +113,11 @@ def test_good_file_fills_in_defaults(good: Settings) -> None:
     assert admin.proof_max_age_seconds == 43200
     assert admin.on_missing_phone == "enroll"
     assert admin.identity.cookie == "session"
-    assert admin.identity.max_age_seconds == 14 * 24 * 3600
+    # No age check of the shop's session unless asked: the shop's own middleware judges its age,
+    # and a stricter one here would read a session the shop still honours as "nobody".
+    assert admin.identity.max_age_seconds is None
+    assert admin.unidentified == "block"
+    assert admin.logout_url is None
     assert good.interface("partner").pages_path == "/_2fa"  # the root prefix gives no '//_2fa'
     assert good.interface("partner").proof_cookie == "tfa_partner"
     assert good.revocation_check_seconds == 10
@@ -297,8 +301,8 @@ TOP_KEYS = (
     "provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (
-    "enabled, exempt, identity, manage, on_missing_phone, pages_path, path_prefix, "
-    "phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds"
+    "enabled, exempt, identity, logout_url, manage, on_missing_phone, pages_path, path_prefix, "
+    "phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, unidentified"
 )
 PROVIDER_KEYS = (
     "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "
@@ -396,7 +400,7 @@ SOURCES = "session, starlette_session_cookie, scope_user, header, callable"
         ),
         pytest.param(
             admin_identity(**{"from": "scope_user", "key": "admin_id"}),
-            "interfaces.admin.identity.key: is not used with from: scope_user (expected: attribute)",
+            "interfaces.admin.identity.key: is not used with from: scope_user (expected: attribute, require)",
             id="identity-key-with-scope-user",
         ),
         # identity

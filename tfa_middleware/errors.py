@@ -8,6 +8,9 @@ exceptions. Exceptions are for what is broken or refused outright::
     ├── InvalidInput (ValueError) a caller gave a bad value (phone number, interface, user id)
     │   ├── InvalidPhoneNumber
     │   └── UnknownInterface
+    ├── IdentityUnreadable       the resolver cannot tell who is logged in (misplaced middleware,
+    │   │                        an identity header from an untrusted peer); the request fails closed
+    │   └── UnusableIdentity (ValueError) somebody is logged in, but their id cannot be used
     ├── StoreUnavailable         the database cannot be reached or answered with an error
     │   └── SchemaOutdated       the tables are older than this release: run `db upgrade`
     └── ProviderError            the code provider failed; nobody is let in
@@ -46,6 +49,19 @@ class InvalidPhoneNumber(InvalidInput):
 
 class UnknownInterface(InvalidInput):
     """The interface name is not one of the configured interfaces."""
+
+
+class IdentityUnreadable(TwoFactorError):
+    """The identity resolver cannot read its input, so it cannot tell whether anybody is logged in.
+
+    Treating that as "nobody" would hand a logged-in user to the shop without a second factor:
+    the request fails closed, and the message (for the operator's log) names the cause. It never
+    holds a secret or a header's value.
+    """
+
+
+class UnusableIdentity(IdentityUnreadable, ValueError):
+    """The shop has someone logged in, but their id cannot be used; the request fails closed."""
 
 
 class StoreUnavailable(TwoFactorError):

@@ -1,21 +1,39 @@
 """Identity resolvers: who has the shop logged in, for this request?
 
 A resolver is any callable that takes the ASGI scope and returns an :class:`Identity` (or a plain
-user id string), or None when nobody is logged in; it may be sync or async. Five come built in and
-are chosen per interface in the YAML file (``identity: {from: ...}``). A shop with its own scheme
-points ``from: callable`` at a function::
+user id string), or None when nobody is logged in. Five come built in and are chosen per
+interface in the YAML file (``identity: {from: ...}``). A shop with its own scheme points
+``from: callable`` at a function, async or sync (a sync one runs in a worker thread, so it may
+block, e.g. on Django's ORM)::
 
     # myshop/auth.py
     async def current_admin(scope):
         token = dict(scope["headers"]).get(b"x-shop-token")
         user = await lookup(token) if token else None
-        return Identity(user_id=str(user.id), session_id=token.decode()) if user else None
+        if user is None or not user.is_staff:
+            return None          # only the users of this interface: customers are not admins
+        return Identity(user_id=str(user.id), session_id=token.decode())
 
     # config.yaml
     identity: {from: callable, path: myshop.auth:current_admin}
 
+A resolver returns only the users who belong to its interface: a customer on ``/admin`` is
+"nobody" there, and the shop's own answer decides (the middleware's guard stops a 2xx).
+
+Three answers, and the difference matters:
+- an :class:`Identity`: this user is logged in;
+- None: nobody is logged in (the shop shows its login; the middleware guards its answer);
+- :class:`~tfa_middleware.errors.IdentityUnreadable`: the resolver cannot tell (its input is
+  missing or untrusted). The request fails closed: never read a broken input as "nobody".
+
 When a resolver also gives a shop session id, the proof cookie is bound to it: logging out of the
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
+
+Why our own cookie reader instead of running Starlette's ``SessionMiddleware``: the middleware sits
+outside the shop and must not touch ``scope["session"]``; and decoded cookies are cached here so a
+returning browser costs a dictionary look-up. It agrees with Starlette byte for byte (the same
+Cookie parser, the header text re-encoded as UTF-8 before the signature check, exactly as
+``SessionMiddleware`` does): ``tests/test_cookie_agreement.py`` checks that on generated cookies.
 """
 
 from __future__ import annotations
@@ -23,21 +41,40 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import time
 from base64 import b64decode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature
+from itsdangerous import BadSignature, SignatureExpired
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from .asgi import Network, cookie, in_networks, peer_address
-from .errors import ConfigError
+from .errors import ConfigError, IdentityUnreadable, UnusableIdentity
 from .settings import IdentitySettings
 from .signing import ClockedTimestampSigner
 
+__all__ = [
+    "CallableResolver",
+    "HeaderResolver",
+    "Identity",
+    "IdentityUnreadable",
+    "Reading",
+    "Resolver",
+    "ScopeUserResolver",
+    "SessionKeyResolver",
+    "StarletteSessionCookieResolver",
+    "UnusableIdentity",
+    "as_identity",
+    "build_resolver",
+]
+
+log = logging.getLogger("tfa_middleware")
 MAX_USER_ID_LENGTH = 320  # the longest e-mail address, a common user id
+WARN_EVERY_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +88,19 @@ ResolverResult = Identity | str | None
 Resolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
 
 
-class UnusableIdentity(ValueError):
-    """The shop has someone logged in, but their id cannot be used; the request fails closed."""
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a built-in resolver made of a request: the identity, or why there is none.
+
+    ``why`` is for the operator (the rate-limited warning, ``tfa-middleware doctor``): it names
+    cookies and keys, never a value or a secret. ``notable`` marks the readings that suggest a
+    setting does not match the shop (a signature that fails, a key that is missing), as opposed
+    to the ordinary "no cookie at all".
+    """
+
+    identity: Identity | None
+    why: str = ""
+    notable: bool = False
 
 
 def as_identity(result: object) -> Identity | None:
@@ -74,6 +122,27 @@ def as_identity(result: object) -> Identity | None:
     return identity
 
 
+class _Warnings:
+    """At most one WARNING a minute per interface and reason: a typo must show up in the log, and an
+    attacker's garbage cookies must not flood it."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last: dict[str, float] = {}
+
+    def __call__(self, reading: Reading) -> None:
+        if not reading.notable:
+            return
+        now = time.monotonic()
+        last = self._last.get(reading.why)
+        if last is not None and now - last < WARN_EVERY_SECONDS:
+            return
+        if len(self._last) > 64:
+            self._last.clear()
+        self._last[reading.why] = now
+        log.warning("%s: %s; the request counts as nobody logged in", self.label, reading.why)
+
+
 def _roles(value: Any) -> frozenset[str]:
     """A session's roles: one string or a list of them; anything else is no role at all."""
     if isinstance(value, str):
@@ -83,42 +152,76 @@ def _roles(value: Any) -> frozenset[str]:
     return frozenset()
 
 
-def _session_value(value: Any) -> str | None:
+def _session_value(value: Any, what: str) -> str | None:
     """A session's user id: None or "" means nobody; a value of another type fails closed."""
     if value is None or value == "":
         return None
     if isinstance(value, str | int) and not isinstance(value, bool):
         return str(value)
-    raise UnusableIdentity(f"the session holds a {type(value).__name__}, not a user id")
+    raise UnusableIdentity(f"{what} holds a {type(value).__name__}, not a user id")
+
+
+def _from_session(
+    session: dict[Any, Any], key: str, sid_key: str | None, roles_key: str | None, what: str
+) -> Reading:
+    """The identity in a decoded session mapping (Starlette's cookie, ``scope["session"]``)."""
+    user_id = _session_value(session.get(key), f"{what} key {key!r}")
+    if user_id is None:
+        if not session:
+            return Reading(None, f"{what} is empty")
+        # Key names are fine to log, values are not: a typo in `key` shows here at once.
+        keys = ", ".join(sorted(str(k) for k in session)[:20])
+        return Reading(None, f"{what} holds no {key!r} (its keys: {keys})", notable=True)
+    sid = _session_value(session.get(sid_key), f"{what} key {sid_key!r}") if sid_key else None
+    roles = _roles(session.get(roles_key)) if roles_key else frozenset()
+    return Reading(as_identity(Identity(user_id, sid, roles)), f"{what} holds user {user_id!r}")
 
 
 class SessionKeyResolver:
     """``from: session``: a key of ``scope["session"]`` (the middleware sits inside the shop's stack)."""
 
-    def __init__(self, key: str, session_id_key: str | None = None, roles_key: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        session_id_key: str | None = None,
+        roles_key: str | None = None,
+        *,
+        label: str = "identity",
+    ) -> None:
         self.key = key
         self.session_id_key = session_id_key
         self.roles_key = roles_key
+        self._warn = _Warnings(label)
 
     def __call__(self, scope: Scope) -> Identity | None:
+        reading = self.read(scope)
+        self._warn(reading)
+        return reading.identity
+
+    def read(self, scope: Scope) -> Reading:
         session = scope.get("session")
+        if session is None:
+            raise IdentityUnreadable(
+                'from: session, but the request has no scope["session"]: TwoFactorMiddleware must sit '
+                "inside the shop's SessionMiddleware (wrap the app that SessionMiddleware wraps), or "
+                "read the cookie from outside with from: starlette_session_cookie"
+            )
         if not isinstance(session, dict):
-            return None
-        user_id = _session_value(session.get(self.key))
-        if user_id is None:
-            return None
-        sid = _session_value(session.get(self.session_id_key)) if self.session_id_key else None
-        roles = _roles(session.get(self.roles_key)) if self.roles_key else frozenset()
-        return as_identity(Identity(user_id, sid, roles))
+            raise IdentityUnreadable(f'scope["session"] is a {type(session).__name__}, not a mapping')
+        return _from_session(session, self.key, self.session_id_key, self.roles_key, 'scope["session"]')
 
 
 class StarletteSessionCookieResolver:
     """``from: starlette_session_cookie``: reads a Starlette ``SessionMiddleware`` cookie from outside.
 
     Starlette signs ``base64(json(session))`` with ``itsdangerous.TimestampSigner(secret)`` and
-    refuses it after ``max_age``; this does exactly the same. Decoded cookies are remembered until
-    they would expire, so a returning browser is not decoded again.
+    checks the cookie's text, encoded as UTF-8, after ``max_age``; this does exactly the same.
+    ``max_age_seconds=None`` (the default) checks no age: the shop's own middleware judges that,
+    and a stricter age here could only read a session the shop still honours as "nobody".
+    Decoded cookies are remembered for a while, so a returning browser is not decoded again.
     """
+
+    CACHE_SECONDS = 3600.0
 
     def __init__(
         self,
@@ -126,11 +229,12 @@ class StarletteSessionCookieResolver:
         secret_key: str,
         key: str,
         session_id_key: str | None = None,
-        max_age_seconds: int | None = 14 * 24 * 3600,
+        max_age_seconds: int | None = None,
         *,
         clock: Callable[[], float],
         roles_key: str | None = None,
         cache_size: int = 10_000,
+        label: str = "identity",
     ) -> None:
         self.cookie_name = cookie_name
         self.key = key
@@ -139,85 +243,160 @@ class StarletteSessionCookieResolver:
         self.max_age = max_age_seconds
         self._signer = ClockedTimestampSigner(secret_key, clock=clock)
         self._clock = clock
-        self._cache: dict[str, tuple[Identity | None, float]] = {}
+        self._cache: dict[str, tuple[Reading, float]] = {}
         self._cache_size = cache_size
+        self._warn = _Warnings(label)
 
     def __call__(self, scope: Scope) -> Identity | None:
         value = cookie(scope, self.cookie_name)
-        if not value:
+        if value is None:
             return None
         now = self._clock()
         hit = self._cache.get(value)
         if hit is not None and now < hit[1]:
-            return hit[0]
-        identity, expires = self._decode(value, now)
+            return hit[0].identity
+        reading, expires = self._decode(value, now)
+        self._warn(reading)
         if expires > now:
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
-            self._cache[value] = (identity, expires)
-        return identity
+            self._cache[value] = (reading, expires)
+        return reading.identity
 
-    def _decode(self, value: str, now: float) -> tuple[Identity | None, float]:
+    def read(self, scope: Scope) -> Reading:
+        value = cookie(scope, self.cookie_name)
+        if value is None:
+            return Reading(None, f"no cookie {self.cookie_name!r}")
+        return self._decode(value, self._clock())[0]
+
+    def _decode(self, value: str, now: float) -> tuple[Reading, float]:
+        what = f"the cookie {self.cookie_name!r}"
+        # Starlette: connection.cookies[name].encode("utf-8"). Any other encoding can read a cookie
+        # the shop accepts as invalid, and an invalid session is "nobody" to us: a bypass.
+        data = value.encode("utf-8")
+        if not data:
+            return Reading(None, f"{what} is empty"), 0.0
         try:
-            data, timestamp = self._signer.unsign(
-                value.encode("latin-1"), max_age=self.max_age, return_timestamp=True
-            )
-            session = json.loads(b64decode(data))
-        except (BadSignature, ValueError, UnicodeError):
-            return None, 0.0
+            payload, timestamp = self._signer.unsign(data, max_age=self.max_age, return_timestamp=True)
+        except SignatureExpired:
+            return Reading(None, f"{what} is older than identity.max_age_seconds", notable=True), 0.0
+        except BadSignature:
+            return Reading(
+                None,
+                f"{what} is present but its signature does not match identity.secret_key "
+                "(a different or rotated secret?)",
+                notable=True,
+            ), 0.0
+        try:
+            session = json.loads(b64decode(payload))
+        except ValueError:
+            # The shop's SessionMiddleware raises on this too: it answers 500, never a page.
+            return Reading(None, f"{what} is signed but does not hold a JSON session", notable=True), 0.0
         if not isinstance(session, dict):
-            return None, 0.0
-        expires = timestamp.timestamp() + self.max_age if self.max_age is not None else now + 3600
-        user_id = _session_value(session.get(self.key))
-        if user_id is None:
-            return None, expires
-        sid = _session_value(session.get(self.session_id_key)) if self.session_id_key else None
-        roles = _roles(session.get(self.roles_key)) if self.roles_key else frozenset()
-        return as_identity(Identity(user_id, sid, roles)), expires
+            return Reading(None, f"{what} is signed but does not hold a mapping", notable=True), 0.0
+        limit = timestamp.timestamp() + self.max_age if self.max_age is not None else now + self.CACHE_SECONDS
+        return _from_session(session, self.key, self.session_id_key, self.roles_key, what), limit
 
 
 class ScopeUserResolver:
-    """``from: scope_user``: ``scope["user"]`` set by an authentication middleware, when authenticated."""
+    """``from: scope_user``: ``scope["user"]`` set by an authentication middleware, when authenticated.
 
-    def __init__(self, attribute: str = "identity") -> None:
+    ``require`` names attributes of the user that must all be true (``[is_staff]``): anybody else
+    is not a user of this interface, and reads as nobody.
+    """
+
+    def __init__(self, attribute: str = "identity", require: Sequence[str] = (), *, label: str = "identity"):
         self.attribute = attribute
+        self.require = tuple(require)
+        self._warn = _Warnings(label)
 
     def __call__(self, scope: Scope) -> Identity | None:
-        user = scope.get("user")
+        reading = self.read(scope)
+        self._warn(reading)
+        return reading.identity
+
+    def read(self, scope: Scope) -> Reading:
+        if "user" not in scope:
+            raise IdentityUnreadable(
+                'from: scope_user, but the request has no scope["user"]: TwoFactorMiddleware must sit '
+                "inside the shop's AuthenticationMiddleware (wrap the app it wraps)"
+            )
+        user = scope["user"]
         if user is None or not getattr(user, "is_authenticated", False):
-            return None
-        return as_identity(getattr(user, self.attribute, None))
+            return Reading(None, 'scope["user"] is not authenticated')
+        for name in self.require:
+            if not getattr(user, name, False):
+                return Reading(None, f'scope["user"] is not {name}: not a user of this interface')
+        identity = as_identity(getattr(user, self.attribute, None))
+        if identity is None:
+            raise UnusableIdentity(f'scope["user"] is authenticated but its {self.attribute!r} is empty')
+        return Reading(identity, f"scope['user'] is user {identity.user_id!r}")
 
 
 class HeaderResolver:
-    """``from: header``: a user id header set by a trusted reverse proxy, and only by one."""
+    """``from: header``: a user id header set by a trusted reverse proxy, and only by one.
 
-    def __init__(self, header_name: str, trusted_proxies: Sequence[Network]) -> None:
+    The header from a peer outside ``trusted_proxies`` is an error, not "nobody": the shop behind
+    us may believe it (a proxy on the same host whose client address uvicorn rewrote from
+    X-Forwarded-For looks exactly like that), so the request fails closed.
+    """
+
+    def __init__(self, header_name: str, trusted_proxies: Sequence[Network], *, label: str = "identity"):
         self.header = header_name.lower().encode("latin-1")
         self.trusted = tuple(trusted_proxies)
 
     def __call__(self, scope: Scope) -> Identity | None:
-        if not in_networks(peer_address(scope), self.trusted):
-            return None
+        return self.read(scope).identity
+
+    def read(self, scope: Scope) -> Reading:
         values = [v for k, v in scope.get("headers", ()) if k == self.header]
+        name = self.header.decode("latin-1")
+        if not values:
+            return Reading(None, f"no {name} header")
+        peer = peer_address(scope)
+        if not in_networks(peer, self.trusted):
+            raise IdentityUnreadable(
+                f"the identity header {name} came from {peer}, which is not in trusted_proxies; if the "
+                "proxy runs on this host, the server may have replaced the peer address from "
+                "X-Forwarded-For (uvicorn --forwarded-allow-ips, gunicorn forwarded_allow_ips)"
+            )
         if len(values) > 1:
             # Two copies: the client sent one and the proxy appended its own. Never guess.
-            raise UnusableIdentity(f"{self.header.decode()} appears {len(values)} times")
-        return as_identity(values[0].decode("latin-1") if values else None)
+            raise UnusableIdentity(f"{name} appears {len(values)} times")
+        identity = as_identity(values[0].decode("latin-1"))
+        if identity is None:
+            return Reading(None, f"the {name} header is empty")
+        return Reading(identity, f"the {name} header names user {identity.user_id!r}")
 
 
 class CallableResolver:
-    """``from: callable``: ``package.module:function``, sync or async, given the scope."""
+    """``from: callable``: ``package.module:function``, given the scope.
+
+    An async function (or an object with an async ``__call__``) runs on the event loop; a sync one
+    runs in a worker thread, so that a blocking look-up (Django's ORM, a file, a socket) neither
+    stalls the server nor trips Django's ``SynchronousOnlyOperation``.
+    """
 
     def __init__(self, func: Callable[[Scope], Any]) -> None:
         self.func = func
-        self.is_async = inspect.iscoroutinefunction(func)
+        self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
+        )
 
     async def __call__(self, scope: Scope) -> Identity | None:
-        result = self.func(scope)
-        if inspect.isawaitable(result):
-            result = await result
+        if self.is_async:
+            result = await self.func(scope)
+        else:
+            result = await run_in_threadpool(self.func, scope)
+            if inspect.isawaitable(result):
+                result = await result
         return as_identity(result)
+
+    async def read(self, scope: Scope) -> Reading:
+        identity = await self(scope)
+        if identity is None:
+            return Reading(None, "the callable returned nobody")
+        return Reading(identity, f"the callable returned user {identity.user_id!r}")
 
 
 def import_callable(path: str, where: str) -> Callable[..., Any]:
@@ -239,10 +418,10 @@ def build_resolver(
     trusted_proxies: Sequence[Network],
     where: str,
 ) -> Resolver:
-    """The resolver an interface's ``identity`` section asks for."""
+    """The resolver an interface's ``identity`` section asks for; ``where`` labels its log lines."""
     if settings.source == "session":
         assert settings.key is not None
-        return SessionKeyResolver(settings.key, settings.session_id_key, settings.roles_key)
+        return SessionKeyResolver(settings.key, settings.session_id_key, settings.roles_key, label=where)
     if settings.source == "starlette_session_cookie":
         assert settings.key is not None and settings.secret_key is not None
         # The shop judges its cookie's age by the real time; to agree with it, so do we.
@@ -254,11 +433,12 @@ def build_resolver(
             settings.max_age_seconds,
             clock=time.time,
             roles_key=settings.roles_key,
+            label=where,
         )
     if settings.source == "scope_user":
-        return ScopeUserResolver(settings.attribute)
+        return ScopeUserResolver(settings.attribute, settings.require, label=where)
     if settings.source == "header":
         assert settings.header is not None
-        return HeaderResolver(settings.header, trusted_proxies)
+        return HeaderResolver(settings.header, trusted_proxies, label=where)
     assert settings.callable_path is not None
     return CallableResolver(import_callable(settings.callable_path, f"{where}.path"))

@@ -32,7 +32,7 @@ def _fresh(pages: Pages, ctx: PageContext) -> bool:
 def _reauthenticate(ctx: PageContext) -> Response:
     """Ask the current number first; the challenge sends the user back here afterwards."""
     back = f"{ctx.iface.pages_path}/phone"
-    return RedirectResponse(f"{ctx.iface.pages_path}/challenge?reauth=1&next={back}", status_code=303)
+    return RedirectResponse(f"{ctx.base}/challenge?reauth=1&next={back}", status_code=303)
 
 
 async def phone_page(pages: Pages, ctx: PageContext) -> Response:
@@ -134,7 +134,7 @@ async def manage_page(
 ) -> Response:
     if ctx.proof is None:
         return RedirectResponse(
-            f"{ctx.iface.pages_path}/challenge?next={ctx.iface.pages_path}/manage", status_code=303
+            f"{ctx.base}/challenge?next={ctx.iface.pages_path}/manage", status_code=303
         )
     if not may_manage(ctx):
         return _refused(pages, ctx)
@@ -168,7 +168,7 @@ def _row(status: Any) -> dict[str, Any]:
 
 async def manage_post(pages: Pages, ctx: PageContext, form: Mapping[str, str]) -> Response:
     if ctx.proof is None:
-        return RedirectResponse(f"{ctx.iface.pages_path}/challenge", status_code=303)
+        return RedirectResponse(f"{ctx.base}/challenge", status_code=303)
     if not may_manage(ctx):
         return _refused(pages, ctx)
     action, interface, user_id = form.get("action", ""), form.get("interface", ""), form.get("user_id", "")

@@ -1,9 +1,17 @@
 """The ASGI entry point: find the interface, the user and their proof; let them in or send them to
-the challenge. See the request flow in DESIGN.md.
+the challenge. See the request flow in ARCHITECTURE.md.
 
 A request with a valid proof costs a path match, the shop's identity (cached), one cached HMAC
 check and a dictionary look-up for the user's generation: no database query while the revocation
 cache is warm, no template, no provider call.
+
+Paths are matched relative to the application's root (``scope["root_path"]``: ``uvicorn
+--root-path``, a Starlette ``Mount``), and the pages' links and redirects put the root back.
+
+The guard: when the resolver sees nobody on a protected path, the middleware cannot tell "nobody
+is logged in" from "the identity settings do not match the shop". So it watches the shop's
+answer: a 2xx there means the shop served a protected page to someone we could not identify, and
+the page is withheld (``unidentified: block``, the default) or logged (``warn``).
 """
 
 from __future__ import annotations
@@ -18,10 +26,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .asgi import HostilePath, canonical_path, cookie, header, inside, is_https, simple_path
-from .errors import StoreUnavailable
+from .errors import IdentityUnreadable, StoreUnavailable
 from .identity import Identity, Resolver, as_identity, build_resolver
 from .pages import SECURITY_HEADERS, UNAVAILABLE, Pages
 from .proof import Proof, ProofCodec, session_digest
@@ -33,6 +41,20 @@ SCOPE_KEY = "tfa_middleware"  # what the app finds in its scope after we let a r
 _GENERATION_CACHE_SIZE = 100_000
 _ROUTE_CACHE_SIZE = 4096
 _ROUTE_CACHE_MAX_PATH = 1024
+ERROR_EVERY_SECONDS = 60.0  # one log line a minute per interface and cause: visible, never a flood
+
+BLOCKED_HTML = (
+    "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+    "<title>This page can't be shown</title><h1>This page can't be shown</h1>"
+    "<p>We could not confirm your sign-in for this page. Sign in again; if this keeps happening, "
+    "please tell the shop.</p>"
+)
+MISCONFIGURED_HTML = (
+    "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+    "<title>Sign-in check unavailable</title><h1>Sign-in check unavailable</h1>"
+    "<p>This part of the shop is closed for now because its sign-in check is not set up right. "
+    "The shop's staff can see why in their log. Please try again later.</p>"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +69,7 @@ class _Interface:
     resolver_is_async: bool
     cookie_http: str
     cookie_https: str
+    logout_path: str | None
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
@@ -81,7 +104,8 @@ class TwoFactorMiddleware:
         # What a path means (which interface, exempt or not) depends on the path alone: each
         # distinct path is worked out once. Bounded, and only short paths are remembered, so a
         # flood of made-up paths evicts entries but never grows it.
-        self._routes: dict[str, tuple[_Interface | None, str]] = {}
+        self._routes: dict[str, _Route] = {}
+        self._last_error: dict[tuple[str, str], float] = {}
         interfaces = []
         for name, iface in settings.interfaces.items():
             if not iface.enabled:
@@ -110,10 +134,15 @@ class TwoFactorMiddleware:
                     or inspect.iscoroutinefunction(type(resolver).__call__),
                     cookie_http=iface.proof_cookie,
                     cookie_https=f"__Host-{iface.proof_cookie}",
+                    logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
                 )
             )
         # Longest prefix first, so /admin/vendor wins over /admin.
         self._interfaces = tuple(sorted(interfaces, key=lambda i: len(i.prefix), reverse=True))
+        self._logouts: dict[str, tuple[_Interface, ...]] = {}
+        for i in interfaces:
+            if i.logout_path:
+                self._logouts[i.logout_path] = (*self._logouts.get(i.logout_path, ()), i)
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
 
     @classmethod
@@ -124,30 +153,49 @@ class TwoFactorMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        route = self._routes.get(scope["path"])
+        raw = scope["path"]
+        root = scope.get("root_path")
+        if root:
+            raw = _relative(raw, root)
+        route = self._routes.get(raw)
         if route is None:
             try:
-                route = self._route(scope["path"])
+                route = self._route(raw)
             except HostilePath:
                 await self._bad_path(scope, receive, send)
                 return
-        iface, path = route
+        iface, path, logouts = route
         if iface is None:
+            if logouts:
+                await self._shop_logout(logouts, scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
 
         try:
             result = iface.resolver(scope)
             identity = as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
+        except IdentityUnreadable as exc:
+            # Somebody may be logged in and we cannot tell who: nobody passes, and the log says why.
+            self._error(
+                iface,
+                "resolver",
+                "identity resolver of interface %s cannot tell who is logged in: %s",
+                iface.settings.name,
+                exc,
+            )
+            await self._misconfigured(scope, receive, send)
+            return
         except Exception:
-            # Somebody may be logged in and we cannot tell who: nobody passes.
             log.exception("identity resolver of interface %s failed", iface.settings.name)
             await self._unavailable(scope, receive, send)
             return
 
         in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
-            await self.app(scope, receive, send)  # the shop handles its own login
+            # The shop handles its own login; its answer is watched, because "nobody" may also
+            # mean that the identity settings do not match the shop.
+            await self.app(scope, receive, _Guard(self, iface, scope, raw, send))
             return
 
         now = self.clock()
@@ -162,7 +210,9 @@ class TwoFactorMiddleware:
             if scope["type"] != "http":
                 await self._close_websocket(receive, send)
                 return
-            await self.pages(scope, receive, send, iface.settings, identity, proof)
+            await self.pages(
+                scope, receive, send, iface.settings, identity, proof, path=path, root=root or ""
+            )
             return
         if proof is not None:
             scope[SCOPE_KEY] = proof
@@ -172,22 +222,27 @@ class TwoFactorMiddleware:
         if iface.settings.on_missing_phone == "skip" and await self._unenrolled(iface, identity):
             await self.app(scope, receive, send)
             return
-        await self._challenge(iface, scope, receive, send)
+        await self._challenge(iface, scope, receive, send, raw, root or "")
 
-    def _route(self, raw: str) -> tuple[_Interface | None, str]:
-        """The interface that protects ``raw`` (None: unprotected or exempt) and its canonical form."""
+    def _route(self, raw: str) -> _Route:
+        """The interface that protects ``raw`` (None: unprotected or exempt), its canonical form,
+        and the interfaces whose shop logout it is."""
         literal = simple_path(raw)
         path = _canonical(raw, literal)
         # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
         # so /admin/files/../../x must be protected although it names /x.
         iface = self._match(path) or (self._match(literal) if literal != path else None)
-        if iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
+        logouts = self._logouts.get(path, ()) if literal is path or literal in self._logouts else ()
+        if logouts:
+            iface = None  # the shop's logout is always open: nobody must need a code to leave
+        elif iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
             iface = None
+        route = (iface, path, logouts)
         if len(raw) <= _ROUTE_CACHE_MAX_PATH:
             if len(self._routes) >= _ROUTE_CACHE_SIZE:
                 del self._routes[next(iter(self._routes))]
-            self._routes[raw] = (iface, path)
-        return iface, path
+            self._routes[raw] = route
+        return route
 
     def _match(self, path: str) -> _Interface | None:
         for iface in self._interfaces:
@@ -250,16 +305,19 @@ class TwoFactorMiddleware:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
         return status.state == "none"
 
-    async def _challenge(self, iface: _Interface, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _challenge(
+        self, iface: _Interface, scope: Scope, receive: Receive, send: Send, raw: str, root: str
+    ) -> None:
         if scope["type"] == "websocket":
             await self._close_websocket(receive, send)
             return
         if scope["method"] in ("GET", "HEAD"):
             query = scope.get("query_string", b"").decode("latin-1")
-            target = scope["path"] + (f"?{query}" if query else "")
+            target = raw + (f"?{query}" if query else "")
         else:
             target = iface.prefix  # a POST cannot be replayed by a redirect
-        url = f"{iface.pages_path}/challenge?next={quote(target, safe='')}"
+        # `next` is relative to the application's root, like every path in the settings.
+        url = f"{root}{iface.pages_path}/challenge?next={quote(target, safe='')}"
         response: Response
         if _wants_json(scope):
             body = {"error": "second_factor_required", "challenge_url": url}
@@ -282,6 +340,73 @@ class TwoFactorMiddleware:
         response.headers["Retry-After"] = "30"
         await response(scope, receive, send)
 
+    async def _misconfigured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._close_websocket(receive, send, code=1011)
+            return
+        response = Response(MISCONFIGURED_HTML, status_code=500, media_type="text/html")
+        response.headers.update(SECURITY_HEADERS)
+        await response(scope, receive, send)
+
+    def _error(self, iface: _Interface, cause: str, message: str, *args: object) -> None:
+        """One ERROR line a minute per interface and cause; the rest would say the same."""
+        key = (iface.settings.name, cause)
+        now = time.monotonic()
+        last = self._last_error.get(key)
+        if last is not None and now - last < ERROR_EVERY_SECONDS:
+            return
+        self._last_error[key] = now
+        log.error(message, *args)
+
+    async def _shop_logout(
+        self, ifaces: tuple[_Interface, ...], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The shop's own logout: passed to the shop, and this browser's proofs end in its answer."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        https = is_https(scope)
+        clear = [
+            (
+                f"{i.cookie_https}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=lax"
+                if https
+                else f"{i.cookie_http}=; Max-Age=0; Path=/; HttpOnly; SameSite=lax"
+            ).encode("latin-1")
+            for i in ifaces
+        ]
+        for iface in ifaces:
+            await self._revoke_login(iface, scope)
+
+        async def clearing_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), *((b"set-cookie", c) for c in clear)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, clearing_send)
+
+    async def _revoke_login(self, iface: _Interface, scope: Scope) -> None:
+        """Revoke the proofs bound to the login this logout ends, when the resolver can tell it."""
+        try:
+            result = iface.resolver(scope)
+            identity = as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
+        except Exception as exc:
+            log.warning(
+                "logout on %s: cannot tell who logs out (%s); their proof cookie is cleared only",
+                iface.settings.name,
+                type(exc).__name__,
+            )
+            return
+        if identity is None or identity.session_id is None:
+            return
+        try:
+            await self.service.sign_out(iface.settings.name, identity.user_id)
+        except StoreUnavailable as exc:
+            log.error("logout on %s: cannot revoke the proofs of this login: %s", iface.settings.name, exc)
+        self._generations.pop((iface.settings.name, identity.user_id), None)
+
     async def _bad_path(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self._close_websocket(receive, send)
@@ -295,6 +420,71 @@ class TwoFactorMiddleware:
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close", "code": code, "reason": "second factor required"})
+
+
+_Route = tuple[_Interface | None, str, tuple[_Interface, ...]]
+
+
+class _Guard:
+    """The ``send`` given to the shop for a request on a protected path where the resolver saw
+    nobody: a 2xx answer (or an accepted websocket) means the shop served someone we could not
+    identify, so it is withheld and logged. Redirects, 304 and errors pass untouched."""
+
+    __slots__ = ("blocked", "iface", "mw", "path", "scope", "send")
+
+    def __init__(self, mw: TwoFactorMiddleware, iface: _Interface, scope: Scope, path: str, send: Send):
+        self.mw, self.iface, self.scope, self.path, self.send = mw, iface, scope, path, send
+        self.blocked = False
+
+    async def __call__(self, message: Message) -> None:
+        if self.blocked:
+            return  # the rest of the shop's answer (body chunks, trailers) never leaves
+        kind = message["type"]
+        served = kind == "websocket.accept" or (
+            kind == "http.response.start" and 200 <= message["status"] < 300
+        )
+        if not served:
+            await self.send(message)
+            return
+        name = self.iface.settings.name
+        block = self.iface.settings.unidentified == "block"
+        self.mw._error(
+            self.iface,
+            "unidentified",
+            "interface %s: the shop served %s %r (%s) to a request in which the identity resolver saw "
+            "nobody logged in; %s. Either the path is public (add it to interfaces.%s.exempt, as a "
+            "login page or static files must be) or the identity settings do not match the shop's "
+            "login (run: tfa-middleware doctor --config FILE --cookie '...')",
+            name,
+            self.scope.get("method", "WEBSOCKET"),
+            self.path,
+            message.get("status", "accept"),
+            "the answer was withheld" if block else "served anyway (unidentified: warn)",
+            name,
+        )
+        if not block:
+            await self.send(message)
+            return
+        self.blocked = True
+        if kind == "websocket.accept":
+            await self.send({"type": "websocket.close", "code": 1008, "reason": "second factor required"})
+            return
+        body = b"" if self.scope.get("method") == "HEAD" else BLOCKED_HTML.encode()
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(BLOCKED_HTML.encode())).encode()),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()),
+        ]
+        await self.send({"type": "http.response.start", "status": 403, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the application's root: ASGI puts the root path in front of it."""
+    root = root.rstrip("/")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path  # a server that left the root out of the path: the path is already relative
 
 
 def _canonical(path: str, literal: str) -> str:

@@ -150,14 +150,25 @@ class PageContext:
     query: Mapping[str, str]
     request: RequestInfo
     https: bool
+    root: str = ""  # the application's root path: every link and redirect starts with it
 
     @property
     def next(self) -> str:
+        """Where to go after the challenge, relative to the application's root (as in the query)."""
         return safe_next(self.query.get("next"), self.iface)
+
+    @property
+    def next_url(self) -> str:
+        return self.root + self.next
+
+    @property
+    def base(self) -> str:
+        """The pages' own path as the browser sees it."""
+        return self.root + self.iface.pages_path
 
     def url(self, page: str, **params: str) -> str:
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
-        return f"{self.iface.pages_path}/{page}?{query}"
+        return f"{self.base}/{page}?{query}"
 
 
 class Pages:
@@ -205,8 +216,12 @@ class Pages:
         iface: InterfaceSettings,
         identity: Identity | None,
         proof: Proof | None,
+        *,
+        path: str,
+        root: str = "",
     ) -> None:
-        page = canonical_path(scope["path"])[len(iface.pages_path) :].strip("/")
+        """``path`` is the request's canonical path relative to ``root``, the application's root."""
+        page = path[len(iface.pages_path) :].strip("/")
         method = scope["method"]
         if page in self._static and method in ("GET", "HEAD"):
             body, media_type = self._static[page]
@@ -219,7 +234,7 @@ class Pages:
             return
         if identity is None:
             # Not logged in to the shop: its own login lives at the interface's prefix.
-            response = RedirectResponse(iface.path_prefix, status_code=303)
+            response = RedirectResponse(root + iface.path_prefix, status_code=303)
         else:
             ctx = PageContext(
                 iface=iface,
@@ -231,6 +246,7 @@ class Pages:
                     user_agent=header(scope, b"user-agent"),
                 ),
                 https=is_https(scope),
+                root=root,
             )
             response = await self._dispatch(scope, receive, ctx, page, method)
         response.headers.update(self.security_headers)
@@ -300,7 +316,7 @@ class Pages:
 
     async def challenge(self, ctx: PageContext) -> Response:
         if ctx.proof is not None and not ctx.query.get("reauth"):
-            return RedirectResponse(ctx.next, status_code=303)
+            return RedirectResponse(ctx.next_url, status_code=303)
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
@@ -390,7 +406,7 @@ class Pages:
             value = self.codecs[name].issue(
                 user_id, outcome.generation, self.clock(), outcome.method, ctx.identity.session_id
             )
-            response = RedirectResponse(ctx.next, status_code=303)
+            response = RedirectResponse(ctx.next_url, status_code=303)
             self.set_proof(response, ctx, value)
             return response
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
@@ -475,9 +491,10 @@ class Pages:
 
     def render(self, ctx: PageContext, template: str, status_code: int, **values: Any) -> Response:
         html = self.templates.get_template(template).render(
-            pages_path=ctx.iface.pages_path,
+            pages_path=ctx.base,
             interface=ctx.iface.name,
-            next=ctx.next,
+            next=ctx.next_url,
+            **self._way_out(ctx),
             url=ctx.url,
             csrf_token=self.csrf[ctx.iface.name].issue(ctx.identity.user_id, ctx.identity.session_id),
             code_length=self.service.code_lengths[1],
@@ -487,12 +504,19 @@ class Pages:
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
 
+    @staticmethod
+    def _way_out(ctx: PageContext) -> dict[str, str]:
+        """Links out of the pages: the shop's own logout ("Not you?") and the shop's front page."""
+        logout = ctx.iface.logout_url
+        return {"logout_url": ctx.root + logout if logout else "", "shop_url": ctx.root + "/"}
+
     def message(self, ctx: PageContext, status_code: int, title: str, text: str) -> Response:
         html = self.templates.get_template("message.html").render(
-            pages_path=ctx.iface.pages_path,
+            pages_path=ctx.base,
             title=title,
             text=text,
-            back=ctx.next,
+            back=ctx.next_url,
+            **self._way_out(ctx),
             branding=self.settings.branding,
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")

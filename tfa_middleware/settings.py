@@ -69,8 +69,11 @@ class IdentitySettings:
     cookie: str = "session"
     secret_key: Secret | None = None
     session_id_key: str | None = None
-    max_age_seconds: int | None = 14 * 24 * 3600
+    # None: the signature alone decides, as the shop's own middleware judges the age; a stricter
+    # age here would read a session the shop still honours as "nobody".
+    max_age_seconds: int | None = None
     attribute: str = "identity"
+    require: tuple[str, ...] = ()  # scope_user: attributes that must be true (e.g. is_staff)
     header: str | None = None
     callable_path: str | None = None
     roles_key: str | None = None  # session key with the user's role or list of roles (manage page)
@@ -92,6 +95,13 @@ class InterfaceSettings:
     # Who may open <pages_path>/manage: these user ids, or users with one of these roles.
     manage_user_ids: tuple[str, ...] = ()
     manage_roles: tuple[str, ...] = ()
+    # What to do when the resolver sees nobody and the shop serves the protected page anyway (2xx):
+    # "block" (the page is withheld) or "warn" (served, and logged), for a shop whose login form
+    # answers 200 at the protected URL itself.
+    unidentified: Literal["block", "warn"] = "block"
+    # The shop's own logout, relative to the application's root: a link on every page, and a
+    # request there ends this browser's proof in the same response.
+    logout_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +293,8 @@ class Settings:
                         "allow_roles": list(i.manage_roles),
                     },
                     "identity": _describe_identity(i.identity),
+                    "unidentified": i.unidentified,
+                    "logout_url": i.logout_url,
                 }
                 for name, i in self.interfaces.items()
             },
@@ -321,6 +333,7 @@ def _describe_identity(ident: IdentitySettings) -> dict[str, Any]:
         out["max_age_seconds"] = ident.max_age_seconds
     if ident.source == "scope_user":
         out["attribute"] = ident.attribute
+        out["require"] = list(ident.require)
     if ident.source == "header":
         out["header"] = ident.header
     if ident.source == "callable":
@@ -904,6 +917,8 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
     manage_roles = manage.get("allow_roles", _str_list, no_paths)
     manage.finish()
     identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
+    unidentified = section.get("unidentified", _choice("block", "warn"), "block")
+    logout_url = section.get("logout_url", _path, None)
     section.finish()
 
     if prefix:  # the checks below compare with the prefix, so only when it is valid itself
@@ -935,6 +950,8 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         phone_change_fresh_seconds=fresh,
         manage_user_ids=manage_users,
         manage_roles=manage_roles,
+        unidentified=unidentified,  # type: ignore[arg-type]
+        logout_url=logout_url,
     )
 
 
@@ -989,7 +1006,7 @@ _IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
         "secret_key",
         "max_age_seconds",
     ),
-    "scope_user": ("attribute",),
+    "scope_user": ("attribute", "require"),
     "header": ("header",),
     "callable": ("path",),
 }
@@ -1024,11 +1041,13 @@ def _identity(section: _Section) -> IdentitySettings | None:
             roles_key=roles_key,
             cookie=section.get("cookie", _cookie_name_any, "session"),
             secret_key=section.get("secret_key", lambda v: Secret(_nonempty_str(v)), None, required=True),
-            max_age_seconds=section.get("max_age_seconds", _int_range(60, 366 * 24 * 3600), 14 * 24 * 3600),
+            max_age_seconds=section.get("max_age_seconds", _int_range(60, 366 * 24 * 3600), None),
         )
     elif source == "scope_user":
         ident = IdentitySettings(
-            source="scope_user", attribute=section.get("attribute", _identifier, "identity")
+            source="scope_user",
+            attribute=section.get("attribute", _identifier, "identity"),
+            require=section.get("require", _identifiers, ()),
         )
     elif source == "header":
         ident = IdentitySettings(
@@ -1054,6 +1073,14 @@ def _identifier(value: Any) -> str:
     if not text.isidentifier():
         raise _Invalid("must be a Python attribute name")
     return text
+
+
+def _identifiers(value: Any) -> tuple[str, ...]:
+    items = _str_list([value] if isinstance(value, str) else value)
+    for item in items:
+        if not item.isidentifier():
+            raise _Invalid(f"{item!r} is not a Python attribute name")
+    return items
 
 
 def _dotted(value: Any) -> str:
