@@ -10,6 +10,10 @@
 PY ?= python3
 VENV = .venv
 PORT ?= 8000
+# uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so anybody on this machine could
+# choose the client address the send limits and the audit log see. The demo has no proxy in
+# front: it reads the real peer. (tests/test_demo.py runs the demo with these same arguments.)
+DEMO_UVICORN_ARGS = --no-proxy-headers
 
 BIN = $(VENV)/bin
 # The stamp is newer than pyproject.toml exactly when the last install of its dependencies
@@ -41,7 +45,7 @@ demo: $(STAMP)
 	@echo "    $(BIN)/tfa-middleware outbox --config demo_app/config.yaml"
 	@echo
 	@$(BIN)/tfa-middleware check-config demo_app/config.yaml > /dev/null
-	$(BIN)/uvicorn --factory demo_app.app:create_app --host 127.0.0.1 --port $(PORT)
+	$(BIN)/uvicorn --factory demo_app.app:create_app --host 127.0.0.1 --port $(PORT) $(DEMO_UVICORN_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

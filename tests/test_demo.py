@@ -55,11 +55,19 @@ class Demo:
         return match.group(1)
 
 
+def make_demo_args() -> tuple[str, ...]:
+    """The extra uvicorn arguments `make demo` passes, read from the Makefile itself."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("DEMO_UVICORN_ARGS ="):
+            return tuple(line.split("=", 1)[1].split())
+    raise AssertionError("the Makefile no longer defines DEMO_UVICORN_ARGS")
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """A fresh demo server and database per test: the send limits of one test never reach another."""
     env = {**os.environ, "TFA_DEMO_DB": str(tmp_path / "demo.sqlite3"), "PYTHONPATH": str(ROOT)}
-    with uvicorn_server("demo_app.app:create_app", tmp_path, env) as url:
+    with uvicorn_server("demo_app.app:create_app", tmp_path, env, args=make_demo_args()) as url:
         yield Demo(url, env)
 
 
@@ -87,3 +95,27 @@ def test_readme_walkthrough_over_http(demo: Demo) -> None:
         browser.post("/admin/logout")
         browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
         assert browser.get("/admin").status_code == 303
+
+
+def test_the_demo_does_not_believe_a_forwarded_address_from_this_machine(demo: Demo) -> None:
+    # uvicorn's defaults would let anybody on 127.0.0.1 choose the address that the per-address
+    # send limit and the audit log see; `make demo` turns proxy headers off.
+    forged = {"accept": "text/html", "x-forwarded-for": "203.0.113.9"}
+    with httpx.Client(base_url=demo.url, headers=forged) as browser:
+        browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
+        challenge = browser.get("/admin/_2fa/challenge")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', challenge.text)
+        assert token
+        assert browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)}).status_code == 303
+    result = subprocess.run(
+        [sys.executable, "-m", "tfa_middleware.cli", "audit", "--config", "demo_app/config.yaml", "--json"],
+        cwd=ROOT,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    sent = [e for e in events if e["event"] == "code_sent"]
+    assert sent and {e["ip"] for e in sent} == {"127.0.0.1"}

@@ -281,6 +281,18 @@ async def test_7_a_sync_callable_runs_in_a_worker_thread(make_harness: Callable[
     assert ON_LOOP == [False]
 
 
+async def test_blocking_false_runs_a_sync_callable_on_the_loop(make_harness: Callable[..., Any]) -> None:
+    # The opt-out for a function that never waits: no thread hop (and Django's check would trip).
+    h: Harness = await make_harness(
+        interfaces=admin(
+            {"from": "callable", "path": "tests.test_fail_closed:blocking_shop_user", "blocking": False}
+        )
+    )
+    ON_LOOP.clear()
+    response = await h.client.get("/admin/orders", headers=h.as_user("alice"))
+    assert ON_LOOP == [True] and response.status_code == 503
+
+
 async def test_a_sync_callable_does_not_stall_other_requests(make_harness: Callable[..., Any]) -> None:
     release = threading.Event()
 
@@ -477,3 +489,42 @@ def test_a_forwarded_address_does_not_turn_the_identity_header_into_nobody(tmp_p
     assert forged.status_code == 500 and "orders of alice" not in forged.text
     assert is_challenge(direct)
     assert "not in trusted_proxies" in (tmp_path / "uvicorn.log").read_text()
+
+
+# --------------------------------------------------------------------------- the shop's logout
+
+
+async def shop_logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
+
+
+async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness: Callable[..., Any]) -> None:
+    shop = cookie_shop()
+    shop.router.routes.append(Route("/admin/logout", shop_logout))
+    h: Harness = await make_harness(shop, interfaces=admin(cookie_identity(), logout_url="/admin/logout"))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    assert is_challenge(await logged_in_orders(h))
+    await h.send({"accept": "text/html"})
+    verified = await h.verify({"accept": "text/html"}, await h.latest_code())
+    assert verified.status_code == 303
+    assert (await h.client.get("/admin/orders")).text == "orders of alice"
+    copied = {"session": h.client.cookies["session"], "tfa_admin": h.client.cookies["tfa_admin"]}
+
+    # The challenge pages link to the shop's logout, and it is open without a second factor.
+    page = await h.client.get("/admin/_2fa/logout")
+    assert 'href="/admin/logout">Not you? Sign out</a>' in page.text
+    out = await h.client.get("/admin/logout")
+    assert out.status_code == 303
+    cleared = [v for k, v in out.headers.multi_items() if k == "set-cookie" and v.startswith("tfa_admin=")]
+    assert cleared and "Max-Age=0" in cleared[0]
+    assert "tfa_admin" not in h.client.cookies
+
+    # A copy of the session and proof taken before the logout: the shop's cookie session is still
+    # valid (Starlette cannot revoke it), the proof is not.
+    h.client.cookies.clear()
+    replayed = await h.client.get(
+        "/admin/orders",
+        headers={"cookie": "; ".join(f"{k}={v}" for k, v in copied.items()), "accept": "text/html"},
+    )
+    assert is_challenge(replayed)

@@ -374,18 +374,25 @@ class CallableResolver:
 
     An async function (or an object with an async ``__call__``) runs on the event loop; a sync one
     runs in a worker thread, so that a blocking look-up (Django's ORM, a file, a socket) neither
-    stalls the server nor trips Django's ``SynchronousOnlyOperation``.
+    stalls the server nor trips Django's ``SynchronousOnlyOperation``. ``blocking=False`` runs a
+    sync function on the loop instead, saving the thread hop (tens of microseconds): only for a
+    function that never waits on anything.
     """
 
-    def __init__(self, func: Callable[[Scope], Any]) -> None:
+    def __init__(self, func: Callable[[Scope], Any], *, blocking: bool = True) -> None:
         self.func = func
         self.is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__
         )
+        self.blocking = blocking
 
     async def __call__(self, scope: Scope) -> Identity | None:
         if self.is_async:
             result = await self.func(scope)
+        elif not self.blocking:
+            result = self.func(scope)
+            if inspect.isawaitable(result):
+                result = await result
         else:
             result = await run_in_threadpool(self.func, scope)
             if inspect.isawaitable(result):
@@ -441,4 +448,6 @@ def build_resolver(
         assert settings.header is not None
         return HeaderResolver(settings.header, trusted_proxies, label=where)
     assert settings.callable_path is not None
-    return CallableResolver(import_callable(settings.callable_path, f"{where}.path"))
+    return CallableResolver(
+        import_callable(settings.callable_path, f"{where}.path"), blocking=settings.blocking
+    )

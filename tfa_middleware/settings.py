@@ -74,6 +74,9 @@ class IdentitySettings:
     max_age_seconds: int | None = None
     attribute: str = "identity"
     require: tuple[str, ...] = ()  # scope_user: attributes that must be true (e.g. is_staff)
+    # callable: a sync function may block (Django's ORM), so it runs in a worker thread; false
+    # runs it on the event loop, saving the thread hop, for a function that never blocks.
+    blocking: bool = True
     header: str | None = None
     callable_path: str | None = None
     roles_key: str | None = None  # session key with the user's role or list of roles (manage page)
@@ -338,6 +341,7 @@ def _describe_identity(ident: IdentitySettings) -> dict[str, Any]:
         out["header"] = ident.header
     if ident.source == "callable":
         out["path"] = ident.callable_path
+        out["blocking"] = ident.blocking
     return out
 
 
@@ -1008,7 +1012,7 @@ _IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "scope_user": ("attribute", "require"),
     "header": ("header",),
-    "callable": ("path",),
+    "callable": ("path", "blocking"),
 }
 
 
@@ -1055,7 +1059,9 @@ def _identity(section: _Section) -> IdentitySettings | None:
         )
     elif source == "callable":
         ident = IdentitySettings(
-            source="callable", callable_path=section.get("path", _dotted, None, required=True)
+            source="callable",
+            callable_path=section.get("path", _dotted, None, required=True),
+            blocking=section.get("blocking", _bool, True),
         )
     section.finish()
     return ident
