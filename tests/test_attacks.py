@@ -215,3 +215,72 @@ def test_a_good_config_survives_the_same_path(tmp_path: Path) -> None:
     data = config(tmp_path)
     path.write_text(json.dumps(data))
     assert load_settings(path, environ={}).interfaces["admin"].path_prefix == "/admin"
+
+
+# ------------------------------------------------------------------ the outside review's bypasses
+# Against the demo shop itself, as the review ran them: a password known, the phone not.
+
+
+@pytest.fixture
+async def demo_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from demo_app.app import create_app
+
+    monkeypatch.setenv("TFA_DEMO_DB", str(tmp_path / "demo.sqlite3"))
+    app = create_app()
+    mounted = Starlette(routes=[Mount("/shop", app=create_app())])
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.test") as client,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=mounted), base_url="http://shop.test"
+        ) as under_root,
+    ):
+        yield client, under_root
+
+
+def served(response: Any) -> bool:
+    return response.status_code == 200 and (
+        "<h1>Orders</h1>" in response.text or "Your orders" in response.text
+    )
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda s: s + b"\xe9", id="byte-appended"),
+        pytest.param(lambda s: s[:-5] + b"\xe9" + s[-5:], id="byte-in-the-signature"),
+        pytest.param(lambda s: b'"' + s + b'\xe9"', id="byte-inside-quotes"),
+        pytest.param(lambda s: s + b"\xc3\xa9\xc3\xa9", id="utf-8-appended"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("login", "form", "protected"),
+    [
+        ("/admin/login", {"email": "admin@example.com", "password": "admin"}, ["/admin", "/admin/users"]),
+        ("/login", {"email": "customer@example.com", "password": "customer"}, ["/account"]),
+    ],
+)
+async def test_one_byte_in_the_shops_session_cookie_skips_nothing(
+    demo_client: Any, spoil: Callable[[bytes], bytes], login: str, form: dict[str, str], protected: list[str]
+) -> None:
+    client, _ = demo_client
+    assert (await client.post(login, data=form)).status_code == 303
+    session = client.cookies["session"].encode()
+    client.cookies.clear()
+    for path in protected:
+        response = await client.get(
+            path, headers={"cookie": b"session=" + spoil(session), "accept": "text/html"}
+        )
+        assert not served(response), path
+
+
+async def test_a_root_path_skips_nothing(demo_client: Any) -> None:
+    _, under_root = demo_client
+    form = {"email": "admin@example.com", "password": "admin"}
+    assert (await under_root.post("/shop/admin/login", data=form)).status_code == 303
+    for path in ("/shop/admin", "/shop/admin/users"):
+        response = await under_root.get(path, headers={"accept": "text/html"})
+        assert response.status_code == 303 and response.headers["location"].startswith("/shop/admin/_2fa/")
