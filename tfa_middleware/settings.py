@@ -21,6 +21,7 @@ import phonenumbers
 import yaml
 
 from .errors import ConfigError
+from .public_keys import is_public
 
 IdentitySource = Literal["session", "starlette_session_cookie", "scope_user", "header", "callable"]
 IDENTITY_SOURCES: tuple[str, ...] = IdentitySource.__args__  # type: ignore[attr-defined]
@@ -572,6 +573,8 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
     root.finish()
+    if provider.production_mode:
+        _refuse_public_keys(keys, interfaces, problems)
 
     if problems:
         return None
@@ -606,6 +609,26 @@ def _secret_keys(value: Any) -> tuple[Secret, ...]:
                 "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
     return tuple(Secret(item) for item in items)
+
+
+def _refuse_public_keys(
+    keys: tuple[Secret, ...], interfaces: Mapping[str, InterfaceSettings], problems: list[str]
+) -> None:
+    """Production mode starts with no key this project publishes (security requirement 29)."""
+    why = "is a public example key from tfa-middleware's own files, so anyone can sign with it"
+    for i, key in enumerate(keys):
+        if is_public(key.reveal()):
+            problems.append(
+                f"secret_keys: item {i}: {why}; make a new one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    for name, iface in interfaces.items():
+        shop_key = iface.identity.secret_key
+        if shop_key is not None and is_public(shop_key.reveal()):
+            problems.append(
+                f"interfaces.{name}.identity.secret_key: {why}; give the shop's SessionMiddleware "
+                "a secret of its own and the same one here"
+            )
 
 
 def _database_url(value: Any) -> str:
