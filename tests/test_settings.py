@@ -771,6 +771,7 @@ def limits_of(tmp_path: Path, limits: dict[str, Any]) -> tuple[str, ...]:
         # A calling code of one region only is the same as that region.
         pytest.param({"allowed_country_codes": ["49", "+33", 351]}, ("DE", "FR", "PT"), id="unshared-codes"),
         pytest.param({"allowed_country_codes": ["*"]}, ("*",), id="every-code"),
+        pytest.param({"allowed_regions": None, "allowed_country_codes": ["49"]}, ("DE",), id="null-is-unset"),
     ],
 )
 def test_allowed_regions_load(tmp_path: Path, limits: dict[str, Any], expected: tuple[str, ...]) -> None:

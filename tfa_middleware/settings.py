@@ -771,23 +771,23 @@ def _limits(section: _Section) -> LimitSettings:
 
 def _allowed_regions(section: _Section, default: tuple[str, ...]) -> tuple[str, ...]:
     """``allowed_regions``, or the older ``allowed_country_codes`` where a code means one region."""
-    if section.has("allowed_regions") and section.has("allowed_country_codes"):
-        section.seen.add("allowed_country_codes")
+    section.seen.update(("allowed_regions", "allowed_country_codes"))
+    # A key given as null is not given, as everywhere else in the file.
+    regions_given = section.data.get("allowed_regions") is not None
+    codes_given = section.data.get("allowed_country_codes") is not None
+    if regions_given and codes_given:
         section.problem(
             "allowed_country_codes", "set either allowed_regions or allowed_country_codes, not both"
         )
-    if section.has("allowed_country_codes") and not section.has("allowed_regions"):
-        section.seen.add("allowed_country_codes")
+    if codes_given and not regions_given:
         return _calling_code_regions(section, section.data["allowed_country_codes"], default)
-    where = section.at("allowed_regions")
-    if section.data.get("allowed_regions") is None:
-        section.seen.add("allowed_regions")
+    if not regions_given:
         return default
+    where = section.at("allowed_regions")
     raw = section.data["allowed_regions"]
     if isinstance(raw, list) and any(isinstance(v, bool) for v in raw):
         # YAML 1.1 reads an unquoted NO (Norway) as false: say so rather than "expected a string".
         i = next(i for i, v in enumerate(raw) if isinstance(v, bool))
-        section.seen.add("allowed_regions")
         section.problems.append(
             f'{where}[{i}]: got {str(raw[i]).lower()}, not a region: quote the codes, e.g. ["NO"] '
             "(YAML reads an unquoted NO as false)"
