@@ -66,6 +66,11 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
         finally:
             await tfa.close()
 
+    # An empty variable counts as unset, as the config's ${TFA_SECRET_KEY:-...} reads it.
+    if not os.environ.get("TFA_SECRET_KEY"):
+        log.warning(
+            "TFA_SECRET_KEY is not set: proofs are signed with the public demo key (fine for the demo only)"
+        )
     if shop_secret() == DEMO_SHOP_SECRET:
         log.warning("SHOP_SECRET is not set: using the public demo secret (fine for the demo only)")
     shop = build_shop(tfa=tfa, lifespan=lifespan)

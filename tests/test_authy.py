@@ -388,6 +388,18 @@ async def test_rate_limiting_carries_the_retry_after_hint() -> None:
     assert caught.value.retry_after_seconds == 30
 
 
+@pytest.mark.parametrize("status", [429, 503])
+async def test_the_fakes_rate_limit_hint_reaches_the_exception(
+    authy: AuthyProvider, fake: FakeAuthy, status: int
+) -> None:
+    fake.rate_limit_status = status
+    fake.retry_after_seconds = 45
+    fake.faults.rate_limited = True
+    with pytest.raises(ProviderRateLimited) as caught:
+        await authy.send(target("1635"), "sms")
+    assert caught.value.retry_after_seconds == 45
+
+
 async def test_a_body_too_large_to_be_an_answer_is_refused(authy: AuthyProvider, fake: FakeAuthy) -> None:
     huge = b'{"token":"is valid","padding":"' + b"x" * 70_000 + b'"}'
     fake.faults.answer = (200, huge, JSON)

@@ -267,8 +267,10 @@ def test_status_rate_limit_garbage_and_canned_answers(authy: FakeAuthy, authy_cl
     authy.faults.rate_limited = True
     limited = authy_client.get("/app/details", headers=KEY)
     assert (limited.status_code, limited.json()["error_code"]) == (429, "60003")
+    assert limited.headers["retry-after"] == str(authy.retry_after_seconds)
     authy.rate_limit_status = 503
-    assert authy_client.get("/app/details", headers=KEY).status_code == 503
+    older = authy_client.get("/app/details", headers=KEY)
+    assert (older.status_code, older.headers["retry-after"]) == (503, str(authy.retry_after_seconds))
     authy.faults.clear()
     authy.faults.garbage = True
     garbage = authy_client.get("/app/details", headers=KEY)
@@ -287,10 +289,36 @@ def test_status_rate_limit_garbage_and_canned_answers(authy: FakeAuthy, authy_cl
     assert len(authy.requests) == 8
 
 
-def test_verify_rate_limit_knob_answers_20429(verify: FakeTwilioVerify, verify_client: httpx.Client) -> None:
+def test_verify_rate_limit_knob_answers_20429_with_retry_after(
+    verify: FakeTwilioVerify, verify_client: httpx.Client
+) -> None:
     verify.faults.rate_limited = True
     answer = verify_client.get(SERVICE)
     assert (answer.status_code, answer.json()["code"]) == (429, 20429)
+    assert answer.headers["retry-after"] == str(verify.retry_after_seconds) == "30"
+    verify.retry_after_seconds = 7
+    assert verify_client.get(SERVICE).headers["retry-after"] == "7"
+
+
+def test_verify_max_sends_and_checks_answer_429_with_retry_after(verify_client: httpx.Client) -> None:
+    start = {"To": "+12015550185", "Channel": "sms"}
+    for _ in range(5):
+        assert verify_client.post(f"{SERVICE}/Verifications", data=start).status_code == 201
+    sends = verify_client.post(f"{SERVICE}/Verifications", data=start)
+    assert (sends.status_code, sends.json()["code"]) == (429, 60203)
+    assert 0 < int(sends.headers["retry-after"]) <= 600  # until the verification expires
+    check = {"To": "+12015550185", "Code": "0000000"}
+    for _ in range(5):
+        assert verify_client.post(f"{SERVICE}/VerificationCheck", data=check).status_code == 200
+    checks = verify_client.post(f"{SERVICE}/VerificationCheck", data=check)
+    assert (checks.status_code, checks.json()["code"]) == (429, 60202)
+    assert 0 < int(checks.headers["retry-after"]) <= 600
+
+
+def test_verify_answers_a_check_200_like_the_live_api(verify_client: httpx.Client) -> None:
+    verify_client.post(f"{SERVICE}/Verifications", data={"To": "+12015550185", "Channel": "sms"})
+    check = verify_client.post(f"{SERVICE}/VerificationCheck", data={"To": "+12015550185", "Code": "0000000"})
+    assert (check.status_code, check.json()["status"]) == (200, "pending")
 
 
 def test_latency_and_a_dropped_connection_over_real_http(authy: FakeAuthy) -> None:

@@ -335,18 +335,63 @@ async def test_the_global_budget_refuses_sends_loudly_and_lets_nobody_in(
     assert refusal.detail == {"reason": "budget", "to": "+1 ••• ••• 0130"}
 
 
-async def test_numbers_outside_the_allowed_countries_are_refused_at_enrollment(
+async def test_numbers_outside_the_allowed_regions_are_refused_at_enrollment(
     store: Store, tmp_path: Path
 ) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_country_codes=("44",)))
-    with pytest.raises(InvalidPhoneNumber, match=r"We can't send text messages to \+1 numbers"):
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("GB",)))
+    with pytest.raises(InvalidPhoneNumber, match=r"We can't send text messages to numbers from US \(\+1\)"):
         await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     assert await store.enrollment("admin", "alice") is None
     default = make_service(store, tmp_path, clock)
-    with pytest.raises(InvalidPhoneNumber, match=r"\+880 numbers"):
+    with pytest.raises(InvalidPhoneNumber, match=r"numbers from BD \(\+880\)"):
         await default.set_phone("admin", "alice", "880", "1712345678")  # not in the default list
-    await default.set_phone("admin", "alice", *PHONE)  # +1 is
+    await default.set_phone("admin", "alice", *PHONE)  # the US is
+
+
+JAMAICA = ("1", "876 210 1234")  # +1 like the US, but region JM
+VIRGIN_ISLANDS = ("1", "284 300 1234")  # +1, region VG
+CANADA = ("1", "506 234 5678")
+JERSEY = ("44", "7797 712345")  # +44 like Great Britain, but region JE
+
+
+async def test_a_shared_calling_code_does_not_let_an_unlisted_region_through(
+    store: Store, tmp_path: Path
+) -> None:
+    """Security requirement 28: +1 is the US, Canada and 23 other regions; [US, CA] means those two."""
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("US", "CA")))
+    for user, number in (("jm", JAMAICA), ("vg", VIRGIN_ISLANDS)):
+        with pytest.raises(
+            InvalidPhoneNumber, match=r"We can't send text messages to numbers from (JM|VG) \(\+1\)"
+        ):
+            await tfa.set_phone("admin", user, *number, confirmed=True)
+        assert await store.enrollment("admin", user) is None
+    await tfa.set_phone("admin", "us", *PHONE, confirmed=True)
+    await tfa.set_phone("admin", "ca", *CANADA, confirmed=True)
+    assert (await tfa.send_code("admin", "us")).status is SendStatus.SENT
+    assert (await tfa.send_code("admin", "ca")).status is SendStatus.SENT
+
+
+async def test_the_send_itself_checks_the_region(store: Store, tmp_path: Path) -> None:
+    """A number stored while the list was wider is refused at the next send, not only at enrollment."""
+    clock = FakeClock()
+    wide = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("*",)))
+    await wide.set_phone("admin", "alice", *JAMAICA, confirmed=True)
+    narrow = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("US", "CA")))
+    outcome = await narrow.send_code("admin", "alice")
+    assert (outcome.status, outcome.refusal) == (SendStatus.REFUSED, Refusal.COUNTRY)
+    assert (await wide.send_code("admin", "alice")).status is SendStatus.SENT
+
+
+@pytest.mark.parametrize("number", [JAMAICA, VIRGIN_ISLANDS, JERSEY], ids=["JM", "VG", "JE"])
+async def test_the_default_regions_leave_out_what_shares_their_calling_codes(
+    store: Store, tmp_path: Path, number: tuple[str, str]
+) -> None:
+    tfa = make_service(store, tmp_path, FakeClock())
+    with pytest.raises(InvalidPhoneNumber, match="We can't send text messages to numbers from"):
+        await tfa.set_phone("admin", "alice", *number, confirmed=True)
+    assert {"US", "CA", "GB"} <= set(DEFAULTS.allowed_regions)
 
 
 # ---------------------------------------------------------------------------- through the pages

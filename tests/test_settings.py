@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
 import yaml
 
@@ -755,3 +756,133 @@ def test_database_password_never_shows(url: str) -> None:
     assert settings.database_url.reveal() == url
     for text in (repr(settings), str(settings), json.dumps(settings.describe())):
         assert DB_PASSWORD not in text
+
+
+# --------------------------------------------------------------------------- SMS regions (requirement 28)
+
+
+def limits_of(tmp_path: Path, limits: dict[str, Any]) -> tuple[str, ...]:
+    path = write(tmp_path, yaml.safe_dump(patched({"limits": limits})))
+    return load_settings(path, environ={}).limits.allowed_regions
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        pytest.param({"allowed_regions": ["us", "Ca"]}, ("US", "CA"), id="regions-upper-cased"),
+        pytest.param({"allowed_regions": ["*"]}, ("*",), id="every-region"),
+        pytest.param({"allowed_regions": ["DE", "de"]}, ("DE",), id="duplicates-once"),
+        # A calling code of one region only is the same as that region.
+        pytest.param({"allowed_country_codes": ["49", "+33", 351]}, ("DE", "FR", "PT"), id="unshared-codes"),
+        pytest.param({"allowed_country_codes": ["*"]}, ("*",), id="every-code"),
+        pytest.param({"allowed_regions": None, "allowed_country_codes": ["49"]}, ("DE",), id="null-is-unset"),
+    ],
+)
+def test_allowed_regions_load(tmp_path: Path, limits: dict[str, Any], expected: tuple[str, ...]) -> None:
+    assert limits_of(tmp_path, limits) == expected
+
+
+def test_the_default_regions_are_the_former_calling_codes_main_regions(tmp_path: Path) -> None:
+    regions = limits_of(tmp_path, {})
+    former = ["1", "31", "32", "33", "34", "39", "41", "43", "44", "45", "46", "47", "49", "61", "64"]
+    former += ["351", "353", "358"]
+    # Each former code gives its main region (+1: the US, and Canada beside it), nothing it shares.
+    main = {phonenumbers.region_code_for_country_code(int(code)) for code in former}
+    assert set(regions) == main | {"CA"}
+    assert not {"JM", "VG", "PR", "GG", "IM", "JE", "SJ", "AX", "CC", "CX", "VA"} & set(regions)
+
+
+SHARED_CODES = sorted(
+    code
+    for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+    if len(set(phonenumbers.region_codes_for_country_code(code)) & phonenumbers.SUPPORTED_REGIONS) > 1
+)
+
+
+def test_the_shared_calling_codes_include_the_reviewers_examples() -> None:
+    assert {1, 7, 44, 47, 61, 212, 262, 290, 358, 590, 599} <= set(SHARED_CODES)
+
+
+@pytest.mark.parametrize("code", SHARED_CODES)
+def test_a_shared_calling_code_is_refused_naming_its_regions(tmp_path: Path, code: int) -> None:
+    [problem] = problems_of(tmp_path, patched({"limits": {"allowed_country_codes": ["31", str(code)]}}))
+    regions = phonenumbers.region_codes_for_country_code(code)
+    assert problem.startswith(f"limits.allowed_country_codes[1]: +{code} is shared by ")
+    assert "list the ones you mean under limits.allowed_regions instead" in problem
+    for region in regions:
+        assert region in problem
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        pytest.param(
+            {"allowed_country_codes": ["1"]},
+            "limits.allowed_country_codes[0]: +1 is shared by 25 regions (US, AG, AI, AS, BB, BM, BS, CA, "
+            "DM, DO, GD, GU, JM, KN, KY, LC, MP, MS, PR, SX, TC, TT, VC, VG, VI): list the ones you mean "
+            "under limits.allowed_regions instead, e.g. allowed_regions: [US, CA]",
+            id="plus-1",
+        ),
+        pytest.param(
+            {"allowed_regions": ["US"], "allowed_country_codes": ["49"]},
+            "limits.allowed_country_codes: set either allowed_regions or allowed_country_codes, not both",
+            id="both-keys",
+        ),
+        pytest.param(
+            {"allowed_regions": ["US", "XX"]},
+            "limits.allowed_regions[1]: 'XX' is not a region phonenumbers knows "
+            "(ISO 3166-1 alpha-2, e.g. US, GB, DE)",
+            id="unknown-region",
+        ),
+        pytest.param(
+            {"allowed_regions": ["UK"]},
+            "limits.allowed_regions[0]: 'UK' is not a region phonenumbers knows "
+            "(ISO 3166-1 alpha-2, e.g. US, GB, DE); the United Kingdom is GB",
+            id="uk-is-gb",
+        ),
+        pytest.param(
+            {"allowed_regions": ["001"]},
+            "limits.allowed_regions[0]: '001' is not a region phonenumbers knows "
+            "(ISO 3166-1 alpha-2, e.g. US, GB, DE)",
+            id="non-geographic",
+        ),
+        pytest.param(
+            {"allowed_regions": []},
+            'limits.allowed_regions: needs at least one region (or "*" for every region)',
+            id="no-regions",
+        ),
+        pytest.param(
+            {"allowed_regions": ["SE", False]},
+            'limits.allowed_regions[1]: got false, not a region: quote the codes, e.g. ["NO"]',
+            id="unquoted-norway",
+        ),
+        pytest.param(
+            {"allowed_regions": "US"}, "limits.allowed_regions: expected a list, got a string", id="str"
+        ),
+        pytest.param(
+            {"allowed_regions": [1]},
+            "limits.allowed_regions: item 0: expected a string, got a number",
+            id="int",
+        ),
+        pytest.param(
+            {"allowed_country_codes": ["49", "999"]},
+            "limits.allowed_country_codes[1]: '999' is not a country calling code",
+            id="unknown-code",
+        ),
+        pytest.param(
+            {"allowed_country_codes": ["800"]},
+            "limits.allowed_country_codes[0]: '800' is not a country calling code",
+            id="non-geographic-code",
+        ),
+        pytest.param(
+            {"allowed_country_codes": ["12a"]},
+            "limits.allowed_country_codes[0]: '12a' is not a country calling code (1 to 3 digits, or \"*\")",
+            id="not-digits",
+        ),
+    ],
+)
+def test_bad_allowed_regions_are_refused_with_the_key_path(
+    tmp_path: Path, limits: dict[str, Any], expected: str
+) -> None:
+    problems = problems_of(tmp_path, patched({"limits": limits}))
+    assert any(p.startswith(expected) for p in problems), problems

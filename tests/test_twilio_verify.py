@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import config
+from tests.conftest import FakeClock, config
 from tfa_middleware import ConfigError, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
@@ -20,7 +21,7 @@ from tfa_middleware.errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
-from tfa_middleware.providers import CheckResult, Target, TwilioVerifyProvider
+from tfa_middleware.providers import CheckResult, Target, TwilioVerifyProvider, twilio_verify
 from tfa_middleware.providers.base import Purpose
 from tfa_middleware.settings import ProviderSettings, Secret
 from tfa_middleware.testing import (
@@ -30,6 +31,7 @@ from tfa_middleware.testing import (
     FakeTwilioVerify,
     serve,
 )
+from tfa_middleware.testing.fake_twilio_verify import CODE_TTL_SECONDS
 
 PHONE = "+12015550123"
 API_KEY_SID = "SK" + "12" * 16
@@ -163,7 +165,54 @@ async def test_geo_permissions_and_fraud_guard_block_the_number(
     fake.fraud_prefixes.add("+120155")
     with pytest.raises(ProviderBlocked, match="60410"):
         await verify.send(TARGET, "sms")
+    fake.fraud_prefixes.clear()
+    fake.landline_prefixes.add(PHONE)
+    with pytest.raises(ProviderBlocked, match="60205"):
+        await verify.send(TARGET, "sms")  # a landline: "we can't text this number", not "try later"
     assert fake.outbox == []
+
+
+def test_every_mapped_error_code_is_in_the_module_table() -> None:
+    table = twilio_verify.__doc__ or ""
+    for code in sorted(twilio_verify._BLOCKS | twilio_verify._RATE_LIMITS | {"20404", "60200", "20003"}):
+        assert re.search(rf"^{code} ", table, re.MULTILINE), f"{code} is missing from the docstring's table"
+
+
+@pytest.mark.parametrize("check_status", [200, 201])
+async def test_a_check_is_granted_on_either_documented_success_status(check_status: int) -> None:
+    """The OpenAPI description lists 201 and 200 for VerificationCheck; the live API answers 200."""
+    fake = FakeTwilioVerify(check_status=check_status)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(fake)) as client:
+        provider = TwilioVerifyProvider(settings(), client=client)
+        await provider.send(TARGET, "sms")
+        code = fake.last_code(PHONE)
+        wrong = "000000" if code != "000000" else "111111"
+        raw = await client.post(
+            f"https://verify.fake/v2/Services/{FAKE_SERVICE_SID}/VerificationCheck",
+            data={"To": PHONE, "Code": wrong},
+            auth=(FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN),
+        )
+        assert (raw.status_code, raw.json()["status"]) == (check_status, "pending")
+        assert await provider.check(TARGET, wrong) is CheckResult.REJECTED
+        assert await provider.check(TARGET, code) is CheckResult.APPROVED
+
+
+async def test_the_fakes_429_carries_retry_after_into_the_exception() -> None:
+    clock = FakeClock()
+    fake = FakeTwilioVerify(clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(fake)) as client:
+        provider = TwilioVerifyProvider(settings(), client=client)
+        for _ in range(5):
+            await provider.send(TARGET, "sms")
+        clock.advance(100)
+        with pytest.raises(ProviderRateLimited, match="60203") as sends:
+            await provider.send(TARGET, "sms")
+        # Verify refuses more sends until the verification expires: the rest of its 10 minutes.
+        assert sends.value.retry_after_seconds == CODE_TTL_SECONDS - 100
+        fake.faults.rate_limited = True
+        with pytest.raises(ProviderRateLimited, match="20429") as limited:
+            await provider.check(TARGET, "123456")
+        assert limited.value.retry_after_seconds == fake.retry_after_seconds
 
 
 async def test_wrong_credentials_or_service_are_misconfigurations(
@@ -216,7 +265,11 @@ JSON = "application/json"
         pytest.param(200, b'{"valid":true}', JSON, ProviderUnavailable, id="no-status"),
         pytest.param(200, b'{"status":"APPROVED"}', JSON, ProviderUnavailable, id="other-case"),
         pytest.param(200, b'{"status":"unheard-of"}', JSON, ProviderUnavailable, id="unknown-status"),
-        pytest.param(201, b'{"status":"approved"}', JSON, ProviderUnavailable, id="201"),
+        # The OpenAPI description documents 201 and 200 for a check; the grant is the status alone.
+        pytest.param(201, b'{"status":"approved"}', JSON, CheckResult.APPROVED, id="201"),
+        pytest.param(201, PENDING, JSON, CheckResult.REJECTED, id="201-wrong-code"),
+        pytest.param(201, b'{"valid":true}', JSON, ProviderUnavailable, id="201-no-status"),
+        pytest.param(202, b'{"status":"approved"}', JSON, ProviderUnavailable, id="202"),
         pytest.param(200, b'<html>"status":"approved"</html>', "text/html", ProviderUnavailable, id="html"),
         pytest.param(200, b"", JSON, ProviderUnavailable, id="empty"),
         pytest.param(200, b'{"sid":"VE1","status":"appro', JSON, ProviderUnavailable, id="truncated"),
@@ -228,6 +281,9 @@ JSON = "application/json"
         pytest.param(429, b"", JSON, ProviderRateLimited, id="429-empty"),
         pytest.param(403, error(60605, 403), JSON, ProviderBlocked, id="60605"),
         pytest.param(403, error(60410, 403), JSON, ProviderBlocked, id="60410"),
+        pytest.param(403, error(60205, 403), JSON, ProviderBlocked, id="60205-landline"),
+        pytest.param(429, error(60410, 429), JSON, ProviderBlocked, id="60410-as-429"),
+        pytest.param(403, error(20403, 403), JSON, ProviderUnavailable, id="403-other"),
         pytest.param(401, error(20003, 401), JSON, ProviderMisconfigured, id="20003"),
         pytest.param(401, b"", JSON, ProviderMisconfigured, id="401-empty"),
         pytest.param(500, error(20500, 500), JSON, ProviderUnavailable, id="500"),
@@ -264,6 +320,9 @@ async def test_a_check_grants_only_on_status_approved(
         (429, error(60212, 429), ProviderRateLimited),
         (403, error(60605, 403), ProviderBlocked),
         (403, error(60410, 403), ProviderBlocked),
+        (403, error(60205, 403), ProviderBlocked),
+        (400, error(60205, 400), ProviderBlocked),
+        (429, error(60410, 429), ProviderBlocked),
         (401, error(20003, 401), ProviderMisconfigured),
         (502, b"<html>Bad Gateway</html>", ProviderUnavailable),
     ],

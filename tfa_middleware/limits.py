@@ -10,7 +10,9 @@ wipes the count; a provider error gives the attempt back.
 **Send.** Every send is logged; before a new one, one transaction takes the lock rows of its
 scopes (account, phone, client address, the whole shop) and counts the log in sliding windows:
 the resend cooldown, 3 per 10 minutes and 5 per hour per account, per phone, per address, and a
-global hourly and daily budget. Calling codes outside ``allowed_country_codes`` are refused.
+global hourly and daily budget. Numbers outside ``allowed_regions`` are refused, by the region the
+number belongs to (``phonenumbers.region_code_for_number``), not by its calling code: +1 is the US,
+Canada and 23 other regions (security requirement 28).
 Nothing here ever grants access: every refusal only stops a text from being sent.
 """
 
@@ -46,7 +48,7 @@ class Refusal(enum.StrEnum):
     PHONE_LIMIT = "phone_limit"  # too many codes to this number, across accounts
     IP_LIMIT = "ip_limit"  # too many codes asked from this address, across accounts
     BUDGET = "budget"  # the shop's whole hourly or daily budget is spent
-    COUNTRY = "country"  # the number's country is not in allowed_country_codes
+    COUNTRY = "country"  # the number's region is not in allowed_regions
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,10 +216,20 @@ class Limits:
 
     def country_allowed(self, phone: str) -> bool:
         try:
-            calling_code = str(phonenumbers.parse(phone).country_code)
+            parsed = phonenumbers.parse(phone)
         except phonenumbers.NumberParseException:
             return False
-        return self.settings.country_allowed(calling_code)
+        return self.settings.region_allowed(phonenumbers.region_code_for_number(parsed))
+
+    @staticmethod
+    def region_of(phone: str) -> str:
+        """``"JM (+1)"``: the number's region and calling code, for a refusal's message."""
+        try:
+            parsed = phonenumbers.parse(phone)
+        except phonenumbers.NumberParseException:
+            return "an unknown region"
+        region = phonenumbers.region_code_for_number(parsed)
+        return f"{region} (+{parsed.country_code})" if region else f"+{parsed.country_code}"
 
     def phone_key(self, phone: str) -> str:
         return hmac.new(self._pepper, phone.encode(), hashlib.sha256).hexdigest()[:32]

@@ -165,9 +165,9 @@ class TwoFactor:
         self._check(interface, user_id)
         e164 = phones.normalise(country_code, number)
         if not self.limits.country_allowed(e164):
-            calling_code = e164[1 : len(e164) - len(phones.national_digits(e164))]
+            # The region, not just "+1": the US may be allowed where Jamaica (+1 876) is not.
             raise InvalidPhoneNumber(
-                f"We can't send text messages to +{calling_code} numbers. "
+                f"We can't send text messages to numbers from {self.limits.region_of(e164)}. "
                 "Use a number from another country, or ask the shop to allow this one."
             )
         if not confirmed:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import phonenumbers
 import yaml
 
 from .errors import ConfigError
+from .public_keys import is_public
 
 IdentitySource = Literal["session", "starlette_session_cookie", "scope_user", "header", "callable"]
 IDENTITY_SOURCES: tuple[str, ...] = IdentitySource.__args__  # type: ignore[attr-defined]
@@ -132,30 +134,31 @@ class ProviderSettings:
     max_attempts_per_code: int = 5
 
 
-# Calling codes that SMS may go to unless the file says otherwise: North America and the larger
-# European and Oceanian markets. Premium-rate pumping targets small, far-away ranges; a shop
-# selling elsewhere lists its own (or "*" for every country, at its own risk).
-DEFAULT_ALLOWED_COUNTRY_CODES = tuple(
-    [
-        "1",
-        "31",
-        "32",
-        "33",
-        "34",
-        "39",
-        "41",
-        "43",
-        "44",
-        "45",
-        "46",
-        "47",
-        "49",
-        "61",
-        "64",
-        "351",
-        "353",
-        "358",
-    ]
+# Regions (ISO 3166-1 alpha-2) that SMS may go to unless the file says otherwise: the US and
+# Canada, and the larger European and Oceanian markets. Regions, not calling codes (security
+# requirement 28): +1 is also Jamaica and 22 other regions, +44 also Jersey, Guernsey and the Isle
+# of Man, whose premium-rate ranges are what SMS pumping targets. A shop selling elsewhere lists
+# its own (or "*" for every region, at its own risk).
+DEFAULT_ALLOWED_REGIONS = (
+    "US",
+    "CA",
+    "NL",
+    "BE",
+    "FR",
+    "ES",
+    "IT",
+    "CH",
+    "AT",
+    "GB",
+    "DK",
+    "SE",
+    "NO",
+    "DE",
+    "AU",
+    "NZ",
+    "PT",
+    "IE",
+    "FI",
 )
 HOURLY_FAILURE_CEILING = 100  # security requirement 6: never more, whatever the file says
 
@@ -175,10 +178,11 @@ class LimitSettings:
     send_max_per_ip_per_hour: int = 20
     send_budget_per_hour: int = 300
     send_budget_per_day: int = 2000
-    allowed_country_codes: tuple[str, ...] = DEFAULT_ALLOWED_COUNTRY_CODES
+    allowed_regions: tuple[str, ...] = DEFAULT_ALLOWED_REGIONS
 
-    def country_allowed(self, calling_code: str) -> bool:
-        return "*" in self.allowed_country_codes or calling_code in self.allowed_country_codes
+    def region_allowed(self, region: str | None) -> bool:
+        """``region`` as ``phonenumbers.region_code_for_number`` gives it (None: no region)."""
+        return "*" in self.allowed_regions or (region is not None and region in self.allowed_regions)
 
 
 MIN_BRAND_CONTRAST = 4.5  # WCAG AA for normal text: white on the colour, the colour on white
@@ -586,6 +590,8 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
     root.finish()
+    if provider.production_mode:
+        _refuse_public_keys(keys, interfaces, problems)
 
     if problems:
         return None
@@ -620,6 +626,26 @@ def _secret_keys(value: Any) -> tuple[Secret, ...]:
                 "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
     return tuple(Secret(item) for item in items)
+
+
+def _refuse_public_keys(
+    keys: tuple[Secret, ...], interfaces: Mapping[str, InterfaceSettings], problems: list[str]
+) -> None:
+    """Production mode starts with no key this project publishes (security requirement 29)."""
+    why = "is a public example key from tfa-middleware's own files, so anyone can sign with it"
+    for i, key in enumerate(keys):
+        if is_public(key.reveal()):
+            problems.append(
+                f"secret_keys: item {i}: {why}; make a new one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+    for name, iface in interfaces.items():
+        shop_key = iface.identity.secret_key
+        if shop_key is not None and is_public(shop_key.reveal()):
+            problems.append(
+                f"interfaces.{name}.identity.secret_key: {why}; give the shop's SessionMiddleware "
+                "a secret of its own and the same one here"
+            )
 
 
 def _database_url(value: Any) -> str:
@@ -750,7 +776,7 @@ def _limits(section: _Section) -> LimitSettings:
         send_max_per_ip_per_hour=section.get("send_max_per_ip_per_hour", counts, d.send_max_per_ip_per_hour),
         send_budget_per_hour=section.get("send_budget_per_hour", counts, d.send_budget_per_hour),
         send_budget_per_day=section.get("send_budget_per_day", counts, d.send_budget_per_day),
-        allowed_country_codes=section.get("allowed_country_codes", _calling_codes, d.allowed_country_codes),
+        allowed_regions=_allowed_regions(section, d.allowed_regions),
     )
     section.finish()
     if limits.send_max_per_10_minutes > limits.send_max_per_hour:
@@ -760,19 +786,102 @@ def _limits(section: _Section) -> LimitSettings:
     return limits
 
 
-def _calling_codes(value: Any) -> tuple[str, ...]:
-    items = _str_list(
-        [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-        if isinstance(value, list)
-        else value
-    )
+def _allowed_regions(section: _Section, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``allowed_regions``, or the older ``allowed_country_codes`` where a code means one region."""
+    section.seen.update(("allowed_regions", "allowed_country_codes"))
+    # A key given as null is not given, as everywhere else in the file.
+    regions_given = section.data.get("allowed_regions") is not None
+    codes_given = section.data.get("allowed_country_codes") is not None
+    if regions_given and codes_given:
+        section.problem(
+            "allowed_country_codes", "set either allowed_regions or allowed_country_codes, not both"
+        )
+    if codes_given and not regions_given:
+        return _calling_code_regions(section, section.data["allowed_country_codes"], default)
+    if not regions_given:
+        return default
+    where = section.at("allowed_regions")
+    raw = section.data["allowed_regions"]
+    if isinstance(raw, list) and any(isinstance(v, bool) for v in raw):
+        # YAML 1.1 reads an unquoted NO (Norway) as false: say so rather than "expected a string".
+        i = next(i for i, v in enumerate(raw) if isinstance(v, bool))
+        section.problems.append(
+            f'{where}[{i}]: got {str(raw[i]).lower()}, not a region: quote the codes, e.g. ["NO"] '
+            "(YAML reads an unquoted NO as false)"
+        )
+        return default
+    before = len(section.problems)
+    no_items: tuple[str, ...] = ()
+    items = section.get("allowed_regions", _str_list, no_items)
+    if len(section.problems) > before:
+        return default
     if not items:
-        raise _Invalid('needs at least one calling code (or "*" for every country)')
-    for item in items:
-        code = item.lstrip("+")
-        if item != "*" and not (code.isdigit() and 1 <= len(code) <= 3):
-            raise _Invalid(f'{item!r} is not a country calling code (1 to 3 digits, or "*")')
-    return tuple(item if item == "*" else item.lstrip("+") for item in items)
+        section.problems.append(f'{where}: needs at least one region (or "*" for every region)')
+        return default
+    regions: list[str] = []
+    for i, item in enumerate(items):
+        region = item.strip().upper()
+        if region == "*":
+            return ("*",)
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            hint = _REGION_HINTS.get(region, "")
+            section.problems.append(
+                f"{where}[{i}]: {item!r} is not a region phonenumbers knows "
+                f"(ISO 3166-1 alpha-2, e.g. US, GB, DE){hint}"
+            )
+        elif region not in regions:
+            regions.append(region)
+    return tuple(regions)
+
+
+# Codes people write for a region that ISO 3166-1 spells otherwise.
+_REGION_HINTS = {"UK": "; the United Kingdom is GB", "EL": "; Greece is GR", "KO": "; Kosovo is XK"}
+
+
+def _calling_code_regions(section: _Section, value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Calling codes, each turned into its one region. A code shared by several regions is
+    refused: +1 would let Jamaica through for a shop that means the US and Canada."""
+    where = section.at("allowed_country_codes")
+    try:
+        items = _str_list(
+            [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+            if isinstance(value, list)
+            else value
+        )
+    except _Invalid as exc:
+        section.problems.append(f"{where}: {exc}")
+        return default
+    if not items:
+        section.problems.append(f'{where}: needs at least one calling code (or "*" for every country)')
+        return default
+    regions: list[str] = []
+    for i, item in enumerate(items):
+        code = item.strip().lstrip("+")
+        if item.strip() == "*":
+            return ("*",)
+        if not (code.isdigit() and 1 <= len(code) <= 3):
+            section.problems.append(
+                f'{where}[{i}]: {item!r} is not a country calling code (1 to 3 digits, or "*")'
+            )
+            continue
+        # Non-geographic codes (+800, +882 …) belong to region "001", where no SMS goes.
+        shared = [
+            r
+            for r in phonenumbers.region_codes_for_country_code(int(code))
+            if r in phonenumbers.SUPPORTED_REGIONS
+        ]
+        if not shared:
+            section.problems.append(f"{where}[{i}]: {item!r} is not a country calling code")
+        elif len(shared) > 1:
+            example = "[US, CA]" if code == "1" else f"[{shared[0]}]"
+            section.problems.append(
+                f"{where}[{i}]: +{code} is shared by {len(shared)} regions ({', '.join(shared)}): "
+                f"list the ones you mean under {section.at('allowed_regions')} instead, "
+                f"e.g. allowed_regions: {example}"
+            )
+        elif shared[0] not in regions:
+            regions.append(shared[0])
+    return tuple(regions)
 
 
 def _provider(section: _Section) -> ProviderSettings:

@@ -2,10 +2,11 @@
 
 Verify needs no registration: a code is started for a phone number (``Verifications``) and
 checked for that number (``VerificationCheck``). Twilio makes, sends and expires the codes. Access
-is granted only on a parsed ``"status": "approved"``; a wrong code is ``pending`` (still a 200),
-and a verification that no longer exists (approved, expired, too many tries) is a 404 with error
-20404: both are simply a rejected code. Its other errors map to the exceptions of
-:mod:`tfa_middleware.errors`:
+is granted only on a parsed ``"status": "approved"``. Twilio's OpenAPI description documents a
+check's success as 201 or 200 (the live API answers 200), so both are read alike and the grant
+depends on the status field alone. A wrong code is ``pending``, and a verification that no longer
+exists (approved, expired, too many tries) is a 404 with error 20404: both are simply a rejected
+code. Its other errors map to the exceptions of :mod:`tfa_middleware.errors`:
 
 ====== ==== =========================================== =======================
 code   HTTP meaning                                     outcome
@@ -17,10 +18,15 @@ code   HTTP meaning                                     outcome
 20404  404  no such verification (or service, on send)  check: REJECTED;
                                                         send: misconfigured
 60212  429  too many concurrent requests for the number ProviderRateLimited
-60410       Fraud Guard blocked the prefix              ProviderBlocked
+60205  403  the number is a landline: no SMS            ProviderBlocked
+60410  403  Fraud Guard blocked the prefix              ProviderBlocked
 60605  403  geo permissions block the country           ProviderBlocked
 20003  401  wrong Account SID / Auth Token              ProviderMisconfigured
 ====== ==== =========================================== =======================
+
+The blocking codes are read before the HTTP status: whatever status carries them, they say this
+number cannot be texted, which no retry changes. A 429 hands its ``Retry-After`` header (whole
+seconds) to :attr:`ProviderRateLimited.retry_after_seconds`.
 """
 
 from __future__ import annotations
@@ -49,8 +55,12 @@ _CODE = re.compile(r"[0-9]{4,10}")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 #: Statuses of a verification that has not been approved: the code did not work.
 _NOT_APPROVED = {"pending", "canceled", "expired", "failed", "max_attempts_reached", "deleted"}
+#: A check's success: the OpenAPI description lists 201 and 200; the live API answers 200.
+_CHECK_OK = (200, 201)
 _RATE_LIMITS = {"60202", "60203", "60212"}
-_BLOCKS = {"60410", "60605"}
+#: The number itself is refused (landline, Fraud Guard, geo permissions): "we can't text this
+#: number", never "try again later".
+_BLOCKS = {"60205", "60410", "60605"}
 
 
 class TwilioVerifyProvider:
@@ -136,17 +146,17 @@ class TwilioVerifyProvider:
             data={"To": _to(target), "Code": code},
         )
         status = answer.body.get("status") if answer.body is not None else None
-        if answer.status == 200 and status == "approved":
+        if answer.status in _CHECK_OK and status == "approved":
             return CheckResult.APPROVED
-        if answer.status == 200 and isinstance(status, str) and status in _NOT_APPROVED:
+        if answer.status in _CHECK_OK and isinstance(status, str) and status in _NOT_APPROVED:
             return CheckResult.REJECTED
         error_code = answer.error_code("code")
         if error_code == "20404" and answer.status == 404:
             return CheckResult.REJECTED  # approved already, expired, or never started
         if error_code == "60200" and answer.status == 400:
             return CheckResult.REJECTED  # a code Twilio would not take is a wrong code
-        if answer.status == 200:
-            raise ProviderUnavailable(f"{what}: answered 200 without a verification status")
+        if answer.status in _CHECK_OK:
+            raise ProviderUnavailable(f"{what}: answered {answer.status} without a verification status")
         raise _error(answer, what)
 
     async def close(self) -> None:
@@ -183,10 +193,10 @@ def _error(answer: Answer, what: str) -> ProviderError:
             f"{what}: Twilio refused the credentials ({shown}); "
             "check provider.account_sid, api_key_sid and auth_token"
         )
-    if code in _RATE_LIMITS or answer.status == 429:
-        return ProviderRateLimited(f"{what}: Twilio asks us to slow down ({shown})", answer.retry_after)
     if code in _BLOCKS:
         return ProviderBlocked(f"{what}: Twilio will not deliver to this number ({shown})")
+    if code in _RATE_LIMITS or answer.status == 429:
+        return ProviderRateLimited(f"{what}: Twilio asks us to slow down ({shown})", answer.retry_after)
     if answer.body is None:
         return ProviderUnavailable(f"{what}: Twilio answered {answer.status} with a body that is not JSON")
     return ProviderUnavailable(f"{what}: unexpected answer from Twilio ({shown})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +24,12 @@ _ERROR_PAGE = (
     "<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
 )
 _REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
+
+
+def retry_after(response: Response, seconds: float) -> Response:
+    """The response with ``Retry-After`` in whole seconds (at least 1), as a 429 carries it."""
+    response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return response
 
 
 def compact_json(status: int, document: Mapping[str, Any]) -> Response:
@@ -96,6 +103,8 @@ class FakeApi:
         self.requests: list[RecordedRequest] = []
         self.outbox: list[SentCode] = []
         self.faults = Faults()
+        #: The ``Retry-After`` of the "slow down" answer to ``faults.rate_limited``.
+        self.retry_after_seconds = 30
         self.lock = threading.RLock()
         self.app = Starlette(routes=self.routes())
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .fake_api import Clock, FakeApi, RecordedRequest, SentCode, compact_json, recorded
+from .fake_api import Clock, FakeApi, RecordedRequest, SentCode, compact_json, recorded, retry_after
 
 FAKE_AUTHY_API_KEY = "fake-authy-api-key-0123456789abcdef"
 TOKEN_TTL_SECONDS = 600  # unconfirmed: how long Authy honours an SMS token; the fake says 10 minutes
@@ -148,7 +148,8 @@ class FakeAuthy(FakeApi):
         ]
 
     def rate_limit_response(self) -> Response:
-        return compact_json(self.rate_limit_status, RATE_LIMITED)
+        # Unconfirmed for Authy: Retry-After is what HTTP rate limiting (and Twilio) send with it.
+        return retry_after(compact_json(self.rate_limit_status, RATE_LIMITED), self.retry_after_seconds)
 
     def authenticate(self, request: RecordedRequest) -> Response | None:
         return None if _app(request, self.api_keys) else compact_json(401, BAD_API_KEY)

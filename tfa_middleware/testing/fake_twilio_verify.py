@@ -3,7 +3,10 @@
 Shapes follow ``reference/twilio-verify.md`` (the verification object of twilio-python's test
 fixtures, the error envelope). Codes are 6 digits, live 10 minutes, and a resend within that
 time delivers the same code, as Verify does. The limits are Verify's: more than 5 sends without a
-completed check answer 60203, more than 5 checks of one verification 60202.
+completed check answer 60203, more than 5 checks of one verification 60202; every 429 carries
+``Retry-After`` as the OpenAPI description documents (for those two: until the verification
+expires). A check answers 200 like the live API; ``check_status=201`` gives the other success
+status the OpenAPI description lists.
 
 Run it: ``tfa-middleware fake-provider twilio_verify --port 8090``; in tests::
 
@@ -26,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .fake_api import Clock, FakeApi, RecordedRequest, SentCode, compact_json, recorded
+from .fake_api import Clock, FakeApi, RecordedRequest, SentCode, compact_json, recorded, retry_after
 
 FAKE_ACCOUNT_SID = "AC" + "0f" * 16
 FAKE_AUTH_TOKEN = "fake-twilio-auth-token-0123456789"  # noqa: S105 - the fake's own, public
@@ -65,8 +68,9 @@ class Verification:
 
 
 class FakeTwilioVerify(FakeApi):
-    """Twilio Verify in one process. ``blocked_prefixes`` (geo permissions, 60605) and
-    ``fraud_prefixes`` (Fraud Guard, 60410) refuse numbers starting with them."""
+    """Twilio Verify in one process. ``blocked_prefixes`` (geo permissions, 60605),
+    ``fraud_prefixes`` (Fraud Guard, 60410) and ``landline_prefixes`` (no SMS to a landline,
+    60205) refuse numbers starting with them."""
 
     def __init__(
         self,
@@ -76,17 +80,22 @@ class FakeTwilioVerify(FakeApi):
         service_sids: Mapping[str, str] | None = None,
         api_keys: Mapping[str, str] | None = None,
         code_length: int = 6,
+        check_status: int = 200,
         clock: Clock = time.time,
         on_send: Callable[[SentCode], None] | None = None,
     ) -> None:
+        if check_status not in (200, 201):
+            raise ValueError("a VerificationCheck succeeds with 200 (the live API) or 201 (also documented)")
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.api_keys = dict(api_keys or {})  # SK… → secret
         self.services = dict(service_sids or {FAKE_SERVICE_SID: "Fake shop"})  # VA… → friendly name
         self.code_length = code_length
+        self.check_status = check_status
         self.verifications: dict[tuple[str, str], Verification] = {}  # (service, To) → the live one
         self.blocked_prefixes: set[str] = set()
         self.fraud_prefixes: set[str] = set()
+        self.landline_prefixes: set[str] = set()
         super().__init__(clock=clock, on_send=on_send)
 
     def __repr__(self) -> str:
@@ -100,7 +109,7 @@ class FakeTwilioVerify(FakeApi):
         ]
 
     def rate_limit_response(self) -> Response:
-        return twilio_error(429, 20429, "Too Many Requests")
+        return retry_after(twilio_error(429, 20429, "Too Many Requests"), self.retry_after_seconds)
 
     def authenticate(self, request: RecordedRequest) -> Response | None:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
@@ -163,11 +172,13 @@ class FakeTwilioVerify(FakeApi):
         if any(to.startswith(prefix) for prefix in self.fraud_prefixes):
             # The reference gives no HTTP status for 60410; 403, like the geo block, is the fake's choice.
             return twilio_error(403, 60410, "Verification delivery attempt blocked (Fraud Guard)")
+        if channel == "sms" and any(to.startswith(prefix) for prefix in self.landline_prefixes):
+            return twilio_error(403, 60205, "SMS is not supported by landline phone number")
         now = self.clock()
         with self.lock:
             live = self._live(service, to, now)
             if live is not None and live.sends >= MAX_SENDS:
-                return twilio_error(429, 60203, "Max send attempts reached")
+                return self._until_expiry(twilio_error(429, 60203, "Max send attempts reached"), live, now)
             if live is None:
                 code = "".join(secrets.choice("0123456789") for _ in range(self.code_length))
                 live = Verification("VE" + secrets.token_hex(16), service, to, channel, code, now, now)
@@ -192,15 +203,20 @@ class FakeTwilioVerify(FakeApi):
             if live is None or (form.get("VerificationSid") and form["VerificationSid"] != live.sid):
                 return _not_found(request)
             if live.checks >= MAX_CHECKS:
-                return twilio_error(429, 60202, "Max check attempts reached")
+                return self._until_expiry(twilio_error(429, 60202, "Max check attempts reached"), live, now)
             live.checks += 1
             live.updated_at = now
             if secrets.compare_digest(code.encode(), live.code.encode()):
                 live.status = "approved"
                 del self.verifications[(service, live.to)]  # an approved verification is gone (20404)
-        return compact_json(200, self._check_result(live))
+        return compact_json(self.check_status, self._check_result(live))
 
     # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _until_expiry(response: Response, live: Verification, now: float) -> Response:
+        # The verification refuses more sends or checks until it expires; then a new one starts.
+        return retry_after(response, live.created_at + CODE_TTL_SECONDS - now)
 
     def _live(self, service: str, to: str, now: float) -> Verification | None:
         found = self.verifications.get((service, to))
