@@ -528,3 +528,54 @@ async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness
         headers={"cookie": "; ".join(f"{k}={v}" for k, v in copied.items()), "accept": "text/html"},
     )
     assert is_challenge(replayed)
+
+
+# --------------------------------------------------------------------------- a prefix that covers nothing
+
+
+@pytest.mark.parametrize(
+    ("prefix", "site", "warned"),
+    [
+        pytest.param("/admim", lambda shop: shop, True, id="typo"),
+        pytest.param("/admin", lambda shop: Starlette(routes=[Mount("/shop", app=shop)]), True, id="mounted"),
+        pytest.param(
+            "/shop/admin",
+            lambda shop: Starlette(routes=[Mount("/shop", app=shop)]),
+            False,
+            id="mounted-right",
+        ),
+        pytest.param("/admin", lambda shop: shop, False, id="right"),
+        pytest.param(
+            "/admin", lambda shop: SessionMiddleware(shop, secret_key=SHOP_SECRET), False, id="wrapped"
+        ),
+    ],
+)
+def test_a_prefix_that_no_route_serves_is_named_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, prefix: str, site: Callable[[Any], Any], warned: bool
+) -> None:
+    settings = settings_from_mapping(
+        {
+            "secret_keys": [SECRET],
+            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'tfa.sqlite3'}",
+            "interfaces": {"admin": {"path_prefix": prefix, "identity": cookie_identity()}},
+        }
+    )
+    shop = Starlette(routes=[Route("/admin/orders", shop_orders), Route("/login", shop_login)])
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        TwoFactorMiddleware(site(shop), settings)
+    said = [m for m in errors(caplog, logging.WARNING) if "matches no route" in m]
+    assert bool(said) is warned
+    if warned:
+        assert f"interfaces.admin.path_prefix {prefix!r}" in said[0]
+
+
+def test_an_app_that_lists_no_routes_is_not_judged() -> None:
+    from tfa_middleware.app_routes import covers, route_paths
+
+    async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    assert route_paths(plain_asgi) is None
+    assert covers("/de/admin", ["/{lang}/admin"])  # a parameter may be anything
+    assert covers("/shop/admin", ["/shop/{anything}"])  # a mounted app without a route list
+    assert covers("/ACCOUNT", ["/account/orders"]) and not covers("/accounts", ["/account/orders"])

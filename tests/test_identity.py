@@ -683,3 +683,13 @@ async def test_async_callable_resolver_through_the_middleware(make_harness: Call
     await h.pass_challenge("alice")
     assert (await orders(h, h.as_user("alice"))).status_code == 200
     assert is_challenge(await orders(h, h.as_user("bob")))  # alice's proof is not bob's
+
+
+def test_header_resolver_counts_every_spelling_of_the_header() -> None:
+    # Django's ASGI handler turns both '-' and '_' into '_': X-Remote_User is X-Remote-User there.
+    resolver = HeaderResolver("X-Remote-User", TRUSTED)
+    with pytest.raises(IdentityUnreadable, match="not in trusted_proxies"):
+        resolver(scope([(b"x-remote_user", b"alice")], client=("203.0.113.9", 1)))
+    with pytest.raises(UnusableIdentity, match="appears 2 times"):
+        resolver(scope([(b"x-remote-user", b"alice"), (b"x_remote_user", b"bob")], client=("10.1.2.3", 1)))
+    assert resolver(scope([(b"x_remote_user", b"alice")], client=("10.1.2.3", 1))) == Identity("alice")

@@ -342,14 +342,16 @@ class HeaderResolver:
     """
 
     def __init__(self, header_name: str, trusted_proxies: Sequence[Network], *, label: str = "identity"):
-        self.header = header_name.lower().encode("latin-1")
+        self.header = header_name.lower().replace("_", "-").encode("latin-1")
         self.trusted = tuple(trusted_proxies)
 
     def __call__(self, scope: Scope) -> Identity | None:
         return self.read(scope).identity
 
     def read(self, scope: Scope) -> Reading:
-        values = [v for k, v in scope.get("headers", ()) if k == self.header]
+        # X-Remote_User is the same header to a shop that reads CGI-style names (Django turns both
+        # '-' and '_' into '_'): every spelling counts, so a variant can't slip past as "nobody".
+        values = [v for k, v in scope.get("headers", ()) if k.lower().replace(b"_", b"-") == self.header]
         name = self.header.decode("latin-1")
         if not values:
             return Reading(None, f"no {name} header")

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .app_routes import covers, route_paths
 from .asgi import HostilePath, canonical_path, cookie, header, inside, is_https, simple_path
 from .errors import IdentityUnreadable, StoreUnavailable
 from .identity import Identity, Resolver, as_identity, build_resolver
@@ -139,11 +140,31 @@ class TwoFactorMiddleware:
             )
         # Longest prefix first, so /admin/vendor wins over /admin.
         self._interfaces = tuple(sorted(interfaces, key=lambda i: len(i.prefix), reverse=True))
+        self._warn_unrouted(app, interfaces)
         self._logouts: dict[str, tuple[_Interface, ...]] = {}
         for i in interfaces:
             if i.logout_path:
                 self._logouts[i.logout_path] = (*self._logouts.get(i.logout_path, ()), i)
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
+
+    @staticmethod
+    def _warn_unrouted(app: ASGIApp, interfaces: list[_Interface]) -> None:
+        """A prefix that no route of the app can serve protects nothing: say so at start."""
+        templates = route_paths(app)
+        if not templates:
+            return
+        for iface in interfaces:
+            if not covers(iface.prefix, templates):
+                shown = ", ".join(sorted(set(templates))[:8])
+                log.warning(
+                    "interfaces.%s.path_prefix %r matches no route of the app (its routes: %s%s); "
+                    "nothing is protected there. A typo, or an app mounted under a root path "
+                    "(then the prefix is relative to where TwoFactorMiddleware sits)?",
+                    iface.settings.name,
+                    iface.prefix,
+                    shown,
+                    ", …" if len(set(templates)) > 8 else "",
+                )
 
     @classmethod
     def from_yaml(cls, app: ASGIApp, path: str | os.PathLike[str], **kwargs: object) -> TwoFactorMiddleware:
