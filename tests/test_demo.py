@@ -5,6 +5,7 @@ other flow of the pages, is in test_browser.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -16,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo_app.app import create_app
 from tests.conftest import uvicorn_server
+from tfa_middleware import TwoFactorMiddleware
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +90,40 @@ def test_readme_walkthrough_over_http(demo: Demo) -> None:
         browser.post("/admin/logout")
         browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
         assert browser.get("/admin").status_code == 303
+
+
+async def test_concurrent_sign_ups_each_get_their_own_id_and_phone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six people sign up at the same moment: each account must get its own user id, and the phone
+    # each typed must be the one waiting for that account's confirmation.
+    monkeypatch.setenv("TFA_DEMO_DB", str(tmp_path / "demo.sqlite3"))
+    app = create_app()
+    assert isinstance(app, TwoFactorMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    numbers = {f"person{n}@example.com": f"20155501{n:02d}" for n in range(6)}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+
+            async def sign_up(email: str, number: str) -> httpx.Response:
+                form = {
+                    "email": email,
+                    "name": email.split("@")[0],
+                    "password": "correct horse battery",
+                    "country_code": "1",
+                    "phone": number,
+                }
+                return await client.post("/signup", data=form)
+
+            answers = await asyncio.gather(*(sign_up(e, n) for e, n in numbers.items()))
+            assert [a.status_code for a in answers] == [303] * 6
+        directory = app.app.state.directory  # type: ignore[attr-defined]
+        users = [u for u in directory.users if u.email in numbers]
+        assert len(users) == 6
+        assert len({u.id for u in users}) == 6
+        for user in users:
+            status = await app.service.status("customer", user.id)
+            assert status.pending_masked_phone == f"+1 ••• ••• {numbers[user.email][-4:]}", user
+    finally:
+        await app.service.close()
+
