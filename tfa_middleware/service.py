@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -163,13 +163,7 @@ class TwoFactor:
         a different number than before revokes every proof cookie already issued.
         """
         self._check(interface, user_id)
-        e164 = phones.normalise(country_code, number)
-        if not self.limits.country_allowed(e164):
-            calling_code = e164[1 : len(e164) - len(phones.national_digits(e164))]
-            raise InvalidPhoneNumber(
-                f"We can't send text messages to +{calling_code} numbers. "
-                "Use a number from another country, or ask the shop to allow this one."
-            )
+        e164 = self._allowed_number(country_code, number)
         if not confirmed:
             return await self._change(
                 interface, user_id, "phone_pending", request, {"to": phones.mask(e164)},
@@ -180,6 +174,29 @@ class TwoFactor:
             interface, user_id, "phone_set", request, {"to": phones.mask(e164)},
             bump_generation=before is not None and before.phone is not None and before.phone != e164,
             phone=e164, pending_phone=None, provider_user_id=None, pending_provider_user_id=None,
+            require_enrollment=False,
+        )  # fmt: skip
+
+    async def assign_phone(
+        self,
+        interface: str,
+        user_id: str,
+        country_code: str | int,
+        number: str,
+        *,
+        request: RequestInfo | None = None,
+    ) -> EnrollmentStatus:
+        """A manager gives a user a phone (the management page). Nobody vouches for a number typed
+        by someone else, so it is only pending: the user confirms it with a code at the next
+        sign-in. The old number is forgotten, and every proof already issued is revoked, so that
+        the next sign-in is that confirmation. The event records who set it, unconfirmed.
+        """
+        self._check(interface, user_id)
+        e164 = self._allowed_number(country_code, number)
+        return await self._change(
+            interface, user_id, "phone_set", request, {"to": phones.mask(e164), "confirmed": "false"},
+            bump_generation=True,
+            phone=None, pending_phone=e164, provider_user_id=None, pending_provider_user_id=None,
             require_enrollment=False,
         )  # fmt: skip
 
@@ -266,11 +283,12 @@ class TwoFactor:
         return deleted
 
     async def users(
-        self, interface: str | None = None, *, search: str = "", limit: int = 200
+        self, interface: str | Sequence[str] | None = None, *, search: str = "", limit: int = 200
     ) -> list[EnrollmentStatus]:
-        """Enrollments for the management page and the CLI, newest first."""
-        if interface is not None:
-            self.settings.interface(interface)
+        """Enrollments for the management page and the CLI, newest first: of one interface, of
+        several, or of all (None)."""
+        for name in [interface] if isinstance(interface, str) else interface or ():
+            self.settings.interface(name)
         rows = await self.store.enrollments_list(interface, search, limit)
         now = self.clock()
         return [_status(row.interface, row.user_id, row, now) for row in rows]
@@ -477,7 +495,24 @@ class TwoFactor:
             await self.store.set_meta("provider_fingerprint", self.provider.fingerprint)
         self._fingerprint_checked = True
 
+    async def record(
+        self, interface: str, user_id: str, kind: str, *, request: RequestInfo | None = None, **detail: str
+    ) -> None:
+        """An audit event for something decided above the service (a page refusing an action)."""
+        await self._event(self.clock(), interface, user_id, kind, request, **detail)
+
     # ------------------------------------------------------------------ internals
+
+    def _allowed_number(self, country_code: str | int, number: str) -> str:
+        """The number in E.164, if it is valid and its country is allowed; else InvalidPhoneNumber."""
+        e164 = phones.normalise(country_code, number)
+        if not self.limits.country_allowed(e164):
+            calling_code = e164[1 : len(e164) - len(phones.national_digits(e164))]
+            raise InvalidPhoneNumber(
+                f"We can't send text messages to +{calling_code} numbers. "
+                "Use a number from another country, or ask the shop to allow this one."
+            )
+        return e164
 
     def _check(self, interface: str, user_id: str) -> None:
         self.settings.interface(interface)  # raises UnknownInterface

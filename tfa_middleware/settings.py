@@ -92,6 +92,8 @@ class InterfaceSettings:
     # Who may open <pages_path>/manage: these user ids, or users with one of these roles.
     manage_user_ids: tuple[str, ...] = ()
     manage_roles: tuple[str, ...] = ()
+    # The interfaces whose users those managers may list and act on (empty: this one alone).
+    manage_interfaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +283,7 @@ class Settings:
                     "manage": {
                         "allow_user_ids": list(i.manage_user_ids),
                         "allow_roles": list(i.manage_roles),
+                        "interfaces": list(i.manage_interfaces),
                     },
                     "identity": _describe_identity(i.identity),
                 }
@@ -533,6 +536,28 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _interface_names(value: Any) -> tuple[str, ...]:
+    names = _str_list(value)
+    if not names:
+        raise _Invalid("must name at least one interface")
+    return tuple(dict.fromkeys(names))
+
+
+def _check_managed_interfaces(
+    interfaces: Mapping[str, InterfaceSettings], data: Any, problems: list[str]
+) -> None:
+    """Each ``manage.interfaces`` entry names an interface of this file. Checked against the
+    file's names, not the parsed interfaces, so a broken interface is reported once, not again here."""
+    known = sorted(str(name) for name in data) if isinstance(data, dict) else []
+    for iface in interfaces.values():
+        for other in iface.manage_interfaces:
+            if other not in known:
+                problems.append(
+                    f"interfaces.{iface.name}.manage.interfaces: unknown interface {other!r} "
+                    f"(configured: {', '.join(known)})"
+                )
+
+
 def _path(value: Any) -> str:
     text = _str(value)
     if not text.startswith("/"):
@@ -568,6 +593,7 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     auto_migrate = root.get("auto_migrate", _bool, None)
     branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
+    _check_managed_interfaces(interfaces, root.raw("interfaces"), problems)
     root.finish()
 
     if problems:
@@ -902,6 +928,8 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
     manage = _Section(section.raw("manage"), section.at("manage"), section.problems)
     manage_users = manage.get("allow_user_ids", _str_list, no_paths)
     manage_roles = manage.get("allow_roles", _str_list, no_paths)
+    only_this: tuple[str, ...] = (name,)
+    manage_interfaces = manage.get("interfaces", _interface_names, only_this)
     manage.finish()
     identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
     section.finish()
@@ -935,6 +963,7 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         phone_change_fresh_seconds=fresh,
         manage_user_ids=manage_users,
         manage_roles=manage_roles,
+        manage_interfaces=manage_interfaces,
     )
 
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -385,10 +385,14 @@ class Store:
             )
         return bool(result.rowcount)
 
-    async def enrollments_list(self, interface: str | None, search: str, limit: int) -> list[Enrollment]:
+    async def enrollments_list(
+        self, interface: str | Sequence[str] | None, search: str, limit: int
+    ) -> list[Enrollment]:
         query = select(enrollments).order_by(enrollments.c.updated_at.desc()).limit(limit)
-        if interface is not None:
+        if isinstance(interface, str):
             query = query.where(enrollments.c.interface == interface)
+        elif interface is not None:
+            query = query.where(enrollments.c.interface.in_(list(interface)))
         if search:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(enrollments.c.user_id.like(f"{escaped}%", escape="\\"))
