@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -30,10 +31,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from tfa_middleware import InvalidPhoneNumber
+from tfa_middleware import InvalidPhoneNumber, StoreUnavailable
 
 if TYPE_CHECKING:
     from tfa_middleware import TwoFactor
+
+log = logging.getLogger("demo_app")
 
 # Labelled so nobody mistakes it for a real secret: anyone can forge sessions with it.
 DEMO_SHOP_SECRET = "demo-only-shop-secret-change-me-0123456789"  # noqa: S105
@@ -311,6 +314,20 @@ async def account(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     # GET is accepted as well so that a typed /logout works: the only thing a forged request
     # can do here is log someone out.
+    tfa: TwoFactor | None = request.app.state.tfa
+    sid = request.session.get(SID_KEY)
+    if tfa is not None and isinstance(sid, str):
+        # Clearing the session is not enough: its cookie is signed, not stored, so a copy of it
+        # keeps working. Ending the second factor of this login makes the copy's proof void.
+        # Both log-ins share the session (and its sid), and log-out clears both.
+        for key, interface in ((ADMIN_KEY, "admin"), (CUSTOMER_KEY, "customer")):
+            user_id = request.session.get(key)
+            if isinstance(user_id, str):
+                try:
+                    await tfa.sign_out(interface, user_id, session_id=sid)
+                except StoreUnavailable:
+                    # Log-out itself must still work; only the copy's proof outlives it.
+                    log.exception("could not end the second factor of %s user %s", interface, user_id)
     request.session.clear()
     target = "/admin/login" if request.url.path.startswith("/admin") else "/"
     return RedirectResponse(target, status_code=303)

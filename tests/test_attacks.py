@@ -350,3 +350,68 @@ async def test_a_manager_reaches_the_interfaces_their_allow_list_grants(
     assert done.status_code == 200
     assert (await h.service.status("customer", "dave")).state == "none"
 
+
+# ---------------------------------------------------------------------------- issue 11: the shop's logout
+
+
+async def test_the_shops_logout_ends_a_copied_session_and_proof_pair(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    # With client-side sessions (Starlette's signed cookie) a copied session cookie outlives the
+    # shop's "Log out"; the shop's one call must end the proofs bound to that login.
+    h = await make_harness()
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    interval = h.settings.revocation_check_seconds
+    stolen = await h.pass_challenge("alice", session="login-1")
+    h.client.cookies.clear()
+    other = await h.pass_challenge("alice", session="login-2")
+    h.client.cookies.clear()
+    # A second process on the same database: revocation must be exact across processes.
+    elsewhere = await make_harness()
+
+    async def get(harness: Harness, session: str, proof: str) -> int:
+        headers = {**h.as_user("alice", session=session), "cookie": f"tfa_admin={proof}"}
+        response = await harness.client.get("/admin/orders", headers=headers)
+        harness.client.cookies.clear()
+        return response.status_code
+
+    assert await get(elsewhere, "login-1", stolen) == 200  # warms the other process's cache
+    await h.service.sign_out("admin", "alice", session_id="login-1")
+    h.clock.advance(interval)
+    assert await get(elsewhere, "login-1", stolen) == 303
+    assert await get(h, "login-1", stolen) == 303
+    assert await get(elsewhere, "login-2", other) == 200  # the other login is untouched
+    events = [e for e in await h.service.store.events("admin", "alice") if e.kind == "signed_out"]
+    assert len(events) == 1 and events[0].detail and "session" in events[0].detail
+
+    # A shop that keeps the session id across logins: the next sign-in with it works again.
+    h.clock.advance(interval)
+    again = await h.pass_challenge("alice", session="login-1")
+    h.client.cookies.clear()
+    assert await get(elsewhere, "login-1", again) == 200
+
+    # Without a session id, every proof of the user ends (the generation is bumped).
+    await h.service.sign_out("admin", "alice")
+    h.clock.advance(interval)
+    assert await get(elsewhere, "login-2", other) == 303
+    assert await get(elsewhere, "login-1", again) == 303
+
+
+async def test_revoked_logins_cost_no_query_while_the_cache_is_warm(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make_harness()
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    for n in range(3):
+        await h.service.sign_out("admin", "alice", session_id=f"old-{n}")
+    h.clock.advance(h.settings.revocation_check_seconds)
+    proof = await h.pass_challenge("alice", session="now")
+    headers = {**h.as_user("alice", session="now"), "cookie": f"tfa_admin={proof}"}
+    assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    before = h.queries.count
+    for _ in range(20):
+        assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    assert h.queries.count == before
+    h.clock.advance(h.settings.revocation_check_seconds)
+    assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    assert h.queries.count == before + 1  # the generation and the revoked logins in one statement

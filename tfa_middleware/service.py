@@ -21,6 +21,7 @@ from . import phone as phones
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
+from .proof import CLOCK_SKEW_SECONDS, session_digest
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.build import build_provider
 from .settings import Settings
@@ -97,6 +98,15 @@ class VerifyOutcome:
     retry_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """What voids a user's proof: another generation, or a login (session digest) that the shop
+    signed out at ``sessions[digest]``, for a proof of that login issued before then."""
+
+    generation: int
+    sessions: Mapping[str, float]
+
+
 class TwoFactor:
     """The service API. Construct it at the edge with :meth:`from_settings` and pass it around."""
 
@@ -145,6 +155,12 @@ class TwoFactor:
 
     async def generation(self, interface: str, user_id: str) -> int:
         return await self.store.generation(interface, user_id)
+
+    async def revocations(self, interface: str, user_id: str) -> Revocations:
+        """What the middleware needs to refuse revoked proofs: the generation and the logins
+        signed out one by one, in one query."""
+        generation, sessions = await self.store.revocations(interface, user_id, self.clock())
+        return Revocations(generation, sessions)
 
     # ------------------------------------------------------------------ shop and admin actions
 
@@ -231,14 +247,43 @@ class TwoFactor:
         await self._event(self.clock(), interface, user_id, "unlocked", request)
         return True
 
-    async def sign_out(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> None:
-        """End the second factor for this user: every proof cookie already issued stops working.
+    async def sign_out(
+        self,
+        interface: str,
+        user_id: str,
+        session_id: str | None = None,
+        *,
+        request: RequestInfo | None = None,
+    ) -> None:
+        """End the second factor of one login, or of every login of the user. The shop calls it
+        from its own logout::
 
-        Proofs are stateless, so one browser's copy cannot be singled out: this signs the user's
-        second factor out on every device, which is what someone whose cookie may be copied wants.
+            await tfa.sign_out("admin", str(user.id), session_id=request.session["sid"])
+
+        With ``session_id`` (the value the identity resolver reads as the session id), only the
+        proofs bound to that login stop working: a copy of that login's session cookie and proof
+        is refused, the user's other browsers stay signed in. It needs proofs bound to the
+        session (``session_id_key``, or a callable resolver returning a ``session_id``); a proof
+        without a session digest is not touched by it.
+
+        Without ``session_id``, every proof already issued to the user stops working, on every
+        device (the generation is bumped).
+
+        Either way every worker refuses the proofs within ``revocation_check_seconds``.
         """
         self._check(interface, user_id)
-        await self._change(interface, user_id, "signed_out", request, bump_generation=True)
+        if not session_id:
+            await self._change(interface, user_id, "signed_out", request, bump_generation=True)
+            return
+        now = self.clock()
+        digest = session_digest(session_id)
+        # A proof of this login lives at most the interface's lifetime from its own timestamp
+        # (a host's clock a little ahead included); past that the row has nothing left to refuse.
+        lifetime = self.settings.interface(interface).proof_max_age_seconds + CLOCK_SKEW_SECONDS
+        # Only a prefix of the digest goes to the log: enough to tell logins apart, not to find one.
+        item = self._audit_event(now, interface, user_id, "signed_out", request, session=digest[:8])
+        await self.store.revoke_session(interface, user_id, digest, now, now + lifetime, event=item)
+        await self._announce(item)
 
     # ------------------------------------------------------------------ the user's own steps
 
