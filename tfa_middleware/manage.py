@@ -188,7 +188,8 @@ async def manage_post(pages: Pages, ctx: PageContext, form: Mapping[str, str]) -
     if interface not in managed_interfaces(ctx):
         # Checked on every action, not only when listing: the form's fields are the caller's.
         target = f"{interface[:40]}/{user_id[:100]}"
-        log.warning("manage: %s refused %s on %s: not in manage.interfaces", actor, action, target)
+        # %r: the target is typed by the caller, and a line break must not forge a log line.
+        log.warning("manage: %s refused %s on %r: not in manage.interfaces", actor, action, target)
         await pages.service.record(
             ctx.iface.name,
             ctx.identity.user_id,
