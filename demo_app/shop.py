@@ -8,8 +8,10 @@ the middleware reads that cookie from outside.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -29,10 +31,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from tfa_middleware import InvalidPhoneNumber
+from tfa_middleware import InvalidPhoneNumber, StoreUnavailable
 
 if TYPE_CHECKING:
     from tfa_middleware import TwoFactor
+
+log = logging.getLogger("demo_app")
 
 # Labelled so nobody mistakes it for a real secret: anyone can forge sessions with it.
 DEMO_SHOP_SECRET = "demo-only-shop-secret-change-me-0123456789"  # noqa: S105
@@ -102,12 +106,14 @@ class Directory:
         # Unknown e-mail addresses are checked against this too, so that the time a wrong
         # log-in takes does not tell whether the address exists.
         self._decoy = PasswordHash.make(secrets.token_urlsafe(16))
+        # A sign-up picks the next id, gives it a phone (an await) and only then adds the user:
+        # without this lock, sign-ups at the same moment would all pick the same id.
+        self.signups = asyncio.Lock()
 
-    def add(self, email: str, name: str, password: str) -> User:
-        """A new customer (the sign-up page); the caller has checked the address is free."""
-        user = User(
-            str(len(self.users) + 1), email.strip().lower(), name, "customer", PasswordHash.make(password)
-        )
+    def add(self, user_id: str, email: str, name: str, password: str) -> User:
+        """A new customer (the sign-up page) with the id from :meth:`next_id`; the caller holds
+        :attr:`signups` and has checked the address is free."""
+        user = User(user_id, email.strip().lower(), name, "customer", PasswordHash.make(password))
         self.users.append(user)
         self._by_email[user.email] = user
         self._by_id[user.id] = user
@@ -273,20 +279,26 @@ async def signup(request: Request) -> Response:
         )
         if "@" not in email or not name or len(email) > 200 or len(name) > 100:
             error = "Give your name and e-mail address."
-        elif directory.taken(email):
-            error = "There is already an account with that e-mail address: log in instead."
         elif not 8 <= len(password) <= 200:
             error = "Choose a password of at least 8 characters."
-        elif tfa is not None:
-            user_id = directory.next_id()
-            try:
-                await tfa.set_phone("customer", user_id, form.get("country_code", ""), form.get("phone", ""))
-            except InvalidPhoneNumber as exc:
-                error = str(exc)
-        if error is None:
-            user = directory.add(email, name, password)
-            _log_in(request, CUSTOMER_KEY, user)
-            return RedirectResponse("/account", status_code=303)
+        else:
+            # The address check, the id, its phone and the account: one step for each sign-up.
+            async with directory.signups:
+                user_id = directory.next_id()
+                if directory.taken(email):
+                    error = "There is already an account with that e-mail address: log in instead."
+                elif tfa is not None:
+                    try:
+                        await tfa.set_phone(
+                            "customer", user_id, form.get("country_code", ""), form.get("phone", "")
+                        )
+                    except InvalidPhoneNumber as exc:
+                        error = str(exc)
+                if error is None:
+                    user = directory.add(user_id, email, name, password)
+            if error is None:
+                _log_in(request, CUSTOMER_KEY, user)
+                return RedirectResponse("/account", status_code=303)
     return _render(request, "signup.html", status_code=400 if error else 200, error=error, form=form)
 
 
@@ -302,6 +314,20 @@ async def account(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     # GET is accepted as well so that a typed /logout works: the only thing a forged request
     # can do here is log someone out.
+    tfa: TwoFactor | None = request.app.state.tfa
+    sid = request.session.get(SID_KEY)
+    if tfa is not None and isinstance(sid, str):
+        # Clearing the session is not enough: its cookie is signed, not stored, so a copy of it
+        # keeps working. Ending the second factor of this login makes the copy's proof void.
+        # Both log-ins share the session (and its sid), and log-out clears both.
+        for key, interface in ((ADMIN_KEY, "admin"), (CUSTOMER_KEY, "customer")):
+            user_id = request.session.get(key)
+            if isinstance(user_id, str):
+                try:
+                    await tfa.sign_out(interface, user_id, session_id=sid)
+                except StoreUnavailable:
+                    # Log-out itself must still work; only the copy's proof outlives it.
+                    log.exception("could not end the second factor of %s user %s", interface, user_id)
     request.session.clear()
     target = "/admin/login" if request.url.path.startswith("/admin") else "/"
     return RedirectResponse(target, status_code=303)

@@ -284,3 +284,201 @@ async def test_a_root_path_skips_nothing(demo_client: Any) -> None:
     for path in ("/shop/admin", "/shop/admin/users"):
         response = await under_root.get(path, headers={"accept": "text/html"})
         assert response.status_code == 303 and response.headers["location"].startswith("/shop/admin/_2fa/")
+# ---------------------------------------------------------------------------- issue 11: the manage page
+# A manager is listed in an interface's `manage` section. Acting on oneself there must meet the
+# phone page's freshness rule (security requirement 27), a phone set by a manager is only pending
+# until its owner confirms it, and a manager reaches only the interfaces their allow-list grants.
+
+
+@pytest.fixture
+async def managers(make_harness: Callable[..., Awaitable[Harness]], tmp_path: Path) -> Harness:
+    interfaces = config(tmp_path)["interfaces"]
+    interfaces["admin"]["manage"] = {"allow_user_ids": ["alice"]}
+    interfaces["customer"]["manage"] = {"allow_user_ids": ["carla"]}
+    h = await make_harness(interfaces=interfaces)
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await h.service.set_phone("admin", "bob", "1", "2015550124", confirmed=True)
+    await h.service.set_phone("customer", "carla", "1", "2015550125", confirmed=True)
+    await h.service.set_phone("customer", "dave", "1", "2015550126", confirmed=True)
+    return h
+
+
+async def _manage(h: Harness, headers: dict[str, str], prefix: str = "/admin", **data: str) -> Any:
+    token = await h.csrf(headers, f"{prefix}/_2fa/manage")
+    return await h.client.post(f"{prefix}/_2fa/manage", data={"csrf_token": token, **data}, headers=headers)
+
+
+async def test_a_manager_cannot_set_their_own_phone_with_a_stale_proof(managers: Harness) -> None:
+    h = managers
+    alice = h.as_user("alice")
+    await h.pass_challenge("alice")
+    h.clock.advance(h.settings.interface("admin").phone_change_fresh_seconds + 1)
+    # The phone page asks for a fresh factor; the manage page must not be the way around it.
+    assert (await h.client.get("/admin/_2fa/phone", headers=alice)).status_code == 303
+    own = {"interface": "admin", "user_id": "alice", "country_code": "1", "phone": "2015550177"}
+    response = await _manage(h, alice, action="set_phone", **own)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/admin/_2fa/challenge?reauth=1&next=/admin/_2fa/manage"
+    status = await h.service.status("admin", "alice")
+    assert (status.masked_phone, status.pending_masked_phone) == ("+1 ••• ••• 0123", "")
+    # Every other action on oneself too: a reset would drop the phone as surely.
+    assert (await _manage(h, alice, action="reset", interface="admin", user_id="alice")).status_code == 303
+    assert (await h.service.status("admin", "alice")).state == "active"
+
+
+async def test_a_phone_set_by_a_manager_is_pending_until_its_owner_confirms_it(managers: Harness) -> None:
+    h = managers
+    interval = h.settings.revocation_check_seconds
+    bob_proof = await h.pass_challenge("bob")
+    h.client.cookies.clear()
+    await h.pass_challenge("alice")
+    alice = h.as_user("alice")
+    done = await _manage(
+        h, alice, action="set_phone", interface="admin", user_id="bob", country_code="1", phone="2015550177"
+    )
+    assert done.status_code == 200 and "The phone of bob is set" in done.text
+    status = await h.service.status("admin", "bob")
+    assert (status.state, status.masked_phone, status.pending_masked_phone) == (
+        "pending",
+        "",
+        "+1 ••• ••• 0177",
+    )
+    set_event = [e for e in await h.service.store.events("admin", "bob") if e.kind == "phone_set"][-1]
+    assert set_event.detail == {"to": "+1 ••• ••• 0177", "by": "admin/alice", "confirmed": "false"}
+    # Bob's proofs issued before are revoked...
+    h.client.cookies.clear()
+    h.clock.advance(interval)
+    bob = h.as_user("bob")
+    stale = await h.client.get("/admin/orders", headers={**bob, "cookie": f"tfa_admin={bob_proof}"})
+    assert stale.status_code == 303
+    # ...and at his next sign-in the new number is confirmed by a code sent to it.
+    h.client.cookies.clear()
+    challenge = await h.client.get("/admin/_2fa/challenge", headers=bob)
+    assert challenge.status_code == 303 and "/admin/_2fa/enroll" in challenge.headers["location"]
+    token = await h.csrf(bob, "/admin/_2fa/enroll")
+    await h.client.post("/admin/_2fa/send", data={"csrf_token": token}, headers=bob)
+    assert (await h.service.store.latest_outbox(1))[0].to_masked == "+1 ••• ••• 0177"
+    confirmed = await h.client.post(
+        "/admin/_2fa/verify", data={"csrf_token": token, "code": await h.latest_code()}, headers=bob
+    )
+    assert confirmed.status_code == 303
+    assert (await h.service.status("admin", "bob")).masked_phone == "+1 ••• ••• 0177"
+
+
+async def test_a_customer_manager_cannot_act_on_or_list_another_interface(
+    managers: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = managers
+    carla = h.as_user("carla")
+    await h.pass_challenge("carla", prefix="/account")
+    page = await h.client.get("/account/_2fa/manage", headers=carla)
+    assert page.status_code == 200
+    assert "dave <span" in page.text and "alice <span" not in page.text and "bob <span" not in page.text
+    caplog.set_level(logging.WARNING)
+    for action in ("set_phone", "require_enrollment", "reset", "unlock"):
+        data = {"interface": "admin", "user_id": "alice", "country_code": "1", "phone": "2015550177"}
+        refused = await _manage(h, carla, "/account", action=action, **data)
+        assert refused.status_code == 403, action
+    status = await h.service.status("admin", "alice")
+    assert (status.state, status.masked_phone, status.pending_masked_phone) == (
+        "active",
+        "+1 ••• ••• 0123",
+        "",
+    )
+    refusals = [e for e in await h.service.store.events("customer", "carla") if e.kind == "manage_refused"]
+    assert [e.detail["action"] for e in refusals if e.detail] == [
+        "set_phone",
+        "require_enrollment",
+        "reset",
+        "unlock",
+    ]
+    assert sum("refused" in r.getMessage() and "admin/alice" in r.getMessage() for r in caplog.records) == 4
+    # The control: her own interface is hers to manage.
+    allowed = await _manage(
+        h, carla, "/account", action="require_enrollment", interface="customer", user_id="dave"
+    )
+    assert allowed.status_code == 200
+    assert (await h.service.status("customer", "dave")).require_enrollment
+
+
+async def test_a_manager_reaches_the_interfaces_their_allow_list_grants(
+    make_harness: Callable[..., Awaitable[Harness]], tmp_path: Path
+) -> None:
+    interfaces = config(tmp_path)["interfaces"]
+    interfaces["admin"]["manage"] = {"allow_user_ids": ["alice"], "interfaces": ["admin", "customer"]}
+    h = await make_harness(interfaces=interfaces)
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await h.service.set_phone("customer", "dave", "1", "2015550126", confirmed=True)
+    await h.pass_challenge("alice")
+    alice = h.as_user("alice")
+    page = await h.client.get("/admin/_2fa/manage", headers=alice)
+    assert "dave <span" in page.text and "alice <span" in page.text
+    done = await _manage(h, alice, action="reset", interface="customer", user_id="dave")
+    assert done.status_code == 200
+    assert (await h.service.status("customer", "dave")).state == "none"
+
+
+# ---------------------------------------------------------------------------- issue 11: the shop's logout
+
+
+async def test_the_shops_logout_ends_a_copied_session_and_proof_pair(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    # With client-side sessions (Starlette's signed cookie) a copied session cookie outlives the
+    # shop's "Log out"; the shop's one call must end the proofs bound to that login.
+    h = await make_harness()
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    interval = h.settings.revocation_check_seconds
+    stolen = await h.pass_challenge("alice", session="login-1")
+    h.client.cookies.clear()
+    other = await h.pass_challenge("alice", session="login-2")
+    h.client.cookies.clear()
+    # A second process on the same database: revocation must be exact across processes.
+    elsewhere = await make_harness()
+
+    async def get(harness: Harness, session: str, proof: str) -> int:
+        headers = {**h.as_user("alice", session=session), "cookie": f"tfa_admin={proof}"}
+        response = await harness.client.get("/admin/orders", headers=headers)
+        harness.client.cookies.clear()
+        return response.status_code
+
+    assert await get(elsewhere, "login-1", stolen) == 200  # warms the other process's cache
+    await h.service.sign_out("admin", "alice", session_id="login-1")
+    h.clock.advance(interval)
+    assert await get(elsewhere, "login-1", stolen) == 303
+    assert await get(h, "login-1", stolen) == 303
+    assert await get(elsewhere, "login-2", other) == 200  # the other login is untouched
+    events = [e for e in await h.service.store.events("admin", "alice") if e.kind == "signed_out"]
+    assert len(events) == 1 and events[0].detail and "session" in events[0].detail
+
+    # A shop that keeps the session id across logins: the next sign-in with it works again.
+    h.clock.advance(interval)
+    again = await h.pass_challenge("alice", session="login-1")
+    h.client.cookies.clear()
+    assert await get(elsewhere, "login-1", again) == 200
+
+    # Without a session id, every proof of the user ends (the generation is bumped).
+    await h.service.sign_out("admin", "alice")
+    h.clock.advance(interval)
+    assert await get(elsewhere, "login-2", other) == 303
+    assert await get(elsewhere, "login-1", again) == 303
+
+
+async def test_revoked_logins_cost_no_query_while_the_cache_is_warm(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    h = await make_harness()
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    for n in range(3):
+        await h.service.sign_out("admin", "alice", session_id=f"old-{n}")
+    h.clock.advance(h.settings.revocation_check_seconds)
+    proof = await h.pass_challenge("alice", session="now")
+    headers = {**h.as_user("alice", session="now"), "cookie": f"tfa_admin={proof}"}
+    assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    before = h.queries.count
+    for _ in range(20):
+        assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    assert h.queries.count == before
+    h.clock.advance(h.settings.revocation_check_seconds)
+    assert (await h.client.get("/admin/orders", headers=headers)).status_code == 200
+    assert h.queries.count == before + 1  # the generation and the revoked logins in one statement

@@ -20,7 +20,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -445,6 +445,48 @@ def test_a_wrong_code_shows_the_error_at_the_field(
     v.check("wrong-code")
     type_code(v, v.demo.code("1"))
     expect(page.locator("h1")).to_have_text("Orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_enter_after_the_last_digit_sends_the_code_once(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The page sends the form at the last digit; a user who presses Enter as well must not send
+    it a second time, or the page shows the second answer ("Please wait ...") instead of the first."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import Route, expect
+
+    demo = start_demo()
+    v = visit(demo, WIDTHS[width])
+    page = v.page
+    posts: list[str] = []
+    v.context.on("request", lambda r: posts.append(urlsplit(r.url).path) if r.method == "POST" else None)
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    expect(page.locator("#code")).to_be_focused()
+    # A slow network, made certain: the code's request is held until Enter has been pressed, as
+    # when the answer takes a moment. A second request, if the page sends one, is held too.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/admin/_2fa/verify*", hold)
+    page.keyboard.type(demo.code("1"))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)  # time for a second request to be made, were there one
+    for route in held:
+        with suppress(PlaywrightError):  # one the browser gave up for a later one
+            route.continue_()
+    # Wherever the answer is (the orders, or the challenge page shown again by the verify
+    # request), it has loaded; then count what was sent.
+    page.wait_for_url(re.compile(r"/admin(/_2fa/verify\?.*)?$"))
+    page.wait_for_load_state()
+    assert posts.count("/admin/_2fa/verify") == 1, posts
+    expect(page.locator("h1")).to_have_text("Orders")
+    log = (demo.database.parent / "uvicorn.log").read_text()
+    assert log.count('"POST /admin/_2fa/verify') == 1, log
+    v.check("orders")
 
 
 @pytest.mark.parametrize("width", WIDTH_IDS)

@@ -26,6 +26,7 @@ from tfa_middleware import (
 )
 from tfa_middleware.identity import MAX_USER_ID_LENGTH
 from tfa_middleware.service import EnrollmentNotAllowed
+from tfa_middleware.settings import LimitSettings
 from tfa_middleware.store import AuditEvent
 
 ERROR_PARAGRAPH = re.compile(r'class="error" role="alert">(.*?)</p>', re.S)
@@ -145,6 +146,26 @@ async def test_a_new_pending_number_voids_the_code_sent_to_the_previous_one(harn
         assert (await harness.verify(vendor, first)).status_code == 400
     assert (await harness.verify(vendor, second)).status_code == 303
     assert (await harness.service.status("admin", "vendor")).masked_phone == NEW_MASKED
+
+
+async def test_a_new_number_whose_code_the_cooldown_refused_says_so(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    # A second number right after the first: the resend cooldown refuses its code, and the page
+    # must say that instead of "we sent a code".
+    h = await make_harness(limits=LimitSettings())
+    first = await enroll(h, "vendor", NEW_NUMBER)
+    assert first.status_code == 303
+    assert (await h.service.store.latest_outbox(1))[0].to_masked == NEW_MASKED
+    second = await enroll(h, "vendor", {"country_code": "+1", "phone": "201 555 0188"})
+    assert second.status_code == 429
+    assert "We sent a code" not in second.text
+    assert error_text(second) == (
+        "No code was sent to +1 ••• ••• 0188 yet. You can ask for a new code in 30 seconds."
+    )
+    assert "Confirm +1 ••• ••• 0188" in second.text
+    assert 'data-countdown="30"' in second.text
+    assert len(await h.service.store.latest_outbox(10)) == 1
 
 
 async def test_a_number_set_by_the_shop_unconfirmed_is_confirmed_at_login(harness: Harness) -> None:

@@ -120,8 +120,13 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
         )
         for at in (T0, now - 3600):
             await conn.execute(insert(sends).values(at=at, interface="admin", user_id="u1", phone_key="k"))
+    # A login signed out long ago, and one whose proofs could still be alive.
+    await store.revoke_session("admin", "u1", "old-login", T0, T0 + 12 * 3600)
+    await store.revoke_session("admin", "u1", "recent-login", now - 3600, now + 11 * 3600)
     counts = await store.purge(now - 90 * day, now)
-    assert counts == {"events": 1, "outbox": 1, "codes": 1, "sends": 1}
+    assert counts == {"events": 1, "outbox": 1, "codes": 1, "sends": 1, "revoked_sessions": 1}
+    await store.update_enrollment("admin", "u1", now)
+    assert (await store.revocations("admin", "u1", now))[1] == {"recent-login": now - 3600}
     assert [e.at for e in await store.events()] == [now - day]
     assert await live_code(store, "admin", "u1", "login", now) is not None
     # Even "older than one minute" keeps the day of sends that the limits count.

@@ -886,3 +886,28 @@ def test_bad_allowed_regions_are_refused_with_the_key_path(
 ) -> None:
     problems = problems_of(tmp_path, patched({"limits": limits}))
     assert any(p.startswith(expected) for p in problems), problems
+def test_a_manager_reaches_only_their_own_interface_unless_the_settings_say_more(tmp_path: Path) -> None:
+    plain = load_settings(write(tmp_path, yaml.safe_dump(base_config())), environ={})
+    assert plain.interface("admin").manage_interfaces == ("admin",)
+    assert plain.interface("customer").manage_interfaces == ("customer",)
+    wider = patched({"interfaces": {"admin": {"manage": {"interfaces": ["admin", "customer"]}}}})
+    settings = load_settings(write(tmp_path, yaml.safe_dump(wider), "wider.yaml"), environ={})
+    assert settings.interface("admin").manage_interfaces == ("admin", "customer")
+    assert settings.describe()["interfaces"]["admin"]["manage"]["interfaces"] == ["admin", "customer"]
+
+
+@pytest.mark.parametrize(
+    ("manage", "expected"),
+    [
+        (
+            {"interfaces": ["admin", "shop"]},
+            "interfaces.admin.manage.interfaces: unknown interface 'shop' (configured: admin, customer)",
+        ),
+        ({"interfaces": []}, "interfaces.admin.manage.interfaces: must name at least one interface"),
+        ({"interfaces": "customer"}, "interfaces.admin.manage.interfaces: expected a list, got a string"),
+    ],
+)
+def test_manage_interfaces_must_name_configured_interfaces(
+    tmp_path: Path, manage: dict[str, Any], expected: str
+) -> None:
+    assert expected in problems_of(tmp_path, patched({"interfaces": {"admin": {"manage": manage}}}))

@@ -1,10 +1,13 @@
 """Account pages past the challenge: a user changing their own phone, and the administrators'
 management page. Both need a valid proof; the phone change also needs it to be fresh, and the
-management page a user id or role from the interface's ``manage`` allow-list.
+management page a user id or role from the interface's ``manage`` allow-list. A manager sees and
+acts on the users of the interfaces in ``manage.interfaces`` only; acting on oneself needs a fresh
+proof too, and a phone a manager sets is pending until its owner confirms it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,7 @@ from .service import EnrollmentNotAllowed, RequestInfo, SendStatus, VerifyStatus
 if TYPE_CHECKING:
     from .pages import PageContext, Pages
 
+log = logging.getLogger("tfa_middleware.pages")
 MANAGE_ACTIONS = ("set_phone", "require_enrollment", "reset", "unlock")
 
 
@@ -29,9 +33,9 @@ def _fresh(pages: Pages, ctx: PageContext) -> bool:
     return proof is not None and pages.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
 
 
-def _reauthenticate(ctx: PageContext) -> Response:
-    """Ask the current number first; the challenge sends the user back here afterwards."""
-    back = f"{ctx.iface.pages_path}/phone"
+def _reauthenticate(ctx: PageContext, page: str = "phone") -> Response:
+    """Ask the current number first; the challenge sends the user back to ``page`` afterwards."""
+    back = f"{ctx.iface.pages_path}/{page}"
     return RedirectResponse(f"{ctx.base}/challenge?reauth=1&next={back}", status_code=303)
 
 
@@ -125,6 +129,11 @@ def may_manage(ctx: PageContext) -> bool:
     return identity.user_id in iface.manage_user_ids or bool(identity.roles & set(iface.manage_roles))
 
 
+def managed_interfaces(ctx: PageContext) -> tuple[str, ...]:
+    """The interfaces whose users this page's managers may see and act on: ``manage.interfaces``."""
+    return ctx.iface.manage_interfaces or (ctx.iface.name,)
+
+
 def _refused(pages: Pages, ctx: PageContext) -> Response:
     return pages.message(ctx, 403, "Not allowed", "This page is only for the shop's administrators.")
 
@@ -139,13 +148,13 @@ async def manage_page(
     if not may_manage(ctx):
         return _refused(pages, ctx)
     search = ctx.query.get("q", "")[:100]
-    users = await pages.service.users(search=search, limit=200)
+    users = await pages.service.users(managed_interfaces(ctx), search=search, limit=200)
     return pages.render(
         ctx,
         "manage.html",
         code,
         users=[_row(u) for u in users],
-        interfaces=sorted(pages.settings.interfaces),
+        interfaces=sorted(managed_interfaces(ctx)),
         search=search,
         notice=notice,
         error=error,
@@ -174,21 +183,34 @@ async def manage_post(pages: Pages, ctx: PageContext, form: Mapping[str, str]) -
     action, interface, user_id = form.get("action", ""), form.get("interface", ""), form.get("user_id", "")
     if action not in MANAGE_ACTIONS:
         raise InvalidInput("Unknown action.")
+    actor = f"{ctx.iface.name}/{ctx.identity.user_id}"
+    request = RequestInfo(ctx.request.ip, ctx.request.user_agent, actor=actor)
+    if interface not in managed_interfaces(ctx):
+        # Checked on every action, not only when listing: the form's fields are the caller's.
+        target = f"{interface[:40]}/{user_id[:100]}"
+        # %r: the target is typed by the caller, and a line break must not forge a log line.
+        log.warning("manage: %s refused %s on %r: not in manage.interfaces", actor, action, target)
+        await pages.service.record(
+            ctx.iface.name,
+            ctx.identity.user_id,
+            "manage_refused",
+            request=request,
+            action=action,
+            target=target,
+        )
+        return pages.message(ctx, 403, "Not allowed", "You can't manage the users of that part of the shop.")
+    # The shop's user ids may be shared between interfaces, so the same id anywhere counts as
+    # oneself: acting on one's own second factor needs it fresh, as on the phone page.
+    if user_id == ctx.identity.user_id and not _fresh(pages, ctx):
+        return _reauthenticate(ctx, "manage")
     service = pages.service
-    request = RequestInfo(
-        ctx.request.ip, ctx.request.user_agent, actor=f"{ctx.iface.name}/{ctx.identity.user_id}"
-    )
     try:
         if action == "set_phone":
-            await service.set_phone(
-                interface,
-                user_id,
-                form.get("country_code", ""),
-                form.get("phone", ""),
-                confirmed=True,
-                request=request,
+            # Pending until the user confirms it by a code; every proof of theirs is revoked.
+            await service.assign_phone(
+                interface, user_id, form.get("country_code", ""), form.get("phone", ""), request=request
             )
-            done = f"The phone of {user_id} is set."
+            done = f"The phone of {user_id} is set: they confirm it with a code at their next sign-in."
         elif action == "require_enrollment":
             await service.require_enrollment(interface, user_id, request=request)
             done = f"{user_id} will set up their phone again at the next sign-in."

@@ -2,8 +2,8 @@
 the challenge. See the request flow in ARCHITECTURE.md.
 
 A request with a valid proof costs a path match, the shop's identity (cached), one cached HMAC
-check and a dictionary look-up for the user's generation: no database query while the revocation
-cache is warm, no template, no provider call.
+check and dictionary look-ups for the user's generation and the logins the shop signed out: no
+database query while the revocation cache is warm, no template, no provider call.
 
 Paths are matched relative to the application's root (``scope["root_path"]``: ``uvicorn
 --root-path``, a Starlette ``Mount``), and the pages' links and redirects put the root back.
@@ -33,8 +33,8 @@ from .asgi import HostilePath, canonical_path, cookie, header, inside, is_https,
 from .errors import IdentityUnreadable, StoreUnavailable
 from .identity import Identity, Resolver, as_identity, build_resolver
 from .pages import SECURITY_HEADERS, UNAVAILABLE, Pages
-from .proof import Proof, ProofCodec, session_digest
-from .service import TwoFactor
+from .proof import CLOCK_SKEW_SECONDS, Proof, ProofCodec, session_digest
+from .service import Revocations, TwoFactor
 from .settings import InterfaceSettings, Settings, load_settings
 
 log = logging.getLogger("tfa_middleware")
@@ -101,7 +101,7 @@ class TwoFactorMiddleware:
         self.clock = clock
         self.service = service or TwoFactor.from_settings(settings, clock=clock)
         self._revocation_seconds = settings.revocation_check_seconds
-        self._generations: dict[tuple[str, str], tuple[int, float]] = {}
+        self._generations: dict[tuple[str, str], tuple[Revocations, float]] = {}
         # What a path means (which interface, exempt or not) depends on the path alone: each
         # distinct path is worked out once. Bounded, and only short paths are remembered, so a
         # flood of made-up paths evicts entries but never grows it.
@@ -285,33 +285,46 @@ class TwoFactorMiddleware:
         ):
             return None
         key = (iface.settings.name, identity.user_id)
-        # The usual case needs no await: the generation is in the cache and fresh.
+        # The usual case needs no await: the user's revocations are in the cache and fresh.
         current = self._cached_generation(key, proof.generation, now)
         if current is None:
             current = await self._generation(key, now)
-        return proof if proof.generation == current else None
+        if proof.generation != current.generation:
+            return None
+        if proof.session_digest and current.sessions:
+            # That login was signed out by the shop: its proofs from before then are void. A
+            # clock a little ahead on the host that issued the proof must not save it.
+            revoked_at = current.sessions.get(proof.session_digest)
+            if revoked_at is not None and proof.issued_at <= revoked_at + CLOCK_SKEW_SECONDS:
+                return None
+        return proof
 
-    def _cached_generation(self, key: tuple[str, str], claimed: int, now: float) -> int | None:
-        """The cached generation while it is younger than revocation_check_seconds, else None.
+    def _cached_generation(self, key: tuple[str, str], claimed: int, now: float) -> Revocations | None:
+        """The cached revocations (generation and signed-out logins) while younger than
+        revocation_check_seconds, else None.
 
         A cookie claiming a newer generation than the cache knows (just verified, perhaps on
         another worker) gets None too, so the database is asked at once instead of refusing it.
         """
         cached = self._generations.get(key)
-        if cached is not None and claimed <= cached[0] and now - cached[1] < self._revocation_seconds:
+        if (
+            cached is not None
+            and claimed <= cached[0].generation
+            and now - cached[1] < self._revocation_seconds
+        ):
             return cached[0]
         return None
 
-    async def _generation(self, key: tuple[str, str], now: float) -> int:
-        """The user's current generation from the database, remembered for the cache."""
+    async def _generation(self, key: tuple[str, str], now: float) -> Revocations:
+        """The user's current revocations from the database (one query), remembered for the cache."""
         interface, user_id = key
         cached = self._generations.get(key)
         try:
-            current = await self.service.generation(interface, user_id)
+            current = await self.service.revocations(interface, user_id)
         except StoreUnavailable:
             if cached is None:
                 raise
-            # Proofs stay stateless while the database is away: the last generation we saw holds.
+            # Proofs stay stateless while the database is away: the last revocations we saw hold.
             log.warning("database unavailable; using the cached generation for %s/%s", interface, user_id)
             return cached[0]
         if len(self._generations) >= _GENERATION_CACHE_SIZE:
@@ -423,7 +436,7 @@ class TwoFactorMiddleware:
         if identity is None or identity.session_id is None:
             return
         try:
-            await self.service.sign_out(iface.settings.name, identity.user_id)
+            await self.service.sign_out(iface.settings.name, identity.user_id, identity.session_id)
         except StoreUnavailable as exc:
             log.error("logout on %s: cannot revoke the proofs of this login: %s", iface.settings.name, exc)
         self._generations.pop((iface.settings.name, identity.user_id), None)

@@ -433,7 +433,14 @@ class Pages:
             status = await self.service.status(name, user_id)
             return await self._enroll(ctx, status, error=str(exc), code=400, form=form)
         # The user just asked, by POST, to set up this number: sending its code now saves a click.
-        await self.service.send_code(name, user_id, request=ctx.request)
+        outcome = await self.service.send_code(name, user_id, request=ctx.request)
+        if outcome.status is SendStatus.REFUSED:
+            # The number is stored, but no code went to it (a cooldown after the previous
+            # number's, say): the page must not claim one did.
+            message, code = self.send_refusal(outcome)
+            status = await self.service.status(name, user_id)
+            unsent = f"No code was sent to {outcome.masked_phone} yet. {message}"
+            return await self._enroll(ctx, status, send_error=unsent, code=code)
         return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
 
     async def logout_page(self, ctx: PageContext) -> Response:

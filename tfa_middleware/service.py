@@ -13,7 +13,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -21,6 +21,7 @@ from . import phone as phones
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
+from .proof import CLOCK_SKEW_SECONDS, session_digest
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.build import build_provider
 from .settings import Settings
@@ -97,6 +98,15 @@ class VerifyOutcome:
     retry_at: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """What voids a user's proof: another generation, or a login (session digest) that the shop
+    signed out at ``sessions[digest]``, for a proof of that login issued before then."""
+
+    generation: int
+    sessions: Mapping[str, float]
+
+
 class TwoFactor:
     """The service API. Construct it at the edge with :meth:`from_settings` and pass it around."""
 
@@ -146,6 +156,12 @@ class TwoFactor:
     async def generation(self, interface: str, user_id: str) -> int:
         return await self.store.generation(interface, user_id)
 
+    async def revocations(self, interface: str, user_id: str) -> Revocations:
+        """What the middleware needs to refuse revoked proofs: the generation and the logins
+        signed out one by one, in one query."""
+        generation, sessions = await self.store.revocations(interface, user_id, self.clock())
+        return Revocations(generation, sessions)
+
     # ------------------------------------------------------------------ shop and admin actions
 
     async def set_phone(
@@ -163,13 +179,7 @@ class TwoFactor:
         a different number than before revokes every proof cookie already issued.
         """
         self._check(interface, user_id)
-        e164 = phones.normalise(country_code, number)
-        if not self.limits.country_allowed(e164):
-            # The region, not just "+1": the US may be allowed where Jamaica (+1 876) is not.
-            raise InvalidPhoneNumber(
-                f"We can't send text messages to numbers from {self.limits.region_of(e164)}. "
-                "Use a number from another country, or ask the shop to allow this one."
-            )
+        e164 = self._allowed_number(country_code, number)
         if not confirmed:
             return await self._change(
                 interface, user_id, "phone_pending", request, {"to": phones.mask(e164)},
@@ -180,6 +190,29 @@ class TwoFactor:
             interface, user_id, "phone_set", request, {"to": phones.mask(e164)},
             bump_generation=before is not None and before.phone is not None and before.phone != e164,
             phone=e164, pending_phone=None, provider_user_id=None, pending_provider_user_id=None,
+            require_enrollment=False,
+        )  # fmt: skip
+
+    async def assign_phone(
+        self,
+        interface: str,
+        user_id: str,
+        country_code: str | int,
+        number: str,
+        *,
+        request: RequestInfo | None = None,
+    ) -> EnrollmentStatus:
+        """A manager gives a user a phone (the management page). Nobody vouches for a number typed
+        by someone else, so it is only pending: the user confirms it with a code at the next
+        sign-in. The old number is forgotten, and every proof already issued is revoked, so that
+        the next sign-in is that confirmation. The event records who set it, unconfirmed.
+        """
+        self._check(interface, user_id)
+        e164 = self._allowed_number(country_code, number)
+        return await self._change(
+            interface, user_id, "phone_set", request, {"to": phones.mask(e164), "confirmed": "false"},
+            bump_generation=True,
+            phone=None, pending_phone=e164, provider_user_id=None, pending_provider_user_id=None,
             require_enrollment=False,
         )  # fmt: skip
 
@@ -214,14 +247,43 @@ class TwoFactor:
         await self._event(self.clock(), interface, user_id, "unlocked", request)
         return True
 
-    async def sign_out(self, interface: str, user_id: str, *, request: RequestInfo | None = None) -> None:
-        """End the second factor for this user: every proof cookie already issued stops working.
+    async def sign_out(
+        self,
+        interface: str,
+        user_id: str,
+        session_id: str | None = None,
+        *,
+        request: RequestInfo | None = None,
+    ) -> None:
+        """End the second factor of one login, or of every login of the user. The shop calls it
+        from its own logout::
 
-        Proofs are stateless, so one browser's copy cannot be singled out: this signs the user's
-        second factor out on every device, which is what someone whose cookie may be copied wants.
+            await tfa.sign_out("admin", str(user.id), session_id=request.session["sid"])
+
+        With ``session_id`` (the value the identity resolver reads as the session id), only the
+        proofs bound to that login stop working: a copy of that login's session cookie and proof
+        is refused, the user's other browsers stay signed in. It needs proofs bound to the
+        session (``session_id_key``, or a callable resolver returning a ``session_id``); a proof
+        without a session digest is not touched by it.
+
+        Without ``session_id``, every proof already issued to the user stops working, on every
+        device (the generation is bumped).
+
+        Either way every worker refuses the proofs within ``revocation_check_seconds``.
         """
         self._check(interface, user_id)
-        await self._change(interface, user_id, "signed_out", request, bump_generation=True)
+        if not session_id:
+            await self._change(interface, user_id, "signed_out", request, bump_generation=True)
+            return
+        now = self.clock()
+        digest = session_digest(session_id)
+        # A proof of this login lives at most the interface's lifetime from its own timestamp
+        # (a host's clock a little ahead included); past that the row has nothing left to refuse.
+        lifetime = self.settings.interface(interface).proof_max_age_seconds + CLOCK_SKEW_SECONDS
+        # Only a prefix of the digest goes to the log: enough to tell logins apart, not to find one.
+        item = self._audit_event(now, interface, user_id, "signed_out", request, session=digest[:8])
+        await self.store.revoke_session(interface, user_id, digest, now, now + lifetime, event=item)
+        await self._announce(item)
 
     # ------------------------------------------------------------------ the user's own steps
 
@@ -266,11 +328,12 @@ class TwoFactor:
         return deleted
 
     async def users(
-        self, interface: str | None = None, *, search: str = "", limit: int = 200
+        self, interface: str | Sequence[str] | None = None, *, search: str = "", limit: int = 200
     ) -> list[EnrollmentStatus]:
-        """Enrollments for the management page and the CLI, newest first."""
-        if interface is not None:
-            self.settings.interface(interface)
+        """Enrollments for the management page and the CLI, newest first: of one interface, of
+        several, or of all (None)."""
+        for name in [interface] if isinstance(interface, str) else interface or ():
+            self.settings.interface(name)
         rows = await self.store.enrollments_list(interface, search, limit)
         now = self.clock()
         return [_status(row.interface, row.user_id, row, now) for row in rows]
@@ -477,7 +540,24 @@ class TwoFactor:
             await self.store.set_meta("provider_fingerprint", self.provider.fingerprint)
         self._fingerprint_checked = True
 
+    async def record(
+        self, interface: str, user_id: str, kind: str, *, request: RequestInfo | None = None, **detail: str
+    ) -> None:
+        """An audit event for something decided above the service (a page refusing an action)."""
+        await self._event(self.clock(), interface, user_id, kind, request, **detail)
+
     # ------------------------------------------------------------------ internals
+
+    def _allowed_number(self, country_code: str | int, number: str) -> str:
+        """The number in E.164, if it is valid and its country is allowed; else InvalidPhoneNumber."""
+        e164 = phones.normalise(country_code, number)
+        if not self.limits.country_allowed(e164):
+            # The region, not just "+1": the US may be allowed where Jamaica (+1 876) is not.
+            raise InvalidPhoneNumber(
+                f"We can't send text messages to numbers from {self.limits.region_of(e164)}. "
+                "Use a number from another country, or ask the shop to allow this one."
+            )
+        return e164
 
     def _check(self, interface: str, user_id: str) -> None:
         self.settings.interface(interface)  # raises UnknownInterface

@@ -107,6 +107,8 @@ class InterfaceSettings:
     # The shop's own logout, relative to the application's root: a link on every page, and a
     # request there ends this browser's proof in the same response.
     logout_url: str | None = None
+    # The interfaces whose users those managers may list and act on (empty: this one alone).
+    manage_interfaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +300,7 @@ class Settings:
                     "manage": {
                         "allow_user_ids": list(i.manage_user_ids),
                         "allow_roles": list(i.manage_roles),
+                        "interfaces": list(i.manage_interfaces),
                     },
                     "identity": _describe_identity(i.identity),
                     "unidentified": i.unidentified,
@@ -554,6 +557,28 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _interface_names(value: Any) -> tuple[str, ...]:
+    names = _str_list(value)
+    if not names:
+        raise _Invalid("must name at least one interface")
+    return tuple(dict.fromkeys(names))
+
+
+def _check_managed_interfaces(
+    interfaces: Mapping[str, InterfaceSettings], data: Any, problems: list[str]
+) -> None:
+    """Each ``manage.interfaces`` entry names an interface of this file. Checked against the
+    file's names, not the parsed interfaces, so a broken interface is reported once, not again here."""
+    known = sorted(str(name) for name in data) if isinstance(data, dict) else []
+    for iface in interfaces.values():
+        for other in iface.manage_interfaces:
+            if other not in known:
+                problems.append(
+                    f"interfaces.{iface.name}.manage.interfaces: unknown interface {other!r} "
+                    f"(configured: {', '.join(known)})"
+                )
+
+
 def _path(value: Any) -> str:
     text = _str(value)
     if not text.startswith("/"):
@@ -589,6 +614,7 @@ def _build(data: Any, problems: list[str], source: str | None) -> Settings | Non
     auto_migrate = root.get("auto_migrate", _bool, None)
     branding = _branding(_Section(root.raw("branding"), "branding", problems))
     interfaces = _interfaces(root.raw("interfaces"), bool(proxies), problems)
+    _check_managed_interfaces(interfaces, root.raw("interfaces"), problems)
     root.finish()
     if provider.production_mode:
         _refuse_public_keys(keys, interfaces, problems)
@@ -1028,6 +1054,8 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
     manage = _Section(section.raw("manage"), section.at("manage"), section.problems)
     manage_users = manage.get("allow_user_ids", _str_list, no_paths)
     manage_roles = manage.get("allow_roles", _str_list, no_paths)
+    only_this: tuple[str, ...] = (name,)
+    manage_interfaces = manage.get("interfaces", _interface_names, only_this)
     manage.finish()
     identity = _identity(_Section(section.raw("identity"), section.at("identity"), section.problems))
     unidentified = section.get("unidentified", _choice("block", "warn"), "block")
@@ -1065,6 +1093,7 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         manage_roles=manage_roles,
         unidentified=unidentified,  # type: ignore[arg-type]
         logout_url=logout_url,
+        manage_interfaces=manage_interfaces,
     )
 
 

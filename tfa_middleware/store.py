@@ -12,9 +12,10 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     delete,
     event,
     insert,
@@ -149,6 +151,21 @@ events = Table(
 )
 
 
+# Logins whose proofs the shop ended one by one (TwoFactor.sign_out with a session id): a proof
+# carrying one of these session digests, issued before revoked_at, is refused. A row is needed
+# only as long as such a proof could live, expires_at; `db purge` removes it after that.
+revoked_sessions = Table(
+    "tfa_revoked_session",
+    metadata,
+    Column("interface", String(32), primary_key=True),
+    Column("user_id", String(320), primary_key=True),
+    Column("session_digest", String(64), primary_key=True),
+    Column("revoked_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_tfa_revoked_session_expires", "expires_at"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Enrollment:
     interface: str
@@ -183,6 +200,10 @@ class AuditEvent:
     ip: str | None = None
     user_agent: str | None = None
     detail: Mapping[str, Any] | None = None
+
+
+# Most users never had a login signed out: they all share this one empty mapping.
+_NO_SESSIONS: Mapping[str, float] = MappingProxyType({})
 
 
 class Store:
@@ -269,7 +290,7 @@ class Store:
 
     async def purge(self, before: float, now: float) -> dict[str, int]:
         """Delete audit events, outbox messages and spent codes older than ``before``; the send log
-        only past a day, since the send limits count back that far."""
+        only past a day, since the send limits count back that far; revoked logins once expired."""
         async with self._begin() as conn:
             counts = {
                 "events": (await conn.execute(delete(events).where(events.c.at < before))).rowcount,
@@ -286,6 +307,10 @@ class Store:
                 ).rowcount,
                 "sends": (
                     await conn.execute(delete(sends).where(sends.c.at < min(before, now - 24 * 3600)))
+                ).rowcount,
+                # Whatever the age asked for: a revoked login is kept while a proof of it could live.
+                "revoked_sessions": (
+                    await conn.execute(delete(revoked_sessions).where(revoked_sessions.c.expires_at <= now))
                 ).rowcount,
             }
         return {name: int(count) for name, count in counts.items()}
@@ -318,6 +343,60 @@ class Store:
                 )
             ).scalar()
         return int(value) if value is not None else 0
+
+    async def revocations(self, interface: str, user_id: str, now: float) -> tuple[int, Mapping[str, float]]:
+        """The generation and the live revoked logins (session digest: revoked at) of one user, in
+        one statement: the middleware asks this every revocation_check_seconds per user it sees."""
+        joined = enrollments.outerjoin(
+            revoked_sessions,
+            and_(
+                revoked_sessions.c.interface == enrollments.c.interface,
+                revoked_sessions.c.user_id == enrollments.c.user_id,
+                revoked_sessions.c.expires_at > now,
+            ),
+        )
+        query = (
+            select(enrollments.c.generation, revoked_sessions.c.session_digest, revoked_sessions.c.revoked_at)
+            .select_from(joined)
+            .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
+        )
+        async with self._begin() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            # No enrollment row: no proof of this user can exist (rows start at a random
+            # generation, never 0), so the revoked logins do not matter.
+            return 0, _NO_SESSIONS
+        sessions = {row.session_digest: float(row.revoked_at) for row in rows if row.session_digest}
+        return int(rows[0].generation), sessions or _NO_SESSIONS
+
+    async def revoke_session(
+        self,
+        interface: str,
+        user_id: str,
+        digest: str,
+        now: float,
+        expires_at: float,
+        *,
+        event: AuditEvent | None = None,
+    ) -> None:
+        """Record a login signed out (one upsert: signing out twice keeps the later time), with
+        its event in the same transaction."""
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = dialect_insert(revoked_sessions).values(
+            interface=interface, user_id=user_id, session_digest=digest, revoked_at=now, expires_at=expires_at
+        )
+        async with self._begin() as conn:
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["interface", "user_id", "session_digest"],
+                    set_={
+                        "revoked_at": statement.excluded.revoked_at,
+                        "expires_at": statement.excluded.expires_at,
+                    },
+                )
+            )
+            if event is not None:
+                await conn.execute(insert(events).values(**_event_row(event)))
 
     async def update_enrollment(
         self,
@@ -385,10 +464,14 @@ class Store:
             )
         return bool(result.rowcount)
 
-    async def enrollments_list(self, interface: str | None, search: str, limit: int) -> list[Enrollment]:
+    async def enrollments_list(
+        self, interface: str | Sequence[str] | None, search: str, limit: int
+    ) -> list[Enrollment]:
         query = select(enrollments).order_by(enrollments.c.updated_at.desc()).limit(limit)
-        if interface is not None:
+        if isinstance(interface, str):
             query = query.where(enrollments.c.interface == interface)
+        elif interface is not None:
+            query = query.where(enrollments.c.interface.in_(list(interface)))
         if search:
             escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             query = query.where(enrollments.c.user_id.like(f"{escaped}%", escape="\\"))

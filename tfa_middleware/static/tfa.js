@@ -20,16 +20,34 @@
     }, 1000);
   });
 
+  // Each form is sent once. A second send (Enter pressed after the code sent itself, a double
+  // click) would replace the answer to the first with "Please wait" or a cooldown.
+  function sendOnce(form) {
+    form.addEventListener("submit", function (event) {
+      if (form.getAttribute("data-sent")) { event.preventDefault(); return; }
+      form.setAttribute("data-sent", "1");
+    });
+  }
+  Array.prototype.forEach.call(document.forms, sendOnce);
+  // A page brought back by the Back button is a fresh start.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    Array.prototype.forEach.call(document.forms, function (form) { form.removeAttribute("data-sent"); });
+  });
+
   // The code form sends itself at the last digit, when every code has the same length.
   var main = document.querySelector("[data-code-length]");
   var code = document.querySelector('input[autocomplete="one-time-code"]');
   if (main && code && code.form) {
     var length = parseInt(main.getAttribute("data-code-length"), 10);
-    var submitted = false;
     code.addEventListener("input", function () {
-      if (submitted || code.value.replace(/\D/g, "").length !== length || !code.checkValidity()) { return; }
-      submitted = true;
-      if (code.form.requestSubmit) { code.form.requestSubmit(); } else { code.form.submit(); }
+      if (code.form.getAttribute("data-sent")) { return; }
+      if (code.value.replace(/\D/g, "").length !== length || !code.checkValidity()) { return; }
+      // requestSubmit fires "submit", which marks the form sent; submit() does not, so mark it here.
+      if (code.form.requestSubmit) { code.form.requestSubmit(); } else {
+        code.form.setAttribute("data-sent", "1");
+        code.form.submit();
+      }
     });
   }
 })();
