@@ -511,6 +511,16 @@ async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness
     assert (await h.client.get("/admin/orders")).text == "orders of alice"
     copied = {"session": h.client.cookies["session"], "tfa_admin": h.client.cookies["tfa_admin"]}
 
+    # Alice's other browser: a login of its own (sid s2), with its own proof.
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=h.app), base_url="http://shop.test")
+    await other.get("/login", params={"user": "alice", "sid": "s2"})
+    token = (
+        (await other.get("/admin/_2fa/challenge")).text.split('name="csrf_token" value="')[1].split('"')[0]
+    )
+    await other.post("/admin/_2fa/send", data={"csrf_token": token})
+    await other.post("/admin/_2fa/verify", data={"csrf_token": token, "code": await h.latest_code()})
+    assert (await other.get("/admin/orders")).text == "orders of alice"
+
     # The challenge pages link to the shop's logout, and it is open without a second factor.
     page = await h.client.get("/admin/_2fa/logout")
     assert 'href="/admin/logout">Not you? Sign out</a>' in page.text
@@ -528,6 +538,9 @@ async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness
         headers={"cookie": "; ".join(f"{k}={v}" for k, v in copied.items()), "accept": "text/html"},
     )
     assert is_challenge(replayed)
+    # Only that login ended: the other browser is still signed in.
+    assert (await other.get("/admin/orders")).text == "orders of alice"
+    await other.aclose()
 
 
 # --------------------------------------------------------------------------- a prefix that covers nothing
