@@ -2,6 +2,9 @@
 
 tfa-middleware check-config FILE           print the resolved settings, secrets masked, or the errors
 tfa-middleware check-config FILE --online  ... and ask the provider whether it accepts the credentials
+tfa-middleware doctor --config FILE [--cookie '...'] [--header 'Name: value'] [--path P] [--peer ADDR]
+                                           what the middleware makes of a logged-in browser's request,
+                                           and the settings that look wrong
 tfa-middleware outbox --config FILE        the latest sandbox messages (test mode only: codes included)
 tfa-middleware users list|show|set-phone|require-enrollment|reset|delete|unlock --config FILE ...
 tfa-middleware audit --config FILE [--user ID] [--since 7d]
@@ -13,14 +16,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 
 import yaml
 
-from . import admin_cli
+from . import admin_cli, doctor
+from .asgi import HostilePath, canonical_path
 from .errors import ConfigError, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
 from .store import Store
@@ -35,6 +41,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print the settings as JSON")
     check.add_argument(
         "--online", action="store_true", help="also ask the provider whether it accepts the credentials"
+    )
+
+    diag = commands.add_parser(
+        "doctor", help="what the middleware makes of a logged-in browser's request, and risky settings"
+    )
+    diag.add_argument("--config", required=True, help="the settings file")
+    diag.add_argument(
+        "--cookie", type=_cookie, help="the Cookie header of a browser logged in to the shop (never printed)"
+    )
+    diag.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_header,
+        help="'Name: value', for from: header; repeatable",
+    )
+    diag.add_argument(
+        "--path", type=_path, help="a protected path, e.g. /admin/orders (default: each interface's prefix)"
+    )
+    diag.add_argument(
+        "--peer",
+        type=_address,
+        default="127.0.0.1",
+        help="the address the request comes from, for from: header (default 127.0.0.1)",
     )
 
     out = commands.add_parser("outbox", help="print the sandbox outbox (codes sent in test mode)")
@@ -52,12 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin_cli.register(commands)
 
     args = parser.parse_args(argv)
+    if args.command in ("check-config", "doctor") and os.getcwd() not in sys.path:
+        # uvicorn and gunicorn put the working directory on sys.path: the shop's callables must
+        # import here as they do at start (the installed script's sys.path[0] is its bin folder).
+        sys.path.insert(0, os.getcwd())
     try:
         if args.command in ("users", "audit", "db"):
             return asyncio.run(admin_cli.run(args))
         if args.command == "check-config":
             code = _check_config(args.file, args.json)
             return asyncio.run(_check_online(load_settings(args.file))) if args.online else code
+        if args.command == "doctor":
+            settings = load_settings(args.config)
+            return asyncio.run(
+                doctor.doctor(
+                    settings, cookie=args.cookie, headers=args.header, path=args.path, peer=args.peer
+                )
+            )
         if args.command == "fake-provider":
             return _fake_provider(args.provider, args.host, args.port)
         return asyncio.run(_outbox(load_settings(args.config), args.limit, args.json))
@@ -71,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_config(path: str, as_json: bool) -> int:
     settings = load_settings(path)
+    # A callable that cannot be imported would stop the server at start: say so now, by key path.
+    problems = doctor.import_problems(settings)
+    if problems:
+        raise ConfigError(problems, path)
     described = settings.describe()
     if as_json:
         print(json.dumps(described, indent=2))
@@ -96,6 +141,36 @@ async def _check_online(settings: Settings) -> int:
         return 1
     finally:
         await provider.close()
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or " " in name.strip():
+        raise argparse.ArgumentTypeError("expected 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _cookie(text: str) -> str:
+    # Copied from the browser's developer tools with its name or without: both work.
+    text = text.strip()
+    return text[len("cookie:") :].strip() if text.lower().startswith("cookie:") else text
+
+
+def _path(text: str) -> str:
+    try:
+        if text.startswith("/"):
+            canonical_path(text)
+            return text
+    except HostilePath:
+        pass
+    raise argparse.ArgumentTypeError("expected a path such as /admin/orders")
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an IP address such as 127.0.0.1") from None
 
 
 def _fake_provider(name: str, host: str, port: int) -> int:

@@ -46,7 +46,7 @@ import time
 from base64 import b64decode
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from itsdangerous import BadSignature, SignatureExpired
 from starlette.concurrency import run_in_threadpool
@@ -59,6 +59,7 @@ from .signing import ClockedTimestampSigner
 
 __all__ = [
     "CallableResolver",
+    "Check",
     "HeaderResolver",
     "Identity",
     "IdentityUnreadable",
@@ -86,6 +87,8 @@ class Identity:
 
 ResolverResult = Identity | str | None
 Resolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
+# The steps of reading a session cookie, in order (StarletteSessionCookieResolver.CHECKS).
+Check = Literal["cookie", "signature", "age", "session", "key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +98,14 @@ class Reading:
     ``why`` is for the operator (the rate-limited warning, ``tfa-middleware doctor``): it names
     cookies and keys, never a value or a secret. ``notable`` marks the readings that suggest a
     setting does not match the shop (a signature that fails, a key that is missing), as opposed
-    to the ordinary "no cookie at all".
+    to the ordinary "no cookie at all". ``check`` names the step that stopped the reading, so that
+    ``doctor`` can show the steps before it as passed and this one as the cause.
     """
 
     identity: Identity | None
     why: str = ""
     notable: bool = False
+    check: Check | None = None
 
 
 def as_identity(result: object) -> Identity | None:
@@ -168,10 +173,10 @@ def _from_session(
     user_id = _session_value(session.get(key), f"{what} key {key!r}")
     if user_id is None:
         if not session:
-            return Reading(None, f"{what} is empty")
+            return Reading(None, f"{what} is empty", check="key")
         # Key names are fine to log, values are not: a typo in `key` shows here at once.
         keys = ", ".join(sorted(str(k) for k in session)[:20])
-        return Reading(None, f"{what} holds no {key!r} (its keys: {keys})", notable=True)
+        return Reading(None, f"{what} holds no {key!r} (its keys: {keys})", notable=True, check="key")
     sid = _session_value(session.get(sid_key), f"{what} key {sid_key!r}") if sid_key else None
     roles = _roles(session.get(roles_key)) if roles_key else frozenset()
     return Reading(as_identity(Identity(user_id, sid, roles)), f"{what} holds user {user_id!r}")
@@ -222,6 +227,7 @@ class StarletteSessionCookieResolver:
     """
 
     CACHE_SECONDS = 3600.0
+    CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 
     def __init__(
         self,
@@ -266,7 +272,7 @@ class StarletteSessionCookieResolver:
     def read(self, scope: Scope) -> Reading:
         value = cookie(scope, self.cookie_name)
         if value is None:
-            return Reading(None, f"no cookie {self.cookie_name!r}")
+            return Reading(None, f"no cookie {self.cookie_name!r}", check="cookie")
         return self._decode(value, self._clock())[0]
 
     def _decode(self, value: str, now: float) -> tuple[Reading, float]:
@@ -275,25 +281,30 @@ class StarletteSessionCookieResolver:
         # the shop accepts as invalid, and an invalid session is "nobody" to us: a bypass.
         data = value.encode("utf-8")
         if not data:
-            return Reading(None, f"{what} is empty"), 0.0
+            return Reading(None, f"{what} is empty", check="cookie"), 0.0
         try:
             payload, timestamp = self._signer.unsign(data, max_age=self.max_age, return_timestamp=True)
         except SignatureExpired:
-            return Reading(None, f"{what} is older than identity.max_age_seconds", notable=True), 0.0
+            return Reading(
+                None, f"{what} is older than identity.max_age_seconds", notable=True, check="age"
+            ), 0.0
         except BadSignature:
             return Reading(
                 None,
                 f"{what} is present but its signature does not match identity.secret_key "
                 "(a different or rotated secret?)",
                 notable=True,
+                check="signature",
             ), 0.0
         try:
             session = json.loads(b64decode(payload))
         except ValueError:
             # The shop's SessionMiddleware raises on this too: it answers 500, never a page.
-            return Reading(None, f"{what} is signed but does not hold a JSON session", notable=True), 0.0
+            why = f"{what} is signed but does not hold a JSON session"
+            return Reading(None, why, notable=True, check="session"), 0.0
         if not isinstance(session, dict):
-            return Reading(None, f"{what} is signed but does not hold a mapping", notable=True), 0.0
+            why = f"{what} is signed but does not hold a mapping"
+            return Reading(None, why, notable=True, check="session"), 0.0
         limit = timestamp.timestamp() + self.max_age if self.max_age is not None else now + self.CACHE_SECONDS
         return _from_session(session, self.key, self.session_id_key, self.roles_key, what), limit
 
