@@ -356,6 +356,16 @@ async def test_a_phone_set_by_a_manager_is_pending_until_its_owner_confirms_it(m
     challenge = await h.client.get("/admin/_2fa/challenge", headers=bob)
     assert challenge.status_code == 303 and "/admin/_2fa/enroll" in challenge.headers["location"]
     token = await h.csrf(bob, "/admin/_2fa/enroll")
+    page = await h.client.get("/admin/_2fa/enroll", headers=bob)
+    assert "Your administrator set this number" in page.text and 'name="phone"' not in page.text
+    # Somebody with Bob's password alone cannot swap the manager's number for their own.
+    swap = await h.client.post(
+        "/admin/_2fa/enroll",
+        data={"csrf_token": token, "country_code": "1", "phone": "2015550199"},
+        headers=bob,
+    )
+    assert swap.status_code == 400 and "Your administrator set this number" in swap.text
+    assert (await h.service.status("admin", "bob")).pending_masked_phone == "+1 ••• ••• 0177"
     await h.client.post("/admin/_2fa/send", data={"csrf_token": token}, headers=bob)
     assert (await h.service.store.latest_outbox(1))[0].to_masked == "+1 ••• ••• 0177"
     confirmed = await h.client.post(

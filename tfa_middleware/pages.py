@@ -427,7 +427,10 @@ class Pages:
                 await self.service.begin_enrollment(
                     name, user_id, form.get("country_code", ""), form.get("phone", ""), request=ctx.request
                 )
-        except EnrollmentNotAllowed:
+        except EnrollmentNotAllowed as exc:
+            status = await self.service.status(name, user_id)
+            if status.needs_enrollment:  # e.g. a number the administrator set: say why it stays
+                return await self._enroll(ctx, status, error=str(exc), code=400)
             return RedirectResponse(ctx.url("challenge"), status_code=303)
         except InvalidPhoneNumber as exc:
             status = await self.service.status(name, user_id)

@@ -59,6 +59,7 @@ class EnrollmentStatus:
     generation: int
     last_verified_at: float | None
     locked_until: float = 0.0  # while the verify lock holds (limits.py), else 0
+    pending_assigned: bool = False  # the pending number was set by a manager: binding
 
     @property
     def needs_enrollment(self) -> bool:
@@ -213,7 +214,7 @@ class TwoFactor:
             interface, user_id, "phone_set", request, {"to": phones.mask(e164), "confirmed": "false"},
             bump_generation=True,
             phone=None, pending_phone=e164, provider_user_id=None, pending_provider_user_id=None,
-            require_enrollment=False,
+            require_enrollment=False, pending_assigned=True,
         )  # fmt: skip
 
     async def require_enrollment(
@@ -347,10 +348,19 @@ class TwoFactor:
         *,
         request: RequestInfo | None = None,
     ) -> EnrollmentStatus:
-        """The user gives a number on the enroll page; it stays pending until a code confirms it."""
+        """The user gives a number on the enroll page; it stays pending until a code confirms it.
+
+        A number a manager assigned is binding: someone with only the password must not swap it
+        for their own.
+        """
         current = await self.status(interface, user_id)
         if not current.needs_enrollment:
             raise EnrollmentNotAllowed("Your phone is already set up.")
+        if current.pending_assigned:
+            raise EnrollmentNotAllowed(
+                "Your administrator set this number. Confirm it with the code sent to it, "
+                "or ask them to change it."
+            )
         return await self.set_phone(interface, user_id, country_code, number, request=request)
 
     async def keep_phone(
@@ -658,6 +668,7 @@ def _status(interface: str, user_id: str, row: Enrollment | None, now: float = 0
         generation=row.generation,
         last_verified_at=row.last_verified_at,
         locked_until=row.locked_until if row.locked_until > now else 0.0,
+        pending_assigned=row.pending_assigned and bool(row.pending_phone),
     )
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
     and_,
     delete,
     event,
+    false,
     insert,
     select,
     update,
@@ -58,6 +59,8 @@ enrollments = Table(
     Column("pending_phone", String(20)),  # waiting for its confirmation code
     Column("provider_user_id", String(64)),  # the provider's id for the active phone (Authy id)
     Column("pending_provider_user_id", String(64)),  # and for the pending one
+    # The pending number was set by a manager: the user may confirm it, not replace it.
+    Column("pending_assigned", Boolean, nullable=False, default=False, server_default=false()),
     Column("require_enrollment", Boolean, nullable=False, default=False),
     # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
     # A new row starts at a random 62-bit value, so a user deleted and created again never gets
@@ -178,6 +181,7 @@ class Enrollment:
     generation: int
     last_verified_at: float | None
     locked_until: float = 0.0
+    pending_assigned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +420,9 @@ class Store:
             if create:
                 await self.ensure_row(conn, interface, user_id, now)
             changes: dict[str, Any] = {"updated_at": now, **values}
+            if "pending_phone" in values:
+                # A new pending number (or none) is the user's own unless the caller says otherwise.
+                changes.setdefault("pending_assigned", False)
             if bump_generation:
                 changes["generation"] = enrollments.c.generation + 1
             row = (
@@ -652,6 +659,7 @@ def _enrollment(row: Mapping[str, Any] | Any) -> Enrollment:
         generation=int(row["generation"]),
         last_verified_at=row["last_verified_at"],
         locked_until=float(row["locked_until"]),
+        pending_assigned=bool(row["pending_assigned"]),
     )
 
 
