@@ -187,7 +187,7 @@ def _any_config() -> st.SearchStrategy[Any]:
     )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=_any_config())
 def test_any_config_file_is_either_settings_or_a_config_error(tmp_path: Path, data: Any) -> None:
     path = tmp_path / "fuzz.yaml"
@@ -198,7 +198,7 @@ def test_any_config_file_is_either_settings_or_a_config_error(tmp_path: Path, da
         assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.text(max_size=200))
 def test_any_text_as_a_config_file_is_either_settings_or_a_config_error(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.yaml"

@@ -592,3 +592,45 @@ def test_an_app_that_lists_no_routes_is_not_judged() -> None:
     assert covers("/de/admin", ["/{lang}/admin"])  # a parameter may be anything
     assert covers("/shop/admin", ["/shop/{anything}"])  # a mounted app without a route list
     assert covers("/ACCOUNT", ["/account/orders"]) and not covers("/accounts", ["/account/orders"])
+
+
+# --------------------------------------------------------------------------- unsafe methods from nobody
+
+
+async def posted(request: Request) -> Response:
+    POSTED.append(request.url.path)
+    return RedirectResponse("/admin/orders", status_code=303)  # post, redirect, get: no 2xx to guard
+
+
+POSTED: list[str] = []
+
+
+def posting_shop() -> Starlette:
+    return Starlette(
+        routes=[Route("/admin/orders/delete", posted, methods=["POST", "PUT", "PATCH", "DELETE"])]
+    )
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_an_unsafe_request_from_nobody_never_reaches_the_shop(
+    make_harness: Callable[..., Any], method: str
+) -> None:
+    # A blind resolver and a shop that acts, then redirects: the guard could not undo the action,
+    # so the request itself stops here.
+    h: Harness = await make_harness(posting_shop())
+    POSTED.clear()
+    response = await h.client.request(method, "/admin/orders/delete", headers={"accept": "text/html"})
+    assert response.status_code == 403 and "This page can't be shown" in response.text
+    assert POSTED == []
+
+
+async def test_in_warn_mode_an_unsafe_request_from_nobody_reaches_the_shop(
+    make_harness: Callable[..., Any],
+) -> None:
+    h: Harness = await make_harness(
+        posting_shop(),
+        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"}, unidentified="warn"),
+    )
+    POSTED.clear()
+    response = await h.client.post("/admin/orders/delete")
+    assert response.status_code == 303 and POSTED == ["/admin/orders/delete"]

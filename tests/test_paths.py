@@ -257,7 +257,7 @@ def disguised(draw: st.DrawFn, max_encoding: int = 3) -> tuple[str, str]:
 PATH_TEXT = st.text(alphabet=st.sampled_from(list("/\\.%25cefAE adminlogstc?#;\x00é")), max_size=40)
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(st.one_of(PATH_TEXT, st.text(max_size=30), disguised(max_encoding=5).map(lambda pair: pair[0])))
 def test_canonical_path_is_idempotent_and_has_no_dot_or_empty_segments(path: str) -> None:
     once = canonical_path(path)
@@ -278,7 +278,7 @@ def _exempt(target: str) -> bool:
     return target == "/admin/login" or target == "/admin/static" or target.startswith("/admin/static/")
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=disguised())
 async def test_middleware_never_exempts_a_disguised_protected_path(
     shop: tuple[Harness, Recorder], case: tuple[str, str]
@@ -402,7 +402,7 @@ NEXT_TEXT = st.one_of(
 )
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(NEXT_TEXT)
 def test_safe_next_returns_the_input_or_the_prefix_and_always_a_local_path(value: str) -> None:
     result = safe_next(value, ADMIN)

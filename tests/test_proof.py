@@ -93,7 +93,7 @@ def test_tampered_values_never_verify_and_never_raise(tamper: Callable[[str], st
     assert reader.read(tamper(value), T0) is None
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
         st.text(max_size=200),

@@ -42,6 +42,7 @@ SCOPE_KEY = "tfa_middleware"  # what the app finds in its scope after we let a r
 _GENERATION_CACHE_SIZE = 100_000
 _ROUTE_CACHE_SIZE = 4096
 _ROUTE_CACHE_MAX_PATH = 1024
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ERROR_EVERY_SECONDS = 60.0  # one log line a minute per interface and cause: visible, never a flood
 
 BLOCKED_HTML = (
@@ -71,6 +72,7 @@ class _Interface:
     cookie_http: str
     cookie_https: str
     logout_path: str | None
+    block_unsafe: bool  # unidentified: block also keeps unsafe methods from the shop
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
@@ -136,6 +138,7 @@ class TwoFactorMiddleware:
                     cookie_http=iface.proof_cookie,
                     cookie_https=f"__Host-{iface.proof_cookie}",
                     logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
+                    block_unsafe=iface.unidentified == "block",
                 )
             )
         # Longest prefix first, so /admin/vendor wins over /admin.
@@ -214,6 +217,12 @@ class TwoFactorMiddleware:
 
         in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
+            if iface.block_unsafe and scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+                # The guard can withhold an answer, not undo what the request did: a POST the shop
+                # would accept from someone we cannot see must not reach it. Nobody logged in has
+                # anything to post to a protected, non-exempt path (log-in forms are exempt).
+                await _Guard.refuse(scope, send)
+                return
             # The shop handles its own login; its answer is watched, because "nobody" may also
             # mean that the identity settings do not match the shop.
             await self.app(scope, receive, _Guard(self, iface, scope, raw, send))
@@ -503,14 +512,19 @@ class _Guard:
         if kind == "websocket.accept":
             await self.send({"type": "websocket.close", "code": 1008, "reason": "second factor required"})
             return
-        body = b"" if self.scope.get("method") == "HEAD" else BLOCKED_HTML.encode()
+        await self.refuse(self.scope, self.send)
+
+    @staticmethod
+    async def refuse(scope: Scope, send: Send) -> None:
+        """The plain page in place of the shop's answer: no detail of the configuration."""
+        body = b"" if scope.get("method") == "HEAD" else BLOCKED_HTML.encode()
         headers = [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(BLOCKED_HTML.encode())).encode()),
             *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()),
         ]
-        await self.send({"type": "http.response.start", "status": 403, "headers": headers})
-        await self.send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _relative(path: str, root: str) -> str:
