@@ -634,3 +634,55 @@ async def test_in_warn_mode_an_unsafe_request_from_nobody_reaches_the_shop(
     POSTED.clear()
     response = await h.client.post("/admin/orders/delete")
     assert response.status_code == 303 and POSTED == ["/admin/orders/delete"]
+
+
+# --------------------------------------------------------------------------- more mistakes
+
+
+async def test_a_session_id_key_the_session_lacks_is_named(
+    make_harness: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Still protected (the user is challenged), but the proof would not be bound to the login.
+    h: Harness = await make_harness(
+        cookie_shop(), interfaces=admin(cookie_identity(session_id_key="login_id"))
+    )
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        assert is_challenge(await logged_in_orders(h))
+    (said,) = errors(caplog, logging.WARNING)
+    assert "no session_id_key 'login_id' (its keys: sid, user_id)" in said
+    assert "counts as nobody" not in said
+
+
+@pytest.mark.parametrize(
+    ("customer", "problem"),
+    [
+        pytest.param(
+            {"proof_cookie": "tfa_admin"},
+            "interfaces.customer.proof_cookie: 'tfa_admin' is already used by interfaces.admin",
+            id="two-interfaces-one-cookie",
+        ),
+        pytest.param(
+            {"proof_cookie": "session"},
+            "interfaces.customer.proof_cookie: 'session' is the shop's session cookie "
+            "(interfaces.admin.identity.cookie)",
+            id="the-shops-session-cookie",
+        ),
+    ],
+)
+def test_a_proof_cookie_that_would_overwrite_another_is_refused(
+    tmp_path: Path, customer: dict[str, Any], problem: str
+) -> None:
+    from tfa_middleware import ConfigError
+
+    data = {
+        "secret_keys": [SECRET],
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'tfa.sqlite3'}",
+        "interfaces": {
+            **admin(cookie_identity()),
+            "customer": {"path_prefix": "/account", "identity": {"from": "session", "key": "c"}, **customer},
+        },
+    }
+    with pytest.raises(ConfigError) as exc:
+        settings_from_mapping(data)
+    assert problem in exc.value.problems

@@ -145,7 +145,10 @@ class _Warnings:
         if len(self._last) > 64:
             self._last.clear()
         self._last[reading.why] = now
-        log.warning("%s: %s; the request counts as nobody logged in", self.label, reading.why)
+        if reading.identity is None:
+            log.warning("%s: %s; the request counts as nobody logged in", self.label, reading.why)
+        else:
+            log.warning("%s: %s", self.label, reading.why)
 
 
 def _roles(value: Any) -> frozenset[str]:
@@ -175,11 +178,26 @@ def _from_session(
         if not session:
             return Reading(None, f"{what} is empty", check="key")
         # Key names are fine to log, values are not: a typo in `key` shows here at once.
-        keys = ", ".join(sorted(str(k) for k in session)[:20])
-        return Reading(None, f"{what} holds no {key!r} (its keys: {keys})", notable=True, check="key")
+        return Reading(
+            None, f"{what} holds no {key!r} (its keys: {_keys(session)})", notable=True, check="key"
+        )
     sid = _session_value(session.get(sid_key), f"{what} key {sid_key!r}") if sid_key else None
     roles = _roles(session.get(roles_key)) if roles_key else frozenset()
-    return Reading(as_identity(Identity(user_id, sid, roles)), f"{what} holds user {user_id!r}")
+    identity = as_identity(Identity(user_id, sid, roles))
+    if sid_key and sid is None:
+        # Logged in, but the proof cannot be bound to the login: a typo in session_id_key quietly
+        # undoes "logging out of the shop ends the proof".
+        return Reading(
+            identity,
+            f"{what} holds a user but no session_id_key {sid_key!r} (its keys: {_keys(session)}): "
+            "proofs are not bound to the login",
+            notable=True,
+        )
+    return Reading(identity, f"{what} holds user {user_id!r}")
+
+
+def _keys(session: dict[Any, Any]) -> str:
+    return ", ".join(sorted(str(k) for k in session)[:20])
 
 
 class SessionKeyResolver:

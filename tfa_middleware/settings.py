@@ -1036,6 +1036,24 @@ def _interfaces(data: Any, have_proxies: bool, problems: list[str]) -> dict[str,
                 f"interfaces.{iface.name}.path_prefix: {iface.path_prefix!r} is already used "
                 f"by interfaces.{other}"
             )
+    # One browser holds every interface's proof: two of the same name would overwrite each other,
+    # and one named like the shop's session cookie would replace the shop's login.
+    cookies: dict[str, str] = {}
+    session_cookies = {
+        i.identity.cookie: i.name for i in out.values() if i.identity.source == "starlette_session_cookie"
+    }
+    for iface in out.values():
+        other = cookies.setdefault(iface.proof_cookie, iface.name)
+        if other != iface.name:
+            problems.append(
+                f"interfaces.{iface.name}.proof_cookie: {iface.proof_cookie!r} is already used "
+                f"by interfaces.{other}"
+            )
+        if iface.proof_cookie in session_cookies:
+            problems.append(
+                f"interfaces.{iface.name}.proof_cookie: {iface.proof_cookie!r} is the shop's session "
+                f"cookie (interfaces.{session_cookies[iface.proof_cookie]}.identity.cookie)"
+            )
     return out
 
 
