@@ -97,6 +97,7 @@ _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 _SETTING = re.compile(r"""\bsecret_keys?["']?\s*[:=]\s*(.+)""")
 _QUOTED = re.compile(r"""["']([^"'\s]+)["']""")
 _KEY_NAME = re.compile(r"SECRET|^DEMO_")
+_CONSTANT = re.compile(r"[A-Z_][A-Z0-9_]*[),]*")
 
 
 def scanned_files() -> Iterator[Path]:
@@ -126,6 +127,8 @@ def keys_in_text(text: str) -> Iterator[str]:
         setting = _SETTING.search(line)
         if setting:
             value = setting.group(1).split(" #")[0]
+            if _CONSTANT.fullmatch(value.strip()):
+                continue  # Python in a Markdown example (secret_key=SHOP_SECRET): a name, not a key
             try:
                 parsed = yaml.safe_load(value)
             except yaml.YAMLError:
@@ -198,6 +201,7 @@ def test_the_scan_finds_the_keys_it_is_meant_to_find() -> None:
         ("  - secret_key: plain-yaml-value", ["plain-yaml-value"]),
         ("# as identity.secret_key: anyone can sign with it.", []),
         ('secret_keys: ["${TFA_SECRET_KEY}"]', []),
+        ("    Middleware(SessionMiddleware, secret_key=SHOP_SECRET),", []),
         ('x = "' + "k" * 20 + "-secret-" + "k" * 10 + '"', ["k" * 20 + "-secret-" + "k" * 10]),
     ],
 )
