@@ -138,9 +138,7 @@ class TwoFactor:
     ) -> TwoFactor:
         if on_event is None and settings.on_event:
             on_event = import_callable(settings.on_event, "on_event")
-        store = Store(
-            settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
-        )
+        store = Store.from_settings(settings)
         provider = build_provider(settings, store, clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
 

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from . import schema
 from .errors import SchemaOutdated, StoreUnavailable
-from .settings import PoolSettings
+from .settings import PoolSettings, Settings
 
 metadata = MetaData()
 
@@ -229,6 +229,13 @@ class Store:
         self._ready_lock = asyncio.Lock()
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The database of ``settings``, with its pool and ``auto_migrate``; nothing else is built."""
+        return cls(
+            settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()
