@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from tests.helpers import Cli
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.settings import LimitSettings, Settings
 from tfa_middleware.store import Store
@@ -182,6 +183,12 @@ class Harness:
         assert verified.status_code == 303, verified.text
         name = "tfa_admin" if prefix == "/admin" else "tfa_customer"
         return verified.cookies[name]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``tfa-middleware ARGS`` in this process (tests/helpers.py): returncode, stdout, stderr."""
+    return Cli(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
-"""The ``tfa-middleware`` command line, run as a real process: check-config and outbox."""
+"""The ``tfa-middleware`` command line: check-config and outbox, run in this process (``main``), and
+one smoke test per entry point run as a real process."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,61 +13,15 @@ import pytest
 import yaml
 
 from tests.conftest import ADMIN_PHONE, FakeClock
+from tests.helpers import SHOP_SECRET, TFA_KEY, Cli, config_file, run_process
 from tfa_middleware import TwoFactor, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-TFA_KEY = "cli-signing-key-0123456789-abcdefghijklmnopq"
-SHOP_SECRET = "cli-shop-secret-0123456789-zyxwvutsrqponm"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "PYTHONIOENCODING": "utf-8",
-        "TFA_KEY": TFA_KEY,
-        "SHOP_SECRET": SHOP_SECRET,
-        **(env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tfa_middleware.cli", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-
-
-def config_file(tmp_path: Path, database: Path | None = None) -> Path:
-    database = database or tmp_path / "tfa.sqlite3"
-    path = tmp_path / "tfa.yaml"
-    path.write_text(
-        f"""
-secret_keys: ["${{TFA_KEY}}"]
-database_url: "sqlite+aiosqlite:///{database}"
-interfaces:
-  admin:
-    path_prefix: /admin
-    exempt: [/admin/login]
-    identity:
-      from: starlette_session_cookie
-      secret_key: "${{SHOP_SECRET}}"
-      key: admin_id
-""",
-        encoding="utf-8",
-    )
-    return path
-
 
 # --------------------------------------------------------------------------- check-config
 
 
-def test_check_config_prints_the_masked_settings(tmp_path: Path) -> None:
+def test_check_config_prints_the_masked_settings(cli: Cli, tmp_path: Path) -> None:
     path = config_file(tmp_path)
-    result = run_cli("check-config", str(path))
+    result = cli("check-config", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     first, _, rest = result.stdout.partition("\n")
@@ -81,15 +34,15 @@ def test_check_config_prints_the_masked_settings(tmp_path: Path) -> None:
     assert SHOP_SECRET not in result.stdout
 
 
-def test_check_config_json(tmp_path: Path) -> None:
-    result = run_cli("check-config", "--json", str(config_file(tmp_path)))
+def test_check_config_json(cli: Cli, tmp_path: Path) -> None:
+    result = cli("check-config", "--json", str(config_file(tmp_path)))
     assert result.returncode == 0, result.stderr
     described = json.loads(result.stdout)
     assert described["interfaces"]["admin"]["proof_cookie"] == "tfa_admin"
     assert TFA_KEY not in result.stdout and SHOP_SECRET not in result.stdout
 
 
-def test_check_config_lists_every_problem_on_stderr(tmp_path: Path) -> None:
+def test_check_config_lists_every_problem_on_stderr(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(
         f"""
@@ -106,7 +59,7 @@ interfaces:
 """,
         encoding="utf-8",
     )
-    result = run_cli("check-config", str(path))
+    result = cli("check-config", str(path))
     assert result.returncode == 1
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -119,8 +72,8 @@ interfaces:
     assert TFA_KEY not in result.stderr
 
 
-def test_check_config_reports_a_missing_environment_variable(tmp_path: Path) -> None:
-    result = run_cli("check-config", str(config_file(tmp_path)), env={"SHOP_SECRET": ""})
+def test_check_config_reports_a_missing_environment_variable(cli: Cli, tmp_path: Path) -> None:
+    result = cli("check-config", str(config_file(tmp_path)), env={"SHOP_SECRET": ""})
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert (
@@ -140,11 +93,11 @@ def test_check_config_reports_a_missing_environment_variable(tmp_path: Path) -> 
         ),
     ],
 )
-def test_check_config_unusable_file(tmp_path: Path, content: str | None, expected: str) -> None:
+def test_check_config_unusable_file(cli: Cli, tmp_path: Path, content: str | None, expected: str) -> None:
     path = tmp_path / "tfa.yaml"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    result = run_cli("check-config", str(path))
+    result = cli("check-config", str(path))
     assert result.returncode == 1
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
@@ -154,8 +107,8 @@ def test_check_config_unusable_file(tmp_path: Path, content: str | None, expecte
 # --------------------------------------------------------------------------- outbox
 
 
-def test_outbox_on_an_empty_database_says_so(tmp_path: Path) -> None:
-    result = run_cli("outbox", "--config", str(config_file(tmp_path)))
+def test_outbox_on_an_empty_database_says_so(cli: Cli, tmp_path: Path) -> None:
+    result = cli("outbox", "--config", str(config_file(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "(the outbox is empty: ask for a code on the challenge page first)\n"
 
@@ -170,12 +123,12 @@ async def _send_a_code(path: Path) -> None:
         await service.close()
 
 
-def test_outbox_prints_a_sent_code_with_the_number_masked(tmp_path: Path) -> None:
+def test_outbox_prints_a_sent_code_with_the_number_masked(cli: Cli, tmp_path: Path) -> None:
     path = config_file(tmp_path)
     asyncio.run(_send_a_code(path))
     full_number = "".join(ADMIN_PHONE)
 
-    as_json = run_cli("outbox", "--config", str(path), "--json")
+    as_json = cli("outbox", "--config", str(path), "--json")
     assert as_json.returncode == 0, as_json.stderr
     [line] = as_json.stdout.splitlines()
     message = json.loads(line)
@@ -186,7 +139,7 @@ def test_outbox_prints_a_sent_code_with_the_number_masked(tmp_path: Path) -> Non
     assert re.search(r"\b\d{6}\b", message["body"])
     assert full_number not in as_json.stdout and ADMIN_PHONE[1] not in as_json.stdout
 
-    as_text = run_cli("outbox", "--config", str(path))
+    as_text = cli("outbox", "--config", str(path))
     assert as_text.returncode == 0, as_text.stderr
     assert "admin/alice  sms to +1 ••• ••• 0123" in as_text.stdout
     assert message["body"] in as_text.stdout
@@ -194,15 +147,28 @@ def test_outbox_prints_a_sent_code_with_the_number_masked(tmp_path: Path) -> Non
 
 
 def test_outbox_with_an_unusable_database_fails_cleanly(tmp_path: Path) -> None:
+    # A real process (`python -m tfa_middleware.cli`, the smoke test of that entry point): only at
+    # interpreter exit would an engine left open print its "Exception ignored" traceback.
     path = config_file(tmp_path, database=tmp_path / "no-such-dir" / "tfa.sqlite3")
-    result = run_cli("outbox", "--config", str(path))
+    result = run_process("outbox", "--config", str(path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("tfa-middleware: database ")
 
 
-def test_outbox_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
-    result = run_cli("outbox", "--config", str(config_file(tmp_path)), env={"TFA_KEY": "short"})
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    # The `tfa-middleware` script that pip installed next to this interpreter ([project.scripts]).
+    script = Path(sys.executable).with_name("tfa-middleware")
+    assert script.exists(), "the package is not installed: make setup"
+    path = config_file(tmp_path)
+    result = run_process("check-config", str(path), command=(str(script),))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"# {path}: valid\n")
+    assert TFA_KEY not in result.stdout and SHOP_SECRET not in result.stdout
+
+
+def test_outbox_with_a_bad_config_lists_the_problems(cli: Cli, tmp_path: Path) -> None:
+    result = cli("outbox", "--config", str(config_file(tmp_path)), env={"TFA_KEY": "short"})
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[1].startswith("  - secret_keys: item 0: must be at least 32 characters")

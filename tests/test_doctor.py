@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_PHONE, FakeClock
-from tests.test_cli import SHOP_SECRET, TFA_KEY, run_cli
+from tests.helpers import SHOP_SECRET, TFA_KEY, Cli
 from tests.test_identity import OTHER_SECRET, cookie_signed_at, real_session_cookie
 from tfa_middleware import TwoFactor, load_settings
 from tfa_middleware.cli import main
@@ -90,11 +90,11 @@ def create_tables(path: Path) -> None:
 # --------------------------------------------------------------------------- starlette_session_cookie
 
 
-def test_a_real_session_cookie_is_read_step_by_step(tmp_path: Path) -> None:
+def test_a_real_session_cookie_is_read_step_by_step(cli: Cli, tmp_path: Path) -> None:
     path = config(tmp_path)
     seed_phone(path, "alice")
     header, value = cookie_header({"admin_id": "alice", "cart": CART})
-    result = run_cli("doctor", "--config", str(path), "--cookie", header, "--path", "/admin/orders")
+    result = cli("doctor", "--config", str(path), "--cookie", header, "--path", "/admin/orders")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
@@ -214,7 +214,9 @@ def test_a_browser_logged_in_to_one_interface_is_nobody_on_another_without_faili
 # --------------------------------------------------------------------------- the other resolvers
 
 
-def test_a_callable_that_cannot_be_imported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_callable_that_cannot_be_imported(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = config(tmp_path, identity="{from: callable, path: nowhere_to_be_found.auth:current_admin}")
     code, out = doctor(capsys, path)
     assert code == 1
@@ -222,7 +224,7 @@ def test_a_callable_that_cannot_be_imported(tmp_path: Path, capsys: pytest.Captu
         "  [NO] interfaces.admin.identity.path: cannot import 'nowhere_to_be_found.auth:current_admin': "
         "ModuleNotFoundError" in out
     )
-    result = run_cli("check-config", str(path))
+    result = cli("check-config", str(path))
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.splitlines()[1].startswith(
@@ -230,14 +232,11 @@ def test_a_callable_that_cannot_be_imported(tmp_path: Path, capsys: pytest.Captu
     )
 
 
-def test_check_config_imports_on_event(tmp_path: Path) -> None:
-    result = run_cli("check-config", str(config(tmp_path, top="on_event: tfa_middleware.cli:no_such_hook")))
+def test_check_config_imports_on_event(cli: Cli, tmp_path: Path) -> None:
+    result = cli("check-config", str(config(tmp_path, top="on_event: tfa_middleware.cli:no_such_hook")))
     assert result.returncode == 1
     assert "  - on_event: cannot import 'tfa_middleware.cli:no_such_hook': AttributeError" in result.stderr
-    assert (
-        run_cli("check-config", str(config(tmp_path, top="on_event: tfa_middleware.cli:main"))).returncode
-        == 0
-    )
+    assert cli("check-config", str(config(tmp_path, top="on_event: tfa_middleware.cli:main"))).returncode == 0
 
 
 SHOP_AUTH = """
@@ -259,6 +258,7 @@ def broken_admin(scope):
     ("function", "kind"), [("sync_admin", "sync: run in a worker thread"), ("async_admin", "async")]
 )
 def test_a_callable_is_called_with_the_request(
+    cli: Cli,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -277,7 +277,7 @@ def test_a_callable_is_called_with_the_request(
     code, out = doctor(capsys, path, "--header", "X-Shop-Token: someone-else")
     assert code == 1
     assert "  [NO] the callable returned nobody" in out
-    assert run_cli("check-config", str(path), env={"PYTHONPATH": str(tmp_path)}).returncode == 0
+    assert cli("check-config", str(path)).returncode == 0
 
 
 def test_a_callable_that_raises(
@@ -424,10 +424,10 @@ def test_an_exempt_path_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "  /admin/login is exempt: the shop answers it without a second factor" in out
 
 
-def test_a_bad_config_is_listed_like_check_config(tmp_path: Path) -> None:
+def test_a_bad_config_is_listed_like_check_config(cli: Cli, tmp_path: Path) -> None:
     path = config(tmp_path, iface="path_prefix: /admin")  # path_prefix twice
     (tmp_path / "tfa.yaml").write_text(path.read_text().replace(TFA_KEY, "short"), encoding="utf-8")
-    result = run_cli("doctor", "--config", str(path))
+    result = cli("doctor", "--config", str(path))
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.startswith(f"invalid configuration in {path}:")

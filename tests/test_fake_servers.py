@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import Cli
 from tfa_middleware.testing import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -352,20 +353,6 @@ def test_serve_says_so_when_the_port_is_taken() -> None:
 # --------------------------------------------------------------------------- the command line
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run(
-        [sys.executable, "-m", "tfa_middleware.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
-
-
 def settings_file(tmp_path: Path, provider: str) -> Path:
     path = tmp_path / "tfa.yaml"
     path.write_text(
@@ -384,7 +371,7 @@ interfaces:
     return path
 
 
-def test_check_config_online_asks_authy_about_the_key(tmp_path: Path) -> None:
+def test_check_config_online_asks_authy_about_the_key(cli: Cli, tmp_path: Path) -> None:
     with serve(FakeAuthy()) as url:
         good = settings_file(
             tmp_path,
@@ -402,7 +389,7 @@ def test_check_config_online_asks_authy_about_the_key(tmp_path: Path) -> None:
     assert "wrong-key" not in result.stdout + result.stderr
 
 
-def test_check_config_online_fetches_the_verify_service(tmp_path: Path) -> None:
+def test_check_config_online_fetches_the_verify_service(cli: Cli, tmp_path: Path) -> None:
     with serve(FakeTwilioVerify()) as url:
         lines = [
             "  name: twilio_verify",
@@ -421,13 +408,13 @@ def test_check_config_online_fetches_the_verify_service(tmp_path: Path) -> None:
     assert FAKE_AUTH_TOKEN not in result.stdout + result.stderr
 
 
-def test_check_config_online_without_production_mode_has_nothing_to_ask(tmp_path: Path) -> None:
+def test_check_config_online_without_production_mode_has_nothing_to_ask(cli: Cli, tmp_path: Path) -> None:
     result = cli("check-config", str(settings_file(tmp_path, "  name: authy")), "--online")
     assert result.returncode == 0
     assert "the sandbox is used and nothing is sent: nothing to check" in result.stdout
 
 
-def test_check_config_online_when_the_provider_is_down(tmp_path: Path) -> None:
+def test_check_config_online_when_the_provider_is_down(cli: Cli, tmp_path: Path) -> None:
     with serve(FakeAuthy()) as url:
         pass
     path = settings_file(tmp_path, f"  name: authy\n  production_mode: true\n  api_key: k\n  api_url: {url}")

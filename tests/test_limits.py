@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import RELAXED_LIMITS, FakeClock, Harness, config
 from tfa_middleware import InvalidPhoneNumber, ProviderUnavailable, TwoFactor, settings_from_mapping
 from tfa_middleware.limits import Refusal
+from tfa_middleware.logging import JsonFormatter
 from tfa_middleware.providers.base import CheckResult, SendResult, Target
 from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.service import RequestInfo, SendStatus, VerifyStatus
@@ -486,16 +487,17 @@ def test_relaxed_test_limits_are_not_what_shops_get() -> None:
 # ---------------------------------------------------------------------------- the audit log
 
 
-async def test_every_event_is_also_one_json_log_line(
+async def test_every_event_is_also_a_log_line_with_its_fields(
     limited: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="tfa_middleware.audit")
     alice = {**limited.as_user("alice"), "user-agent": "Firefox/200"}
     await limited.send(alice)
     await limited.verify(alice, "000000" if await limited.latest_code() != "000000" else "111111")
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tfa_middleware.audit"]
-    assert [line["event"] for line in lines] == ["code_sent", "verify_failed"]
-    assert lines[0] | {"at": 0} == {
+    records = [r for r in caplog.records if r.name == "tfa_middleware.audit"]
+    assert [r.getMessage() for r in records] == ["code_sent admin/alice", "verify_failed admin/alice"]
+    fields = records[0].tfa_event
+    assert fields | {"at": 0} == {
         "at": 0,
         "interface": "admin",
         "user_id": "alice",
@@ -506,6 +508,16 @@ async def test_every_event_is_also_one_json_log_line(
         "to": "+1 ••• ••• 0123",
         "purpose": "login",
     }
+    # The formatter prints the fields once, as JSON values, not as a JSON string in a message.
+    line = json.loads(JsonFormatter().format(records[0]))
+    assert line == {
+        **fields,
+        "time": line["time"],
+        "level": "INFO",
+        "logger": "tfa_middleware.audit",
+        "message": "code_sent admin/alice",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["time"])
     assert [e.kind for e in await limited.service.store.events("admin", "alice")][-2:] == [
         "code_sent",
         "verify_failed",

@@ -3,16 +3,16 @@ and a PostgreSQL deployment on an old schema fails closed with the command to ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import insert
 
 from tests.conftest import T0, Harness, config, live_code
-from tests.test_cli import run_cli
+from tests.helpers import Cli, CliResult
 from tfa_middleware import ConfigError, SchemaOutdated, settings_from_mapping
 from tfa_middleware import schema as schema_module
 from tfa_middleware.store import AuditEvent, Store, codes, sends
@@ -31,11 +31,10 @@ def settings_file(tmp_path: Path, url: str, **extra: str) -> Path:
     return path
 
 
-def cli_db(config_path: Path, *args: str) -> Any:
-    return run_cli("db", *args, "--config", str(config_path))
+def walk_the_db_commands(cli: Cli, tmp_path: Path, url: str) -> None:
+    def cli_db(config_path: Path, *args: str) -> CliResult:
+        return cli("db", *args, "--config", str(config_path))
 
-
-def walk_the_db_commands(tmp_path: Path, url: str) -> None:
     path = settings_file(tmp_path, url)
     behind = cli_db(path, "check")
     assert behind.returncode == 1
@@ -50,15 +49,16 @@ def walk_the_db_commands(tmp_path: Path, url: str) -> None:
     assert cli_db(path, "check").returncode == 0
 
 
-def test_the_db_commands_bring_an_empty_sqlite_database_to_this_release(tmp_path: Path) -> None:
-    walk_the_db_commands(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}")
+def test_the_db_commands_bring_an_empty_sqlite_database_to_this_release(cli: Cli, tmp_path: Path) -> None:
+    walk_the_db_commands(cli, tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'fresh.sqlite3'}")
 
 
 @pytest.mark.postgres
 async def test_the_db_commands_bring_an_empty_postgresql_database_to_this_release(
-    tmp_path: Path, postgres_database: str
+    cli: Cli, tmp_path: Path, postgres_database: str
 ) -> None:
-    walk_the_db_commands(tmp_path, postgres_database)
+    # main runs its own event loop (asyncio.run): in a thread, beside this test's loop.
+    await asyncio.to_thread(walk_the_db_commands, cli, tmp_path, postgres_database)
 
 
 async def test_the_models_and_the_migrations_agree(store: Store) -> None:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port, uvicorn_server
-from tests.test_cli import run_cli
+from tests.helpers import Cli
 from tfa_middleware import TwoFactor, load_settings
 
 pytestmark = pytest.mark.postgres
@@ -93,9 +93,12 @@ async def latest_code(tfa: TwoFactor, user: str) -> str:
 
 
 @pytest.fixture
-async def four_workers(postgres_database: str, tmp_path: Path) -> AsyncIterator[tuple[str, TwoFactor]]:
+async def four_workers(
+    cli: Cli, postgres_database: str, tmp_path: Path
+) -> AsyncIterator[tuple[str, TwoFactor]]:
     config = write_settings(tmp_path, postgres_database)
-    upgraded = run_cli("db", "upgrade", "--config", str(config))
+    # main runs its own event loop (asyncio.run): in a thread, beside this fixture's loop.
+    upgraded = await asyncio.to_thread(cli, "db", "upgrade", "--config", str(config))
     assert upgraded.returncode == 0, upgraded.stderr
     async with service(config) as tfa:
         for user, number in USERS.items():
@@ -212,10 +215,10 @@ class CuttableProxy:
 
 
 async def test_a_database_outage_fails_closed_keeps_proofs_working_and_heals(
-    postgres_database: str, tmp_path: Path
+    cli: Cli, postgres_database: str, tmp_path: Path
 ) -> None:
     direct = write_settings(tmp_path, postgres_database)
-    assert run_cli("db", "upgrade", "--config", str(direct)).returncode == 0
+    assert (await asyncio.to_thread(cli, "db", "upgrade", "--config", str(direct))).returncode == 0
     database = make_url(postgres_database)
     proxy = CuttableProxy(database.port or 5432)
     await proxy.start()

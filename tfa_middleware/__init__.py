@@ -19,11 +19,13 @@ from .middleware import SCOPE_KEY, TwoFactorMiddleware
 from .proof import Proof
 from .service import EnrollmentStatus, RequestInfo, TwoFactor
 from .settings import Settings, load_settings, settings_from_mapping
+from .store import AuditEvent
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCOPE_KEY",
+    "AuditEvent",
     "ConfigError",
     "EnrollmentStatus",
     "Identity",

@@ -14,20 +14,26 @@ Every change is an audit event naming the operating-system user who made it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import re
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
 from .errors import InvalidInput, StoreUnavailable
 from .service import EnrollmentStatus, RequestInfo, TwoFactor
-from .settings import load_settings
+from .settings import Settings, load_settings
+from .store import Store
 
-USER_ACTIONS = ("require-enrollment", "reset", "delete", "unlock")
+Handler = Callable[[argparse.Namespace], int]
+"""A subcommand, set with ``set_defaults(handler=...)``: the parsed arguments in, the exit status out."""
+ServiceCommand = Callable[[TwoFactor, argparse.Namespace], Awaitable[int]]
+StoreCommand = Callable[[Store, Settings, argparse.Namespace], Awaitable[int]]
 
 
 def register(commands: Any) -> None:
@@ -39,9 +45,11 @@ def register(commands: Any) -> None:
     listing.add_argument("--interface", help="only this interface")
     listing.add_argument("--search", default="", help="user ids starting with this")
     listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=_with_service(_list))
 
     show = actions.add_parser("show", help="one user's second factor")
     _common(show, user=True)
+    show.set_defaults(handler=_with_service(_show))
 
     set_phone = actions.add_parser("set-phone", help="give a user a phone (active at once)")
     _common(set_phone, user=True)
@@ -50,22 +58,28 @@ def register(commands: Any) -> None:
     set_phone.add_argument(
         "--unconfirmed", action="store_true", help="the user confirms it with a code at the next sign-in"
     )
-    for action in USER_ACTIONS:
-        _common(actions.add_parser(action, help=_HELP[action]), user=True)
+    set_phone.set_defaults(handler=_with_service(_set_phone))
+    for action, (act, text) in _USER_ACTIONS.items():
+        parser = actions.add_parser(action, help=text)
+        _common(parser, user=True)
+        parser.set_defaults(handler=_with_service(act))
 
+    # The schema commands need the database only: no provider, no HTTP client, and no import of the
+    # shop's on_event, so an upgrade runs before the shop's code for this release is even installed.
     db = commands.add_parser("db", help="the database schema and old rows")
     db_actions = db.add_subparsers(dest="db_command", required=True)
-    for name, text in (
-        ("upgrade", "bring the schema up to this release (run before starting a new release)"),
-        ("current", "print the schema revision of the database and of this release"),
-        ("check", "exit 1 when the database schema is behind this release"),
+    for name, command, text in (
+        ("upgrade", _upgrade, "bring the schema up to this release (run before starting a new release)"),
+        ("current", _current, "print the schema revision of the database and of this release"),
+        ("check", _check, "exit 1 when the database schema is behind this release"),
     ):
-        db_actions.add_parser(name, help=text).add_argument(
-            "--config", required=True, help="the settings file"
-        )
+        parser = db_actions.add_parser(name, help=text)
+        parser.add_argument("--config", required=True, help="the settings file")
+        parser.set_defaults(handler=_with_store(command))
     purge = db_actions.add_parser("purge", help="delete old audit events, outbox messages and spent codes")
     purge.add_argument("--config", required=True, help="the settings file")
     purge.add_argument("--older-than", required=True, help="an age such as 90d or 12h")
+    purge.set_defaults(handler=_with_store(_purge))
 
     audit = commands.add_parser("audit", help="the audit log: sends, verifies, locks, changes")
     audit.add_argument("--config", required=True, help="the settings file")
@@ -74,14 +88,7 @@ def register(commands: Any) -> None:
     audit.add_argument("--since", help="24h, 7d, 90m, or a date/time like 2026-11-01 or 2026-11-01T12:00")
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
-
-
-_HELP = {
-    "require-enrollment": "make the user set up their phone again at the next sign-in",
-    "reset": "forget the user's phone and revoke every proof (they enroll again)",
-    "delete": "remove the user's second factor entirely (the shop deleted the account)",
-    "unlock": "lift a lock set by wrong codes",
-}
+    audit.set_defaults(handler=_with_store(_audit))
 
 
 def _common(parser: argparse.ArgumentParser, *, user: bool = False) -> None:
@@ -92,14 +99,24 @@ def _common(parser: argparse.ArgumentParser, *, user: bool = False) -> None:
         parser.add_argument("user_id", help="the shop's user id")
 
 
-async def run(args: argparse.Namespace) -> int:
+def _with_service(command: ServiceCommand) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        return asyncio.run(_on_service(command, args))
+
+    return handler
+
+
+def _with_store(command: StoreCommand) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        return asyncio.run(_on_store(command, args))
+
+    return handler
+
+
+async def _on_service(command: ServiceCommand, args: argparse.Namespace) -> int:
     tfa = TwoFactor.from_settings(load_settings(args.config))
     try:
-        if args.command == "audit":
-            return await _audit(tfa, args)
-        if args.command == "db":
-            return await _db(tfa, args)
-        return await _users(tfa, args)
+        return await command(tfa, args)
     except (InvalidInput, StoreUnavailable) as exc:
         print(f"tfa-middleware: {exc}", file=sys.stderr)
         return 1
@@ -107,37 +124,104 @@ async def run(args: argparse.Namespace) -> int:
         await tfa.close()
 
 
-async def _users(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    command = args.users_command
-    if command == "list":
-        rows = await tfa.users(args.interface, search=args.search, limit=max(1, args.limit))
-        _print_users(rows, args.json)
-        return 0
-    who = RequestInfo(actor=f"cli:{getpass.getuser()}")
-    interface, user_id = args.interface, args.user_id
-    if command == "set-phone":
-        status = await tfa.set_phone(
-            interface, user_id, args.country_code, args.number, confirmed=not args.unconfirmed, request=who
-        )
-        _print_users([status], args.json)
-        return 0
-    current = await tfa.status(interface, user_id)  # validates the interface and the id
-    if current.state == "none" and not current.generation:
-        print(f"tfa-middleware: {interface} user {user_id!r} has no second factor here", file=sys.stderr)
+async def _on_store(command: StoreCommand, args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    store = Store.from_settings(settings)
+    try:
+        return await command(store, settings, args)
+    except (InvalidInput, StoreUnavailable) as exc:
+        print(f"tfa-middleware: {exc}", file=sys.stderr)
         return 1
-    if command == "require-enrollment":
-        current = await tfa.require_enrollment(interface, user_id, request=who)
-    elif command == "reset":
-        current = await tfa.reset(interface, user_id, request=who)
-    elif command == "delete":
-        await tfa.delete(interface, user_id, request=who)
-        print(json.dumps({"deleted": True}) if args.json else f"{interface} user {user_id} deleted")
-        return 0
-    elif command == "unlock":
-        await tfa.unlock(interface, user_id, request=who)
-        current = await tfa.status(interface, user_id)
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- users
+
+
+async def _list(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    rows = await tfa.users(args.interface, search=args.search, limit=max(1, args.limit))
+    _print_users(rows, args.json)
+    return 0
+
+
+async def _set_phone(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    status = await tfa.set_phone(
+        args.interface,
+        args.user_id,
+        args.country_code,
+        args.number,
+        confirmed=not args.unconfirmed,
+        request=_who(),
+    )
+    _print_users([status], args.json)
+    return 0
+
+
+async def _existing(tfa: TwoFactor, args: argparse.Namespace) -> EnrollmentStatus | None:
+    """The user's status (validating the interface and the id); None, said on stderr, if they have
+    no second factor here: the actions below would only record events about nobody."""
+    current = await tfa.status(args.interface, args.user_id)
+    if current.state == "none" and not current.generation:
+        print(
+            f"tfa-middleware: {args.interface} user {args.user_id!r} has no second factor here",
+            file=sys.stderr,
+        )
+        return None
+    return current
+
+
+async def _show(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    current = await _existing(tfa, args)
+    if current is None:
+        return 1
     _print_users([current], args.json)
     return 0
+
+
+async def _require_enrollment(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    if await _existing(tfa, args) is None:
+        return 1
+    _print_users([await tfa.require_enrollment(args.interface, args.user_id, request=_who())], args.json)
+    return 0
+
+
+async def _reset(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    if await _existing(tfa, args) is None:
+        return 1
+    _print_users([await tfa.reset(args.interface, args.user_id, request=_who())], args.json)
+    return 0
+
+
+async def _delete(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    if await _existing(tfa, args) is None:
+        return 1
+    await tfa.delete(args.interface, args.user_id, request=_who())
+    print(json.dumps({"deleted": True}) if args.json else f"{args.interface} user {args.user_id} deleted")
+    return 0
+
+
+async def _unlock(tfa: TwoFactor, args: argparse.Namespace) -> int:
+    if await _existing(tfa, args) is None:
+        return 1
+    await tfa.unlock(args.interface, args.user_id, request=_who())
+    _print_users([await tfa.status(args.interface, args.user_id)], args.json)
+    return 0
+
+
+_USER_ACTIONS: dict[str, tuple[ServiceCommand, str]] = {
+    "require-enrollment": (
+        _require_enrollment,
+        "make the user set up their phone again at the next sign-in",
+    ),
+    "reset": (_reset, "forget the user's phone and revoke every proof (they enroll again)"),
+    "delete": (_delete, "remove the user's second factor entirely (the shop deleted the account)"),
+    "unlock": (_unlock, "lift a lock set by wrong codes"),
+}
+
+
+def _who() -> RequestInfo:
+    return RequestInfo(actor=f"cli:{getpass.getuser()}")
 
 
 def _print_users(rows: list[EnrollmentStatus], as_json: bool) -> None:
@@ -167,11 +251,11 @@ def _print_users(rows: list[EnrollmentStatus], as_json: bool) -> None:
         print("(no users)")
 
 
-async def _audit(tfa: TwoFactor, args: argparse.Namespace) -> int:
+async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     if args.interface is not None:
-        tfa.settings.interface(args.interface)
+        settings.interface(args.interface)  # raises UnknownInterface
     since = parse_since(args.since, time.time()) if args.since else None
-    events = await tfa.store.events(args.interface, args.user, limit=max(1, args.limit), since=since)
+    events = await store.events(args.interface, args.user, limit=max(1, args.limit), since=since)
     for e in events:
         if args.json:
             print(
@@ -196,28 +280,35 @@ async def _audit(tfa: TwoFactor, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _db(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    store, release = tfa.store, schema.head()
-    if args.db_command == "upgrade":
-        before, after = await store.upgrade_schema()
-        print(
-            f"database schema: {before or 'empty'} -> {after}" if before != after else f"already at {after}"
-        )
-        return 0
+# ---------------------------------------------------------------------------- db
+
+
+async def _upgrade(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    before, after = await store.upgrade_schema()
+    print(f"database schema: {before or 'empty'} -> {after}" if before != after else f"already at {after}")
+    return 0
+
+
+async def _current(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     found = await store.schema_revision()
-    if args.db_command == "current":
-        print(f"database: {found or 'empty (no tables yet)'}\nthis release: {release}")
+    print(f"database: {found or 'empty (no tables yet)'}\nthis release: {schema.head()}")
+    return 0
+
+
+async def _check(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+    found, release = await store.schema_revision(), schema.head()
+    if found == release:
+        print(f"up to date ({release})")
         return 0
-    if args.db_command == "check":
-        if found == release:
-            print(f"up to date ({release})")
-            return 0
-        print(
-            f"the database schema is at {found or 'nothing'} but this release needs {release}: "
-            f"run `tfa-middleware db upgrade --config {args.config}`",
-            file=sys.stderr,
-        )
-        return 1
+    print(
+        f"the database schema is at {found or 'nothing'} but this release needs {release}: "
+        f"run `tfa-middleware db upgrade --config {args.config}`",
+        file=sys.stderr,
+    )
+    return 1
+
+
+async def _purge(store: Store, settings: Settings, args: argparse.Namespace) -> int:
     if not re.fullmatch(r"\d+[mhd]", args.older_than.strip()):
         raise InvalidInput(f"--older-than {args.older_than!r}: use an age such as 90d, 12h or 30m")
     now = time.time()

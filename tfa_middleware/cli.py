@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import yaml
 
 from . import admin_cli, doctor
+from .admin_cli import Handler
 from .asgi import HostilePath, canonical_path
 from .errors import ConfigError, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
@@ -42,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--online", action="store_true", help="also ask the provider whether it accepts the credentials"
     )
+    check.set_defaults(handler=_check_config_command)
 
     diag = commands.add_parser(
         "doctor", help="what the middleware makes of a logged-in browser's request, and risky settings"
@@ -66,11 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="127.0.0.1",
         help="the address the request comes from, for from: header (default 127.0.0.1)",
     )
+    diag.set_defaults(handler=_doctor_command)
 
     out = commands.add_parser("outbox", help="print the sandbox outbox (codes sent in test mode)")
     out.add_argument("--config", required=True, help="the settings file")
     out.add_argument("--limit", type=int, default=10, help="how many of the latest messages (default 10)")
     out.add_argument("--json", action="store_true", help="one JSON object per line")
+    out.set_defaults(handler=_outbox_command)
 
     fake = commands.add_parser(
         "fake-provider", help="run a fake Authy or Twilio Verify API (codes are printed, nothing is sent)"
@@ -78,36 +82,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("provider", choices=["authy", "twilio_verify"])
     fake.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     fake.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks a free port")
+    fake.set_defaults(handler=_fake_provider_command)
 
     admin_cli.register(commands)
 
     args = parser.parse_args(argv)
-    if args.command in ("check-config", "doctor") and os.getcwd() not in sys.path:
-        # uvicorn and gunicorn put the working directory on sys.path: the shop's callables must
-        # import here as they do at start (the installed script's sys.path[0] is its bin folder).
-        sys.path.insert(0, os.getcwd())
+    handler: Handler = args.handler
     try:
-        if args.command in ("users", "audit", "db"):
-            return asyncio.run(admin_cli.run(args))
-        if args.command == "check-config":
-            code = _check_config(args.file, args.json)
-            return asyncio.run(_check_online(load_settings(args.file))) if args.online else code
-        if args.command == "doctor":
-            settings = load_settings(args.config)
-            return asyncio.run(
-                doctor.doctor(
-                    settings, cookie=args.cookie, headers=args.header, path=args.path, peer=args.peer
-                )
-            )
-        if args.command == "fake-provider":
-            return _fake_provider(args.provider, args.host, args.port)
-        return asyncio.run(_outbox(load_settings(args.config), args.limit, args.json))
+        return handler(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     except StoreUnavailable as exc:
         print(f"tfa-middleware: {exc}", file=sys.stderr)
         return 1
+
+
+def _shop_importable() -> None:
+    # uvicorn and gunicorn put the working directory on sys.path: the shop's callables must
+    # import here as they do at start (the installed script's sys.path[0] is its bin folder).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _check_config_command(args: argparse.Namespace) -> int:
+    _shop_importable()
+    code = _check_config(args.file, args.json)
+    return asyncio.run(_check_online(load_settings(args.file))) if args.online else code
+
+
+def _doctor_command(args: argparse.Namespace) -> int:
+    _shop_importable()
+    settings = load_settings(args.config)
+    return asyncio.run(
+        doctor.doctor(settings, cookie=args.cookie, headers=args.header, path=args.path, peer=args.peer)
+    )
+
+
+def _fake_provider_command(args: argparse.Namespace) -> int:
+    return _fake_provider(args.provider, args.host, args.port)
+
+
+def _outbox_command(args: argparse.Namespace) -> int:
+    return asyncio.run(_outbox(load_settings(args.config), args.limit, args.json))
 
 
 def _check_config(path: str, as_json: bool) -> int:

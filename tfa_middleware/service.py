@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ from . import phone as phones
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
+from .logging import EVENT_FIELD
 from .proof import CLOCK_SKEW_SECONDS, session_digest
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.build import build_provider
@@ -28,7 +28,8 @@ from .settings import Settings
 from .store import AuditEvent, Enrollment, Store
 
 log = logging.getLogger("tfa_middleware")
-# One JSON line per audit event, at INFO: route this logger to a file or a collector to keep them.
+# One line per audit event, at INFO, its fields in record.tfa_event (tfa_middleware.logging): route
+# this logger to a file or a collector to keep them.
 audit_log = logging.getLogger("tfa_middleware.audit")
 
 EventHook = Callable[[AuditEvent], Awaitable[None] | None]
@@ -138,9 +139,7 @@ class TwoFactor:
     ) -> TwoFactor:
         if on_event is None and settings.on_event:
             on_event = import_callable(settings.on_event, "on_event")
-        store = Store(
-            settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
-        )
+        store = Store.from_settings(settings)
         provider = build_provider(settings, store, clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
 
@@ -626,23 +625,20 @@ class TwoFactor:
         )
 
     async def _announce(self, item: AuditEvent) -> None:
-        """An event already stored goes to the JSON audit log and the shop's hook."""
+        """An event already stored goes to the audit log and the shop's hook."""
         if audit_log.isEnabledFor(logging.INFO):
-            audit_log.info(
-                "%s",
-                json.dumps(
-                    {
-                        "at": item.at,
-                        "interface": item.interface,
-                        "user_id": item.user_id,
-                        "event": item.kind,
-                        "ip": item.ip,
-                        "user_agent": item.user_agent,
-                        **dict(item.detail or {}),
-                    },
-                    ensure_ascii=False,
-                ),
-            )
+            # The fields travel as data, not as a JSON message, so a JSON formatter (ours in
+            # tfa_middleware.logging, or the collector's) encodes them once.
+            fields = {
+                "at": item.at,
+                "interface": item.interface,
+                "user_id": item.user_id,
+                "event": item.kind,
+                "ip": item.ip,
+                "user_agent": item.user_agent,
+                **dict(item.detail or {}),
+            }
+            audit_log.info("%s %s/%s", item.kind, item.interface, item.user_id, extra={EVENT_FIELD: fields})
         if self.on_event is not None:
             try:
                 result = self.on_event(item)

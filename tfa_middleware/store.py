@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from . import schema
 from .errors import SchemaOutdated, StoreUnavailable
-from .settings import PoolSettings
+from .settings import PoolSettings, Settings
 
 metadata = MetaData()
 
@@ -197,6 +197,16 @@ class OutboxMessage:
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
+    """One audit event, as stored and as the ``on_event`` hook receives it: ``at`` (Unix time),
+    ``interface``, ``user_id``, ``kind`` (``code_sent``, ``verify_ok``, ``verify_failed``, ``locked``,
+    ``phone_set``, ``reset``, …), the client's ``ip`` and ``user_agent``, and ``detail`` (masked
+    number ``to``, ``by`` for an administrator's change, …). Never a code or a full number::
+
+        async def on_event(event: AuditEvent) -> None:
+            if event.kind == "enrollment_required":
+                await shop.force_password_change(event.user_id)
+    """
+
     at: float
     interface: str
     user_id: str
@@ -229,6 +239,13 @@ class Store:
         self._ready_lock = asyncio.Lock()
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The database of ``settings``, with its pool and ``auto_migrate``; nothing else is built."""
+        return cls(
+            settings.database_url.reveal(), auto_migrate=settings.auto_migrate, pool=settings.database_pool
+        )
 
     async def close(self) -> None:
         await self.engine.dispose()
