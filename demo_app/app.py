@@ -74,4 +74,4 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
     if shop_secret() == DEMO_SHOP_SECRET:
         log.warning("SHOP_SECRET is not set: using the public demo secret (fine for the demo only)")
     shop = build_shop(tfa=tfa, lifespan=lifespan)
-    return TwoFactorMiddleware(shop, settings, service=tfa)
+    return TwoFactorMiddleware(shop, service=tfa)
