@@ -226,7 +226,8 @@ class TwoFactorMiddleware:
         except Exception as exc:
             if answered:
                 raise  # the app runs the lifespan and failed in it: the server decides what follows
-            log.debug("the app does not handle the ASGI lifespan (%r); answering it alone", exc)
+            # Not a failed startup: a framework's app answers lifespan.startup.failed before it raises.
+            log.info("the app does not handle the ASGI lifespan (%r); the middleware answers it", exc)
         if answered:
             return
         if "lifespan.startup" not in received:
