@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,6 +66,31 @@ async def test_from_yaml_and_async_with_close_the_engine(tmp_path: Path) -> None
         assert pooled(tfa) == 1 and not tfa.closed
     assert tfa.closed and pooled(tfa) == 0
     await tfa.close()  # a second close (lifespan and async with both) is harmless
+
+
+class StuckProvider:
+    """The sandbox, but its close never finishes: a provider or database that stopped answering."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def close(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_close_gives_up_on_a_peer_that_does_not_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A server's shutdown waits for the lifespan, and so for this close: it must end.
+    built = TwoFactor.from_yaml(write_config(tmp_path))
+    tfa = TwoFactor(built.settings, built.store, StuckProvider(built.provider))
+    tfa.close_timeout_seconds = 0.05
+    await tfa.close()
+    assert tfa.closed
+    assert any("does not answer" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
 def test_from_yaml_names_every_problem(tmp_path: Path) -> None:

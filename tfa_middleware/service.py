@@ -10,6 +10,7 @@ Nothing here knows about HTTP; the pages pass who asked (``RequestInfo``) for th
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import json
@@ -141,6 +142,7 @@ class TwoFactor:
         self.on_event = on_event
         self._fingerprint_checked = False
         self._closed = False
+        self.close_timeout_seconds = 5.0  # see close()
         self.limits = Limits(settings.limits, store, settings.secret_keys[-1].reveal().encode())
 
     @classmethod
@@ -176,14 +178,31 @@ class TwoFactor:
 
     async def close(self) -> None:
         """Close the provider's HTTP client and the database engine. A second call does nothing,
-        so the shop's lifespan and an ``async with`` around the same service cannot collide."""
+        so the shop's lifespan and an ``async with`` around the same service cannot collide.
+
+        It gives up after ``close_timeout_seconds``: closing a pooled connection waits for the
+        database's goodbye, and a database that stopped answering must not hold a server's
+        shutdown forever (the process's exit drops the connections anyway).
+        """
         if self._closed:
             return
         self._closed = True
         try:
-            await self.provider.close()
-        finally:
-            await self.store.close()
+            await asyncio.wait_for(self._close(), self.close_timeout_seconds)
+        except TimeoutError:
+            log.warning(
+                "closing the two-factor service took over %s s (the database or the provider does not "
+                "answer); its connections are left to the process's exit",
+                self.close_timeout_seconds,
+            )
+
+    async def _close(self) -> None:
+        # Both at once: one that fails or hangs must not keep the other open, and a timeout
+        # cancels both.
+        results = await asyncio.gather(self.provider.close(), self.store.close(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def __aenter__(self) -> TwoFactor:
         return self
