@@ -137,7 +137,7 @@ class Outcome:
 async def measure(store: RecordingStore, clients: int, rounds: int) -> Outcome:
     settings = bench_settings(sqlite_url("/unused"))  # the store is given: this URL is never opened
     service = service_on(store, settings)
-    app = TwoFactorMiddleware(shop(), settings, service=service)
+    app = TwoFactorMiddleware(shop(), service=service)
     users = [f"user-{n:05d}" for n in range(clients * rounds)]
     for n, user in enumerate(users):
         await service.set_phone("admin", user, "1", phone_number(n), confirmed=True)

@@ -139,12 +139,16 @@ async def run(report: Report, *, requests: int, rounds: int = 6) -> None:
         service = TwoFactor.from_settings(settings)
         try:
             await service.set_phone("admin", USER, "1", "2015550123", confirmed=True)
-            demo = TwoFactorMiddleware(shop(), settings, service=service)
-            plain = TwoFactorMiddleware(
-                shop(), settings, service=service, resolvers={"admin": fixed_identity}
+            demo = TwoFactorMiddleware(shop(), service=service)
+            plain = TwoFactorMiddleware(shop(), service=service, resolvers={"admin": fixed_identity})
+            # Other identity settings over the same database and provider, so one enrollment and
+            # one proof serve every case; `service` alone closes them.
+            configured = TwoFactorMiddleware(
+                shop(), service=TwoFactor(via_config, service.store, service.provider)
             )
-            configured = TwoFactorMiddleware(shop(), via_config, service=service)
-            threaded = TwoFactorMiddleware(shop(), via_thread, service=service)
+            threaded = TwoFactorMiddleware(
+                shop(), service=TwoFactor(via_thread, service.store, service.provider)
+            )
             session = session_cookie(USER, SID)
             proof = await pass_challenge(demo, service, session)
             both = f"{SESSION_COOKIE}={session}; tfa_admin={proof}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from tfa_middleware import TwoFactor, TwoFactorMiddleware, load_settings
+from tfa_middleware import TwoFactor, TwoFactorMiddleware
 
 from .shop import DEMO_SHOP_SECRET, build_shop, shop_secret
 
@@ -55,16 +55,14 @@ async def seed_phones(tfa: TwoFactor) -> None:
 
 def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
     """Build the demo: settings from ``config_path``, else $TFA_DEMO_CONFIG, else demo_app/config.yaml."""
-    settings = load_settings(config_path or os.environ.get("TFA_DEMO_CONFIG") or DEFAULT_CONFIG)
-    tfa = TwoFactor.from_settings(settings)
+    tfa = TwoFactor.from_yaml(config_path or os.environ.get("TFA_DEMO_CONFIG") or DEFAULT_CONFIG)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
+        # The service is shared with the middleware below, which leaves closing it to us.
+        async with tfa:
             await seed_phones(tfa)
             yield
-        finally:
-            await tfa.close()
 
     # An empty variable counts as unset, as the config's ${TFA_SECRET_KEY:-...} reads it.
     if not os.environ.get("TFA_SECRET_KEY"):
@@ -74,4 +72,4 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
     if shop_secret() == DEMO_SHOP_SECRET:
         log.warning("SHOP_SECRET is not set: using the public demo secret (fine for the demo only)")
     shop = build_shop(tfa=tfa, lifespan=lifespan)
-    return TwoFactorMiddleware(shop, settings, service=tfa)
+    return TwoFactorMiddleware(shop, service=tfa)

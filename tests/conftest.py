@@ -207,7 +207,7 @@ async def make_harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callab
         service = TwoFactor.from_settings(settings, clock=clock, on_event=on_event)
         queries = QueryCounter()
         event.listen(service.store.engine.sync_engine, "before_cursor_execute", queries)
-        middleware = TwoFactorMiddleware(app or shop_app(), settings, service=service, clock=clock)
+        middleware = TwoFactorMiddleware(app or shop_app(), service=service, clock=clock)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url="http://shop.test")
         harness = Harness(settings, service, middleware, client, clock, queries)
         made.append(harness)

@@ -168,7 +168,7 @@ async def test_the_demo_logout_ends_a_copied_session_and_proof(
     clock = FakeClock()
     settings = load_settings(DEFAULT_CONFIG)
     tfa = TwoFactor.from_settings(settings, clock=clock)
-    app = TwoFactorMiddleware(build_shop(tfa=tfa), settings, service=tfa, clock=clock)
+    app = TwoFactorMiddleware(build_shop(tfa=tfa), service=tfa, clock=clock)
     headers = {"accept": "text/html"}
     try:
         await seed_phones(tfa)

@@ -3,6 +3,7 @@ it names every setting the loader knows."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,12 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     head = readme[: readme.index("## ")]
     assert "make demo" in head and "make test" in head
+
+
+def test_the_readme_python_examples_parse() -> None:
+    # The examples are copied into shops as they are: a typo in one is a shop's first error.
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    assert len(blocks) >= 5
+    for block in blocks:
+        ast.parse(block)

@@ -179,7 +179,7 @@ async def test_5_under_a_mount_the_prefixes_are_relative_to_the_root(
     )
     service = TwoFactor.from_settings(settings, clock=clock)
     await service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
-    inner = TwoFactorMiddleware(cookie_shop(), settings, service=service, clock=clock)
+    inner = TwoFactorMiddleware(cookie_shop(), service=service, clock=clock)
     site = Starlette(routes=[Mount("/shop", app=inner)])
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=site), base_url="http://shop.test"
@@ -342,7 +342,7 @@ async def test_8_a_customer_on_the_admin_is_nobody_there_and_costs_no_sms(
     )
     # The middleware sits inside AuthenticationMiddleware, so scope["user"] is there.
     outer = AuthenticationMiddleware(
-        TwoFactorMiddleware(shop, h.settings, service=h.service, clock=h.clock), backend=StaffBackend()
+        TwoFactorMiddleware(shop, service=h.service, clock=h.clock), backend=StaffBackend()
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=outer), base_url="http://shop.test"

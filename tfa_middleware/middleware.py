@@ -58,6 +58,11 @@ MISCONFIGURED_HTML = (
     "The shop's staff can see why in their log. Please try again later.</p>"
 )
 
+# The app's last word in a lifespan: after these the server sends nothing more, so we close then.
+_LIFESPAN_ENDS = frozenset(
+    {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _Interface:
@@ -79,25 +84,41 @@ class _Interface:
 
 
 class TwoFactorMiddleware:
-    """Puts a second factor in front of the interfaces configured in ``settings``::
+    """Puts a second factor in front of the interfaces configured in the settings. Give it exactly
+    one of ``settings`` or ``service``::
 
-        app = TwoFactorMiddleware(shop_app, load_settings("config.yaml"))
-        # or, in one line:
-        app = TwoFactorMiddleware.from_yaml(shop_app, "config.yaml")
+        app = TwoFactorMiddleware.from_yaml(shop_app, "tfa.yaml")      # builds and owns the service
 
-    Pass ``service`` to share one :class:`TwoFactor` with the shop's own code, ``resolvers`` to
-    replace an interface's identity resolver in code, and ``clock`` in tests.
+        tfa = TwoFactor.from_yaml("tfa.yaml")                           # the shop's code calls it too
+        app = TwoFactorMiddleware(shop_app, service=tfa)                # the shop closes it (tfa.lifespan)
+
+    A service the middleware built itself is closed when the ASGI lifespan shuts down, after the
+    app's own shutdown; a service passed in is the shop's to close. ``resolvers`` replaces an
+    interface's identity resolver in code; ``clock`` (tests) defaults to the service's.
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
         service: TwoFactor | None = None,
         resolvers: Mapping[str, Resolver] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if (settings is None) == (service is None):
+            raise TypeError(
+                "TwoFactorMiddleware takes exactly one of settings= or service= "
+                f"(got {'both' if service is not None else 'neither'}): pass service=tfa to share a "
+                "TwoFactor with the shop's code (its settings are used), or settings to let the "
+                "middleware build and close its own"
+            )
+        if service is not None:
+            settings = service.settings
+        assert settings is not None
+        clock = clock or (service.clock if service is not None else time.time)
+        # Only a service built here is closed here: one passed in may outlive this middleware.
+        self.owns_service = service is None
         self.app = app
         self.settings = settings
         self.clock = clock
@@ -170,11 +191,69 @@ class TwoFactorMiddleware:
                 )
 
     @classmethod
-    def from_yaml(cls, app: ASGIApp, path: str | os.PathLike[str], **kwargs: object) -> TwoFactorMiddleware:
-        return cls(app, load_settings(path), **kwargs)  # type: ignore[arg-type]
+    def from_yaml(
+        cls,
+        app: ASGIApp,
+        path: str | os.PathLike[str],
+        *,
+        resolvers: Mapping[str, Resolver] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> TwoFactorMiddleware:
+        """The middleware with a service of its own, built from a YAML file and closed at shutdown."""
+        return cls(app, load_settings(path), resolvers=resolvers, clock=clock)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's lifespan, passed through; the service we built is closed once the app has
+        finished shutting down (or failed to start), before the server hears so and exits.
+
+        An app that does not take part (it raises, or returns, before answering the startup, as
+        uvicorn's ``lifespan: auto`` reads it) gets the lifespan answered for it, so the service
+        is still closed at shutdown.
+        """
+        received: set[str] = set()
+        answered: set[str] = set()
+
+        async def app_receive() -> Message:
+            message = await receive()
+            received.add(message["type"])
+            return message
+
+        async def app_send(message: Message) -> None:
+            if message["type"] in _LIFESPAN_ENDS:
+                await self._close_service()
+            answered.add(message["type"])
+            await send(message)
+
+        try:
+            await self.app(scope, app_receive, app_send)
+        except Exception as exc:
+            if answered:
+                raise  # the app runs the lifespan and failed in it: the server decides what follows
+            # Not a failed startup: a framework's app answers lifespan.startup.failed before it raises.
+            log.info("the app does not handle the ASGI lifespan (%r); the middleware answers it", exc)
+        if answered:
+            return
+        if "lifespan.startup" not in received:
+            await receive()
+        if "lifespan.shutdown" not in received:
+            await send({"type": "lifespan.startup.complete"})
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        await self._close_service()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _close_service(self) -> None:
+        try:
+            await self.service.close()
+        except Exception:
+            # The server is shutting down either way; a failed close must not hide the app's answer.
+            log.exception("closing the two-factor service at shutdown failed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
+            if scope["type"] == "lifespan" and self.owns_service:
+                await self._lifespan(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         raw = scope["path"]

@@ -33,6 +33,11 @@ _FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class Proof:
+    """A verified second factor, as the app reads it with :func:`~tfa_middleware.second_factor`:
+    the interface and shop user id it was done for, the user's generation then, when it was done
+    (``issued_at``, Unix seconds), how (``method``: ``"sms"``), and a digest of the shop's session
+    id ("" when the resolver gives none)."""
+
     interface: str
     user_id: str
     generation: int

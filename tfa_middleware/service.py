@@ -1,19 +1,25 @@
 """The use cases: enroll, send a code, verify a code, reset. The shop's own code calls them too::
 
-    tfa = TwoFactor.from_settings(load_settings("config.yaml"))
-    await tfa.set_phone("customer", str(user.id), form["country_code"], form["phone"])
+    async with TwoFactor.from_yaml("config.yaml") as tfa:
+        await tfa.set_phone("customer", str(user.id), form["country_code"], form["phone"])
+
+    app = Starlette(routes=routes, lifespan=tfa.lifespan)  # or: closed when the app shuts down
 
 Nothing here knows about HTTP; the pages pass who asked (``RequestInfo``) for the audit log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from . import phone as phones
@@ -24,7 +30,7 @@ from .logging import EVENT_FIELD
 from .proof import CLOCK_SKEW_SECONDS, session_digest
 from .providers.base import CheckResult, Provider, Purpose, Target
 from .providers.build import build_provider
-from .settings import Settings
+from .settings import Settings, load_settings
 from .store import AuditEvent, Enrollment, Store
 
 log = logging.getLogger("tfa_middleware")
@@ -110,7 +116,16 @@ class Revocations:
 
 
 class TwoFactor:
-    """The service API. Construct it at the edge with :meth:`from_settings` and pass it around."""
+    """The service API. Construct it at the edge with :meth:`from_yaml` or :meth:`from_settings`
+    and pass it around. It holds a database engine and, for Authy or Twilio Verify, an HTTP
+    client: close it once, with ``async with``, the app's lifespan, or :meth:`close`::
+
+        async with TwoFactor.from_yaml("tfa.yaml") as tfa:
+            await tfa.reset("admin", "42")
+
+        tfa = TwoFactor.from_yaml("tfa.yaml")
+        app = Starlette(routes=routes, lifespan=tfa.lifespan)
+    """
 
     def __init__(
         self,
@@ -127,6 +142,8 @@ class TwoFactor:
         self.clock = clock
         self.on_event = on_event
         self._fingerprint_checked = False
+        self._closed = False
+        self.close_timeout_seconds = 5.0  # see close()
         self.limits = Limits(settings.limits, store, settings.secret_keys[-1].reveal().encode())
 
     @classmethod
@@ -143,9 +160,69 @@ class TwoFactor:
         provider = build_provider(settings, store, clock)
         return cls(settings, store, provider, clock=clock, on_event=on_event)
 
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        on_event: EventHook | None = None,
+    ) -> TwoFactor:
+        """The service described by a YAML settings file; :class:`ConfigError` lists every problem."""
+        return cls.from_settings(load_settings(path), clock=clock, on_event=on_event)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def close(self) -> None:
-        await self.provider.close()
-        await self.store.close()
+        """Close the provider's HTTP client and the database engine. A second call does nothing,
+        so the shop's lifespan and an ``async with`` around the same service cannot collide.
+
+        It gives up after ``close_timeout_seconds``: closing a pooled connection waits for the
+        database's goodbye, and a database that stopped answering must not hold a server's
+        shutdown forever (the process's exit drops the connections anyway).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._close(), self.close_timeout_seconds)
+        except TimeoutError:
+            log.warning(
+                "closing the two-factor service took over %s s (the database or the provider does not "
+                "answer); its connections are left to the process's exit",
+                self.close_timeout_seconds,
+            )
+
+    async def _close(self) -> None:
+        # Both at once: one that fails or hangs must not keep the other open, and a timeout
+        # cancels both.
+        results = await asyncio.gather(self.provider.close(), self.store.close(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def __aenter__(self) -> TwoFactor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object) -> AsyncIterator[None]:
+        """A Starlette/FastAPI lifespan that closes the service at shutdown:
+        ``Starlette(lifespan=tfa.lifespan)``. A shop with a lifespan of its own closes it there
+        instead: ``async with tfa: yield``."""
+        try:
+            yield
+        finally:
+            await self.close()
 
     # ------------------------------------------------------------------ reading
 
