@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -51,4 +52,4 @@ def test_the_readme_python_examples_parse() -> None:
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     assert len(blocks) >= 5
     for block in blocks:
-        ast.parse(block)
+        ast.parse(textwrap.dedent(block))  # a block inside a list item is indented as a whole

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -259,6 +260,7 @@ class Store:
         """A transaction; any database failure leaves as StoreUnavailable (never a traceback page)."""
         try:
             if not self._ready:
+                self._check_sqlite_folder()
                 await self._prepare_schema()
             async with self.engine.begin() as conn:
                 yield conn
@@ -266,6 +268,15 @@ class Store:
             raise StoreUnavailable(f"database error: {type(exc).__name__}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
+
+    def _check_sqlite_folder(self) -> None:
+        # SQLite cannot create a file in a folder that does not exist; asking aiosqlite to try
+        # leaves its worker thread reporting to an event loop that may be gone by then.
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            folder = Path(url.database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise StoreUnavailable(f"database unreachable: the folder {folder} does not exist")
 
     async def _prepare_schema(self) -> None:
         async with self._ready_lock:
