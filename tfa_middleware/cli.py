@@ -26,8 +26,8 @@ from collections.abc import Sequence
 import yaml
 
 from . import admin_cli, doctor
-from .asgi import HostilePath, canonical_path
-from .errors import ConfigError, ProviderError, StoreUnavailable
+from .asgi import canonical_path
+from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
 from .store import Store
 
