@@ -433,7 +433,8 @@ async def live_code(
     """(id, hash) of the code that can still be used, read straight from the table."""
     from sqlalchemy import select
 
-    from tfa_middleware.store import _live, codes
+    from tfa_middleware.store import _live
+    from tfa_middleware.tables import codes
 
     async with store.transaction() as conn:
         row = (
@@ -503,7 +504,7 @@ async def snapshot(h: Harness) -> tuple[Any, ...]:
     """Everything a request could change: codes, enrollments, outbox and audit events."""
     from sqlalchemy import select
 
-    from tfa_middleware.store import codes, enrollments
+    from tfa_middleware.tables import codes, enrollments
 
     async with h.service.store.engine.connect() as conn:
         code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()

@@ -19,7 +19,7 @@ from tests.conftest import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware.logging import JsonFormatter
 from tfa_middleware.pages import WRONG_CODE
 from tfa_middleware.service import VerifyStatus
-from tfa_middleware.store import codes
+from tfa_middleware.tables import codes
 
 FORMAT_MESSAGE = "Enter the {n}-digit code from the text message, digits only."
 ERROR_PARAGRAPH = re.compile(r'<p id="(?:code|form)-error" class="error" role="alert">(.*?)</p>', re.S)

@@ -24,8 +24,8 @@ from tfa_middleware import (
     TwoFactor,
     UnknownInterface,
 )
+from tfa_middleware.errors import EnrollmentNotAllowed
 from tfa_middleware.identity import MAX_USER_ID_LENGTH
-from tfa_middleware.service import EnrollmentNotAllowed
 from tfa_middleware.settings import LimitSettings
 from tfa_middleware.store import AuditEvent
 

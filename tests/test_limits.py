@@ -52,7 +52,7 @@ def wrong(code: str) -> str:
 async def _column(store: Store, user: str, name: str) -> Any:
     from sqlalchemy import select
 
-    from tfa_middleware.store import enrollments
+    from tfa_middleware.tables import enrollments
 
     async with store.transaction() as conn:
         return (

@@ -15,7 +15,8 @@ from tests.conftest import T0, Harness, config, live_code
 from tests.helpers import Cli, CliResult
 from tfa_middleware import ConfigError, SchemaOutdated, settings_from_mapping
 from tfa_middleware import schema as schema_module
-from tfa_middleware.store import AuditEvent, Store, codes, sends
+from tfa_middleware.store import AuditEvent, Store
+from tfa_middleware.tables import codes, sends
 
 
 def settings_file(tmp_path: Path, url: str, **extra: str) -> Path:

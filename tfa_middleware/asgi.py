@@ -12,6 +12,8 @@ from urllib.parse import unquote
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from .errors import HostilePath as HostilePath  # its old home: still importable from here
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -100,10 +102,6 @@ def client_ip(scope: Scope, trusted_proxies: Sequence[Network]) -> str | None:
 
 
 MAX_DECODING_ROUNDS = 8
-
-
-class HostilePath(ValueError):
-    """A path percent-encoded more times than any honest client does; it is refused."""
 
 
 def canonical_path(path: str) -> str:

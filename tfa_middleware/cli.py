@@ -27,8 +27,8 @@ import yaml
 
 from . import admin_cli, doctor
 from .admin_cli import Handler
-from .asgi import HostilePath, canonical_path
-from .errors import ConfigError, ProviderError, StoreUnavailable
+from .asgi import canonical_path
+from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
 from .store import Store
 

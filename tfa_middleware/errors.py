@@ -7,7 +7,10 @@ exceptions. Exceptions are for what is broken or refused outright::
     ├── ConfigError              the YAML file or the settings are wrong; lists every problem
     ├── InvalidInput (ValueError) a caller gave a bad value (phone number, interface, user id)
     │   ├── InvalidPhoneNumber
-    │   └── UnknownInterface
+    │   ├── UnknownInterface
+    │   ├── EnrollmentNotAllowed the phone is set up and nobody asked for a change
+    │   ├── FormTooLarge         a form POST beyond max_form_bytes; it was not read to the end
+    │   └── HostilePath          a path percent-encoded more times than any honest client does
     ├── IdentityUnreadable       the resolver cannot tell who is logged in (misplaced middleware,
     │   │                        an identity header from an untrusted peer); the request fails closed
     │   └── UnusableIdentity (ValueError) somebody is logged in, but their id cannot be used
@@ -49,6 +52,18 @@ class InvalidPhoneNumber(InvalidInput):
 
 class UnknownInterface(InvalidInput):
     """The interface name is not one of the configured interfaces."""
+
+
+class EnrollmentNotAllowed(InvalidInput):
+    """The user may not (re-)enroll now: the phone is active and no admin asked for it."""
+
+
+class FormTooLarge(InvalidInput):
+    """The body is larger than ``max_form_bytes``; it was not read to the end."""
+
+
+class HostilePath(InvalidInput):
+    """A path percent-encoded more times than any honest client does; it is refused."""
 
 
 class IdentityUnreadable(TwoFactorError):

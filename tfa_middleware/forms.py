@@ -7,13 +7,10 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope
 
 from .asgi import header
+from .errors import FormTooLarge as FormTooLarge  # its old home: still importable from here
 from .errors import InvalidInput
 
 MAX_FIELDS = 20
-
-
-class FormTooLarge(InvalidInput):
-    """The body is larger than ``max_form_bytes``; it was not read to the end."""
 
 
 async def read_form(scope: Scope, receive: Receive, max_bytes: int) -> dict[str, str]:

@@ -32,7 +32,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .settings import LimitSettings
-from .store import Store, enrollments, send_locks, sends
+from .store import Store
+from .tables import enrollments, send_locks, sends
 
 log = logging.getLogger("tfa_middleware.limits")
 HOUR = 3600.0

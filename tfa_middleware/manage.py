@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import RedirectResponse, Response
 
-from .errors import InvalidInput, InvalidPhoneNumber, UnknownInterface
+from .errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber, UnknownInterface
 from .providers.base import Purpose
-from .service import EnrollmentNotAllowed, RequestInfo, SendStatus, VerifyStatus
+from .service import RequestInfo, SendStatus, VerifyStatus
 
 if TYPE_CHECKING:
     from .pages import PageContext, Pages

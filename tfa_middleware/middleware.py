@@ -29,8 +29,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .app_routes import covers, route_paths
-from .asgi import HostilePath, canonical_path, cookie, header, inside, is_https, simple_path
-from .errors import IdentityUnreadable, StoreUnavailable
+from .asgi import canonical_path, cookie, header, inside, is_https, simple_path
+from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .identity import Identity, Resolver, as_identity, build_resolver
 from .pages import SECURITY_HEADERS, UNAVAILABLE, Pages
 from .proof import CLOCK_SKEW_SECONDS, Proof, ProofCodec, session_digest

@@ -20,9 +20,12 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from . import manage
-from .asgi import HostilePath, canonical_path, client_ip, header, inside, is_https
+from .asgi import canonical_path, client_ip, header, inside, is_https
 from .csrf import CsrfTokens, cross_site
 from .errors import (
+    EnrollmentNotAllowed,
+    FormTooLarge,
+    HostilePath,
     InvalidInput,
     InvalidPhoneNumber,
     ProviderBlocked,
@@ -30,12 +33,11 @@ from .errors import (
     ProviderRateLimited,
     StoreUnavailable,
 )
-from .forms import FormTooLarge, read_form
+from .forms import read_form
 from .identity import Identity
 from .limits import Refusal
 from .proof import Proof, ProofCodec
 from .service import (
-    EnrollmentNotAllowed,
     EnrollmentStatus,
     RequestInfo,
     SendOutcome,

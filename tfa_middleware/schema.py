@@ -15,6 +15,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from .tables import metadata
+
 VERSION_TABLE = "tfa_alembic_version"
 _SCRIPTS = Path(__file__).with_name("migrations")
 
@@ -50,8 +52,6 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
 def differences(connection: Connection) -> list[Any]:
     """What the database lacks or has beyond this release's models (empty when they agree)."""
     from alembic.autogenerate import compare_metadata
-
-    from .store import metadata
 
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return [d for d in compare_metadata(context, metadata) if not _ignored(d)]

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from . import phone as phones
+from .errors import EnrollmentNotAllowed as EnrollmentNotAllowed  # its old home: still importable from here
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH, import_callable
 from .limits import Limits, Refusal, Waits
@@ -40,10 +41,6 @@ audit_log = logging.getLogger("tfa_middleware.audit")
 
 EventHook = Callable[[AuditEvent], Awaitable[None] | None]
 T = TypeVar("T")
-
-
-class EnrollmentNotAllowed(InvalidInput):
-    """The user may not (re-)enroll now: the phone is active and no admin asked for it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 
 from tfa_middleware.schema import VERSION_TABLE
-from tfa_middleware.store import metadata
+from tfa_middleware.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

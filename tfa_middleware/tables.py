@@ -1,0 +1,143 @@
+"""The database tables: one SQLAlchemy ``MetaData`` and every ``Table`` of tfa-middleware.
+
+A leaf: the queries (store.py, limits.py), the schema version (schema.py) and the Alembic
+migrations all read the tables from here, so none of them has to import another to find them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+
+metadata = MetaData()
+
+enrollments = Table(
+    "tfa_enrollment",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("phone", String(20)),  # active number, E.164
+    Column("pending_phone", String(20)),  # waiting for its confirmation code
+    Column("provider_user_id", String(64)),  # the provider's id for the active phone (Authy id)
+    Column("pending_provider_user_id", String(64)),  # and for the pending one
+    # The pending number was set by a manager: the user may confirm it, not replace it.
+    Column("pending_assigned", Boolean, nullable=False, default=False, server_default=false()),
+    Column("require_enrollment", Boolean, nullable=False, default=False),
+    # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
+    # A new row starts at a random 62-bit value, so a user deleted and created again never gets
+    # back a generation that a cookie from their earlier life could name.
+    Column("generation", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_verified_at", Float),
+    # Verify limits (limits.py): consecutive failures, the growing delay, the lock, the hourly cap.
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False, default=0.0),
+    Column("locked_until", Float, nullable=False, default=0.0),
+    Column("hour_started_at", Float, nullable=False, default=0.0),
+    Column("hour_failures", Integer, nullable=False, default=0),
+    UniqueConstraint("interface", "user_id", name="uq_tfa_enrollment_user"),
+)
+
+codes = Table(
+    "tfa_code",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("attempts_left", Integer, nullable=False),
+    Column("used_at", Float),
+    Index("ix_tfa_code_user", "interface", "user_id", "purpose"),
+)
+
+meta = Table(
+    "tfa_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# Every code sent, for the sliding-window send limits: per account, per phone, per client address,
+# and in total. Phones are kept as a keyed digest: the limit needs equality, not the number.
+sends = Table(
+    "tfa_send",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("phone_key", String(64), nullable=False),
+    Column("ip", String(45)),
+    Index("ix_tfa_send_user", "interface", "user_id", "at"),
+    Index("ix_tfa_send_phone", "phone_key", "at"),
+    Index("ix_tfa_send_ip", "ip", "at"),
+    Index("ix_tfa_send_at", "at"),
+)
+
+# One row per limit scope; a send's transaction updates the rows of its scopes first, which
+# serialises concurrent sends that share a scope (row locks in PostgreSQL, the write lock in SQLite).
+send_locks = Table(
+    "tfa_send_lock",
+    metadata,
+    Column("scope", String(96), primary_key=True),
+    Column("touched_at", Float, nullable=False),
+)
+
+outbox = Table(
+    "tfa_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("to_masked", String(32), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+events = Table(
+    "tfa_event",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(320), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("ip", String(45)),
+    Column("user_agent", String(255)),
+    Column("detail", Text, nullable=False, default="{}"),
+    Index("ix_tfa_event_at", "at"),
+    Index("ix_tfa_event_user", "interface", "user_id", "at"),
+)
+
+
+# Logins whose proofs the shop ended one by one (TwoFactor.sign_out with a session id): a proof
+# carrying one of these session digests, issued before revoked_at, is refused. A row is needed
+# only as long as such a proof could live, expires_at; `db purge` removes it after that.
+revoked_sessions = Table(
+    "tfa_revoked_session",
+    metadata,
+    Column("interface", String(32), primary_key=True),
+    Column("user_id", String(320), primary_key=True),
+    Column("session_digest", String(64), primary_key=True),
+    Column("revoked_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_tfa_revoked_session_expires", "expires_at"),
+)
