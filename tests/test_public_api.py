@@ -17,7 +17,9 @@ from tfa_middleware import Proof, errors, second_factor
 from .conftest import ADMIN_PHONE, Harness
 
 # Raised and handled inside the package; a shop never sees them.
-INTERNAL_ERRORS = {"UnusableIdentity", "ProviderUserNotFound"}
+# Raised and answered inside the middleware's own pages (a hostile path, an oversized form) or
+# resolved by the service: a shop never sees them.
+INTERNAL_ERRORS = {"UnusableIdentity", "ProviderUserNotFound", "HostilePath", "FormTooLarge", "EnrollmentNotAllowed"}
 
 
 # ---------------------------------------------------------------------------- __all__
