@@ -19,7 +19,13 @@ from .conftest import ADMIN_PHONE, Harness
 # Raised and handled inside the package; a shop never sees them.
 # Raised and answered inside the middleware's own pages (a hostile path, an oversized form) or
 # resolved by the service: a shop never sees them.
-INTERNAL_ERRORS = {"UnusableIdentity", "ProviderUserNotFound", "HostilePath", "FormTooLarge", "EnrollmentNotAllowed"}
+INTERNAL_ERRORS = {
+    "UnusableIdentity",
+    "ProviderUserNotFound",
+    "HostilePath",
+    "FormTooLarge",
+    "EnrollmentNotAllowed",
+}
 
 
 # ---------------------------------------------------------------------------- __all__
