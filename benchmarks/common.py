@@ -192,7 +192,13 @@ def bench_settings(database_url: str, identity: dict[str, Any] | None = None) ->
 def _fictional_numbers() -> tuple[str, ...]:
     # +1 NXX 555-0100..0199 is set aside for fiction; every area code the phone rules accept gives
     # 100 of them, so users get numbers of their own and no per-phone send limit is shared.
-    areas = [a for a in range(200, 1000) if phonenumbers.is_valid_number(phonenumbers.parse(f"+1{a}5550123"))]
+    # Only US and Canadian area codes: the default allow-list is by region, and +1 876 is Jamaica.
+    areas = [
+        a
+        for a in range(200, 1000)
+        if phonenumbers.is_valid_number(parsed := phonenumbers.parse(f"+1{a}5550123"))
+        and phonenumbers.region_code_for_number(parsed) in ("US", "CA")
+    ]
     return tuple(f"{area}55501{n:02d}" for area in areas for n in range(100))
 
 
