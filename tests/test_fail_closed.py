@@ -686,3 +686,26 @@ def test_a_proof_cookie_that_would_overwrite_another_is_refused(
     with pytest.raises(ConfigError) as exc:
         settings_from_mapping(data)
     assert problem in exc.value.problems
+
+
+@pytest.mark.parametrize(
+    ("logout_url", "opens"),
+    [
+        ("/admin", "the whole interface"),
+        ("/admin/", "the whole interface"),
+        ("/admin/_2fa/logout", "our pages"),
+    ],
+)
+def test_a_logout_url_that_would_open_the_interface_is_refused(
+    tmp_path: Path, logout_url: str, opens: str
+) -> None:
+    from tfa_middleware import ConfigError
+
+    data = {
+        "secret_keys": [SECRET],
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'tfa.sqlite3'}",
+        "interfaces": admin(cookie_identity(), logout_url=logout_url),
+    }
+    with pytest.raises(ConfigError) as exc:
+        settings_from_mapping(data)
+    assert any(p.startswith("interfaces.admin.logout_url:") and opens in p for p in exc.value.problems)

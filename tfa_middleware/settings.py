@@ -1084,6 +1084,17 @@ def _interface(name: str, section: _Section, have_proxies: bool) -> InterfaceSet
         if not _inside(pages, prefix) or pages == prefix:
             section.problem("pages_path", f"must be below path_prefix {prefix!r}, e.g. {default_pages!r}")
         exempt = _exemptions(section, exempt, prefix, pages)
+    if logout_url and prefix:
+        # The logout is open to everybody (nobody needs a code to leave): it must be the shop's
+        # logout and nothing else, never the interface itself or our own pages.
+        leaving = logout_url.lower().rstrip("/") or "/"
+        if leaving == (prefix.rstrip("/") or "/") or _inside(leaving, pages):
+            opened = "our pages" if _inside(leaving, pages) else "the whole interface"
+            section.problem(
+                "logout_url",
+                f"{logout_url!r} would open {opened} to everybody: give the shop's own logout page, "
+                "e.g. /admin/logout",
+            )
     if manage_roles and identity is not None and not (identity.roles_key or identity.source == "callable"):
         section.problem(
             "manage.allow_roles",
