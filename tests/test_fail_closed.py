@@ -709,3 +709,15 @@ def test_a_logout_url_that_would_open_the_interface_is_refused(
     with pytest.raises(ConfigError) as exc:
         settings_from_mapping(data)
     assert any(p.startswith("interfaces.admin.logout_url:") and opens in p for p in exc.value.problems)
+
+
+async def test_a_websocket_denial_response_with_a_2xx_is_closed_instead(open_harness: Harness) -> None:
+    # The websocket denial extension lets a shop answer a socket with an HTTP response and a body.
+    async def denying_shop(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 200, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"secret page"})
+
+    open_harness.app.app = denying_shop
+    sent = await asgi_websocket(open_harness.app, "/admin/ws")
+    assert [(m["type"], m.get("code")) for m in sent] == [("websocket.close", 1008)]

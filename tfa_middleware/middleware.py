@@ -562,8 +562,10 @@ class _Guard:
         if self.blocked:
             return  # the rest of the shop's answer (body chunks, trailers) never leaves
         kind = message["type"]
+        # A websocket can also be answered with a plain HTTP response (the denial extension).
         served = kind == "websocket.accept" or (
-            kind == "http.response.start" and 200 <= message["status"] < 300
+            kind in ("http.response.start", "websocket.http.response.start")
+            and 200 <= message["status"] < 300
         )
         if not served:
             await self.send(message)
@@ -588,7 +590,7 @@ class _Guard:
             await self.send(message)
             return
         self.blocked = True
-        if kind == "websocket.accept":
+        if kind.startswith("websocket."):
             await self.send({"type": "websocket.close", "code": 1008, "reason": "second factor required"})
             return
         await self.refuse(self.scope, self.send)
