@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from tests.conftest import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware.logging import JsonFormatter
-from tfa_middleware.pages import WRONG_CODE
+from tfa_middleware.pages.kit import WRONG_CODE
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.tables import codes
 

@@ -26,7 +26,7 @@ from tests.conftest import (
 )
 from tfa_middleware import settings_from_mapping
 from tfa_middleware.asgi import canonical_path, inside
-from tfa_middleware.pages import safe_next
+from tfa_middleware.pages.kit import safe_next
 
 ALICE = {"x-test-user": "alice", "accept": "text/html"}
 ADMIN = settings_from_mapping(config(Path("unused"))).interface(

@@ -11,6 +11,10 @@ from the payload's own issue time; a time in the future is refused.
 Verifying is the hot path. A bounded map from cookie values already verified to their payload
 means a returning browser costs one dictionary look-up; only values that passed the HMAC check
 ever enter it, so a forged value always pays for (and fails) the check.
+
+The cookie's name and its ``Set-Cookie`` headers (set, and clear) are written here once, for the
+pages and for the middleware's shop-logout hook alike: over https the name takes the ``__Host-``
+prefix (``Secure``, ``Path=/``, no ``Domain``), so no sibling subdomain can plant or shadow it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,31 @@ class Proof:
     issued_at: int
     method: str
     session_digest: str
+
+
+# Starlette's delete_cookie writes an empty value as "" too; a fixed date keeps the header a constant.
+_EXPIRED = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+
+
+def proof_cookie_name(cookie: str, https: bool) -> str:
+    """The browser's name for the interface's ``proof_cookie``: ``__Host-`` prefixed over https."""
+    return f"__Host-{cookie}" if https else cookie
+
+
+def proof_set_cookie(name: str, value: str, max_age_seconds: int, https: bool) -> str:
+    """The ``Set-Cookie`` header value that stores a proof: HttpOnly, SameSite=Lax, the whole site.
+    ``name`` is :func:`proof_cookie_name`'s; the value is base64url and dots, never quoted."""
+    return f"{name}={value}; HttpOnly; Max-Age={max_age_seconds}; Path=/; SameSite=lax{_secure(https)}"
+
+
+def proof_clear_cookie(name: str, https: bool) -> str:
+    """The ``Set-Cookie`` header value that removes the proof cookie ``name`` from the browser."""
+    return f'{name}=""; {_EXPIRED}HttpOnly; Max-Age=0; Path=/; SameSite=lax{_secure(https)}'
+
+
+def _secure(https: bool) -> str:
+    # Over plain http a Secure cookie would never come back: the attribute follows the scheme.
+    return "; Secure" if https else ""
 
 
 @functools.lru_cache(maxsize=10_000)

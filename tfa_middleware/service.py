@@ -26,10 +26,12 @@ from . import phone as phones
 from .errors import EnrollmentNotAllowed as EnrollmentNotAllowed  # its old home: still importable from here
 from .errors import InvalidInput, InvalidPhoneNumber, ProviderError, ProviderUserNotFound
 from .identity import MAX_USER_ID_LENGTH, import_callable
-from .limits import Limits, Refusal, Waits
+from .limits import Limits, Waits
+from .limits import Refusal as Refusal  # re-exported: the pages import use-case names from here
 from .logging import EVENT_FIELD
 from .proof import CLOCK_SKEW_SECONDS, session_digest
-from .providers.base import CheckResult, Provider, Purpose, Target
+from .providers.base import CheckResult, Provider, Target
+from .providers.base import Purpose as Purpose  # re-exported, as Refusal
 from .providers.build import build_provider
 from .settings import Settings, load_settings
 from .store import AuditEvent, Enrollment, Store

@@ -1,0 +1,280 @@
+"""What every page needs: the request's context, the templates, the texts people read, the CSRF
+check of a form and the proof cookie.
+
+The page classes (``sign_in.py``, ``account.py``) hold the steps; they reach the service for the use
+cases and this kit for everything about HTTP, so the two never need each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import jinja2
+from starlette.responses import Response
+from starlette.types import Receive, Scope
+
+from ..asgi import canonical_path, inside
+from ..csrf import CsrfTokens, cross_site
+from ..errors import HostilePath
+from ..forms import read_form
+from ..identity import Identity
+from ..proof import Proof, ProofCodec, proof_clear_cookie, proof_cookie_name, proof_set_cookie
+from ..service import Refusal, RequestInfo, SendOutcome, TwoFactor, VerifyOutcome, VerifyStatus
+from ..settings import InterfaceSettings, Settings
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+WRONG_CODE = (
+    "That code didn't work. It may be mistyped, used already or expired: "
+    "check the latest text message or ask for a new code."
+)
+LOCKED = (
+    "Too many wrong codes. For your security, no code can be checked for this account "
+    "for {wait}. If this wasn't you, tell the shop's administrator."
+)
+SEND_REFUSALS = {
+    Refusal.COOLDOWN: ("You can ask for a new code in {wait}.", 429),
+    Refusal.ACCOUNT_LIMIT: ("You have asked for several codes already. You can ask again in {wait}.", 429),
+    Refusal.PHONE_LIMIT: ("Too many codes went to this number recently. You can ask again in {wait}.", 429),
+    Refusal.IP_LIMIT: ("Too many codes were asked for from your network. You can ask again in {wait}.", 429),
+    Refusal.BUDGET: (
+        "We can't send codes right now. Please try again later; "
+        "if it keeps happening, tell the shop's administrator.",
+        503,
+    ),
+    Refusal.COUNTRY: (
+        "We can't send text messages to this number's country. Ask the shop's administrator for help.",
+        400,
+    ),
+}
+SEND_UNAVAILABLE = (
+    "We couldn't send a code right now. Nobody can sign in without it, so please try again "
+    "in a minute. If this keeps happening, tell the shop's administrator."
+)
+RATE_LIMITED = (
+    "The text message service is busy. Nobody can sign in without a code, so please try again in {wait}."
+)
+BLOCKED = (
+    "Our text message service refuses to send codes to this number. Ask the shop's "
+    "administrator to set another number for you."
+)
+UNAVAILABLE = (
+    "We can't check your code right now. Nobody can sign in without it, so please try again "
+    "in a minute. If this keeps happening, tell the shop's administrator."
+)
+
+
+def duration(seconds: float) -> str:
+    """A wait as a person reads it: "25 seconds", "14 minutes", "2 hours"."""
+    whole = max(1, int(seconds + 0.999))
+    if whole < 90:
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    if whole < 90 * 60:
+        return f"{(whole + 59) // 60} minutes"
+    hours = (whole + 3599) // 3600
+    return f"{hours} hours"
+
+
+# Our own pages that a user may be sent back to after a challenge: they only show things.
+RETURN_PAGES = ("phone", "manage")
+
+
+def safe_next(value: str | None, iface: InterfaceSettings) -> str:
+    """``value`` when it is a same-origin path inside the interface (not our pages, except the
+    ones in RETURN_PAGES), else the prefix."""
+    fallback = iface.path_prefix
+    if not value or len(value) > 2048:
+        return fallback
+    decoded = unquote(value)
+    for text in (value, decoded):
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) or "\\" in text:
+            return fallback
+        if not text.startswith("/") or text.startswith("//"):
+            return fallback
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return fallback
+    try:
+        path = canonical_path(parts.path)
+    except HostilePath:
+        return fallback
+    if not inside(path, iface.path_prefix):
+        return fallback
+    if inside(path, iface.pages_path) and path not in {f"{iface.pages_path}/{p}" for p in RETURN_PAGES}:
+        return fallback
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """One request to our pages: who, where, and the parsed query."""
+
+    iface: InterfaceSettings
+    identity: Identity
+    proof: Proof | None
+    query: Mapping[str, str]
+    request: RequestInfo
+    https: bool
+    root: str = ""  # the application's root path: every link and redirect starts with it
+
+    @property
+    def next(self) -> str:
+        """Where to go after the challenge, relative to the application's root (as in the query)."""
+        return safe_next(self.query.get("next"), self.iface)
+
+    @property
+    def next_url(self) -> str:
+        return self.root + self.next
+
+    @property
+    def base(self) -> str:
+        """The pages' own path as the browser sees it."""
+        return self.root + self.iface.pages_path
+
+    def url(self, page: str, **params: str) -> str:
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
+        return f"{self.base}/{page}?{query}"
+
+
+def phone_fields(form: Mapping[str, str] | None) -> dict[str, str]:
+    """The number a refused form held, to show it again in the same fields."""
+    return {"country_code": (form or {}).get("country_code", ""), "phone": (form or {}).get("phone", "")}
+
+
+def templates(templates_dir: str | os.PathLike[str] | None) -> jinja2.Environment:
+    """The built-in templates, under the operator's ``templates_dir`` when there is one."""
+    built_in = jinja2.PackageLoader("tfa_middleware", "templates")
+    # "tfa_middleware/base.html" is always the built-in file, so that an override of base.html
+    # can extend it and change one block instead of copying the whole frame.
+    loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"tfa_middleware": built_in}), built_in]
+    if templates_dir:
+        loaders.insert(0, jinja2.FileSystemLoader(templates_dir))
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, enable_async=False)
+
+
+class PageKit:
+    """Shared by the page classes: the service, the clock, rendering, and the proof cookie."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: TwoFactor,
+        codecs: Mapping[str, ProofCodec],
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.clock = clock
+        self._codecs = codecs
+        self._csrf = {name: CsrfTokens(name, settings.secret_keys, clock) for name in settings.interfaces}
+        self._templates = templates(settings.templates_dir)
+
+    # ------------------------------------------------------------------ responses
+
+    def render(self, ctx: PageContext, template: str, status_code: int, **values: Any) -> Response:
+        html = self._templates.get_template(template).render(
+            pages_path=ctx.base,
+            interface=ctx.iface.name,
+            next=ctx.next_url,
+            **self._way_out(ctx),
+            url=ctx.url,
+            csrf_token=self._csrf[ctx.iface.name].issue(ctx.identity.user_id, ctx.identity.session_id),
+            code_length=self.service.code_lengths[1],
+            code_min_length=self.service.code_lengths[0],
+            branding=self.settings.branding,
+            **values,
+        )
+        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+
+    def message(self, ctx: PageContext, status_code: int, title: str, text: str) -> Response:
+        html = self._templates.get_template("message.html").render(
+            pages_path=ctx.base,
+            title=title,
+            text=text,
+            back=ctx.next_url,
+            **self._way_out(ctx),
+            branding=self.settings.branding,
+        )
+        return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
+
+    @staticmethod
+    def _way_out(ctx: PageContext) -> dict[str, str]:
+        """Links out of the pages: the shop's own logout ("Not you?") and the shop's front page."""
+        logout = ctx.iface.logout_url
+        return {"logout_url": ctx.root + logout if logout else "", "shop_url": ctx.root + "/"}
+
+    # ------------------------------------------------------------------ forms
+
+    async def read_post(
+        self, scope: Scope, receive: Receive, ctx: PageContext
+    ) -> Mapping[str, str] | Response:
+        """The form of a POST from one of our own pages on this site, or the page that refuses it."""
+        if cross_site(scope):
+            return self.message(ctx, 403, "Request refused", "This form can only be sent from this site.")
+        form = await read_form(scope, receive, self.settings.max_form_bytes)
+        if not self._csrf[ctx.iface.name].valid(
+            form.get("csrf_token"), ctx.identity.user_id, ctx.identity.session_id
+        ):
+            return self.message(ctx, 403, "This form has expired", "Go back, reload the page and try again.")
+        return form
+
+    # ------------------------------------------------------------------ the proof cookie
+
+    def set_proof(self, response: Response, ctx: PageContext, generation: int, method: str) -> None:
+        """Issue a proof of a second factor done just now, for this user and login."""
+        value = self._codecs[ctx.iface.name].issue(
+            ctx.identity.user_id, generation, self.clock(), method, ctx.identity.session_id
+        )
+        name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
+        header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)
+        response.headers.append("set-cookie", header)
+
+    @staticmethod
+    def clear_proof(response: Response, ctx: PageContext) -> None:
+        name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
+        response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
+
+    def fresh(self, ctx: PageContext) -> bool:
+        """A proof young enough to change the second factor it proves (``phone_change_fresh_seconds``)."""
+        proof = ctx.proof
+        return proof is not None and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
+
+    # ------------------------------------------------------------------ texts
+
+    @staticmethod
+    def send_refusal(outcome: SendOutcome) -> tuple[str, int]:
+        """The message and status for a send that a limit refused."""
+        assert outcome.refusal is not None
+        message, code = SEND_REFUSALS[outcome.refusal]
+        return message.format(wait=duration(outcome.retry_after)), code
+
+    def verify_error(self, outcome: VerifyOutcome) -> str:
+        """The message for a code that did not let the user in."""
+        low, high = self.service.code_lengths
+        digits = f"{low}" if low == high else f"{low} to {high}"
+        wait = duration(outcome.retry_at - self.clock())
+        return {
+            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
+            VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
+            VerifyStatus.LOCKED: LOCKED.format(wait=wait),
+        }.get(outcome.status, WRONG_CODE)
+
+    async def waits(self, ctx: PageContext) -> dict[str, Any]:
+        """What the page must say the user is waiting for: a lock, and the resend cooldown."""
+        waits = await self.service.waits(ctx.iface.name, ctx.identity.user_id)
+        now = self.clock()
+        send_wait = max(0, int(waits.next_send_at - now + 0.999)) if waits.next_send_at else 0
+        locked = LOCKED.format(wait=duration(waits.locked_until - now)) if waits.locked_until else ""
+        return {"send_wait": send_wait, "locked": locked}

@@ -1,0 +1,163 @@
+"""The sign-in pages: the challenge, sending a code, checking it, enrolling a first phone, and
+signing out of the second factor.
+
+GET never changes anything and never sends a text message (a GET must not cost money). A code that
+does not let the user in gets one status and one page, whatever the reason (no oracle).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.responses import RedirectResponse, Response
+
+from ..errors import EnrollmentNotAllowed, InvalidPhoneNumber
+from ..service import EnrollmentStatus, SendStatus, VerifyStatus
+from .kit import PageContext, PageKit, phone_fields
+
+
+class SignInPages:
+    def __init__(self, kit: PageKit) -> None:
+        self.kit = kit
+        self.service = kit.service
+
+    # ------------------------------------------------------------------ GET
+
+    async def challenge(self, ctx: PageContext) -> Response:
+        if ctx.proof is not None and not ctx.query.get("reauth"):
+            return RedirectResponse(ctx.next_url, status_code=303)
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if status.needs_enrollment:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        return await self._challenge(ctx, status)
+
+    async def enroll_page(self, ctx: PageContext) -> Response:
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if not status.needs_enrollment:
+            return RedirectResponse(ctx.url("challenge"), status_code=303)
+        return await self._enroll(ctx, status)
+
+    async def logout_page(self, ctx: PageContext) -> Response:
+        return self.kit.render(ctx, "logout.html", 200)
+
+    # ------------------------------------------------------------------ POST
+
+    async def send(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        channel = form.get("channel", "sms")
+        outcome = await self.service.send_code(
+            ctx.iface.name, ctx.identity.user_id, channel=channel, request=ctx.request
+        )
+        if outcome.status is SendStatus.NEEDS_ENROLLMENT:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        if outcome.status is SendStatus.REFUSED:
+            error, code = self.kit.send_refusal(outcome)
+            if status.needs_enrollment:
+                return await self._enroll(ctx, status, send_error=error, code=code)
+            return await self._challenge(ctx, status, send_error=error, code=code)
+        page = "enroll" if status.needs_enrollment else "challenge"
+        return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
+
+    async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
+        if outcome.status is VerifyStatus.APPROVED:
+            response = RedirectResponse(ctx.next_url, status_code=303)
+            self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
+            return response
+        if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
+            return RedirectResponse(ctx.url("enroll"), status_code=303)
+        error = self.kit.verify_error(outcome)
+        status = await self.service.status(name, user_id)  # only now: the page to show it on
+        # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
+        if status.needs_enrollment:
+            return await self._enroll(ctx, status, error=error, code=400)
+        return await self._challenge(ctx, status, error=error, code=400)
+
+    async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        try:
+            if form.get("action") == "keep":
+                await self.service.keep_phone(name, user_id, request=ctx.request)
+            else:
+                await self.service.begin_enrollment(
+                    name, user_id, form.get("country_code", ""), form.get("phone", ""), request=ctx.request
+                )
+        except EnrollmentNotAllowed as exc:
+            status = await self.service.status(name, user_id)
+            if status.needs_enrollment:  # e.g. a number the administrator set: say why it stays
+                return await self._enroll(ctx, status, error=str(exc), code=400)
+            return RedirectResponse(ctx.url("challenge"), status_code=303)
+        except InvalidPhoneNumber as exc:
+            status = await self.service.status(name, user_id)
+            return await self._enroll(ctx, status, error=str(exc), code=400, form=form)
+        # The user just asked, by POST, to set up this number: sending its code now saves a click.
+        outcome = await self.service.send_code(name, user_id, request=ctx.request)
+        if outcome.status is SendStatus.REFUSED:
+            # The number is stored, but no code went to it (a cooldown after the previous
+            # number's, say): the page must not claim one did.
+            message, code = self.kit.send_refusal(outcome)
+            status = await self.service.status(name, user_id)
+            unsent = f"No code was sent to {outcome.masked_phone} yet. {message}"
+            return await self._enroll(ctx, status, send_error=unsent, code=code)
+        return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+
+    async def logout(self, ctx: PageContext, _form: Mapping[str, str]) -> Response:
+        await self.service.sign_out(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
+        response = RedirectResponse(ctx.url("challenge"), status_code=303)
+        self.kit.clear_proof(response, ctx)
+        return response
+
+    # ------------------------------------------------------------------ the two pages they show
+
+    async def _challenge(
+        self,
+        ctx: PageContext,
+        status: EnrollmentStatus,
+        *,
+        error: str = "",
+        send_error: str = "",
+        code: int = 200,
+    ) -> Response:
+        sent = bool(ctx.query.get("sent"))
+        waits = await self.kit.waits(ctx)
+        return self.kit.render(
+            ctx,
+            "challenge.html",
+            code,
+            masked_phone=status.masked_phone,
+            notice=f"We sent a code to {status.masked_phone}." if sent else "",
+            # After a wrong try, or a resend refused, the user has a code: lead with the form.
+            sent=sent or bool(error) or bool(send_error),
+            send_error=send_error,
+            error=error,
+            supports_call=self.service.provider.supports_call,
+            **waits,
+        )
+
+    async def _enroll(
+        self,
+        ctx: PageContext,
+        status: EnrollmentStatus,
+        *,
+        error: str = "",
+        send_error: str = "",
+        code: int = 200,
+        form: Mapping[str, str] | None = None,
+    ) -> Response:
+        sent = bool(ctx.query.get("sent"))
+        waits = await self.kit.waits(ctx) if status.pending_masked_phone else {}
+        return self.kit.render(
+            ctx,
+            "enroll.html",
+            code,
+            status=status,
+            pending=status.pending_masked_phone,
+            notice=f"We sent a code to {status.pending_masked_phone}."
+            if sent and status.pending_masked_phone
+            else "",
+            error=error,
+            send_error=send_error,
+            **phone_fields(form),
+            **waits,
+        )
