@@ -14,9 +14,17 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.responses import Response
 
 from tests.conftest import ADMIN_PHONE, OLD_SECRET, SECRET, T0, Harness
-from tfa_middleware.proof import CLOCK_SKEW_SECONDS, ProofCodec, session_digest
+from tfa_middleware.proof import (
+    CLOCK_SKEW_SECONDS,
+    ProofCodec,
+    proof_clear_cookie,
+    proof_cookie_name,
+    proof_set_cookie,
+    session_digest,
+)
 from tfa_middleware.settings import Secret
 
 NEW_SECRET = "newest-secret-key-0123456789-abcdefghijklm"
@@ -383,3 +391,28 @@ async def test_fresh_proof_with_a_newer_generation_is_accepted_at_once(harness: 
     assert await get(harness, "/admin/orders", "alice", tfa_admin=new) == 200
     # ...and having looked, the middleware refuses the old one at once.
     assert await get(harness, "/admin/orders", "alice", tfa_admin=old) == 303
+
+
+# ---------------------------------------------------------------------- the Set-Cookie values
+
+
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
+def test_the_set_cookie_values_say_what_starlettes_cookie_methods_say(https: bool) -> None:
+    # The pages and the shop-logout hook write these by hand: they must mean what
+    # Response.set_cookie and delete_cookie with our attributes mean (the pages used those once).
+    name = proof_cookie_name("tfa_admin", https)
+    assert name == ("__Host-tfa_admin" if https else "tfa_admin")
+    value = codec().issue("alice", 3, T0, "sms", "s1")
+    attributes: dict[str, Any] = {"path": "/", "secure": https, "httponly": True, "samesite": "lax"}
+    starlette = Response()
+    starlette.set_cookie(name, value, max_age=MAX_AGE, **attributes)
+    starlette.delete_cookie(name, **attributes)
+    set_value, delete_value = starlette.headers.getlist("set-cookie")
+
+    def without_expires(header: str) -> list[str]:
+        return [part for part in header.split("; ") if not part.startswith("expires=")]
+
+    assert proof_set_cookie(name, value, MAX_AGE, https) == set_value
+    cleared = proof_clear_cookie(name, https)
+    assert without_expires(cleared) == without_expires(delete_value)
+    assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in cleared  # a constant, in the past
