@@ -612,8 +612,8 @@ async def test_codes_and_the_api_key_never_show_in_logs_errors_or_repr(
     assert len(raised) == 4
     assert "HTTP Request" in caplog.text  # httpx did log each request, with the code masked
     texts = [caplog.text, repr(authy), repr(authy.http), repr(wrong)]
-    for exc in raised:
-        chained: BaseException | None = exc
+    for error in raised:
+        chained: BaseException | None = error
         while chained is not None:
             texts += [str(chained), repr(chained)]
             chained = chained.__cause__ or chained.__context__

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware import ConfigError, settings_from_mapping
+from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.settings import BrandingSettings, contrast_with_white
 
 DEMO_TEMPLATES = Path(__file__).resolve().parent.parent / "demo_app" / "tfa_templates"
@@ -211,6 +212,8 @@ async def test_the_code_field_sends_itself_only_when_every_code_has_one_length(m
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     assert '<main class="card" data-code-length="6">' in page.text  # the sandbox: always 6 digits
     # Authy (6 to 12 digits) or Twilio Verify (4 to 10): the page cannot know when a code is complete.
-    h.service.provider.code_lengths = (6, 12)
+    sandbox = h.service.provider
+    assert isinstance(sandbox, SandboxProvider)
+    sandbox.code_lengths = (6, 12)
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     assert '<main class="card">' in page.text

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy.pool import QueuePool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -33,7 +34,9 @@ def write_config(tmp_path: Path) -> Path:
 
 def pooled(tfa: TwoFactor) -> int:
     """Connections the engine keeps open between queries: 0 once it is disposed."""
-    return int(tfa.store.engine.pool.checkedin())
+    pool = tfa.store.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedin()
 
 
 class Lifespan:
@@ -147,17 +150,18 @@ async def test_a_shop_lifespan_of_its_own_closes_it_with_async_with(tmp_path: Pa
 
 def test_the_middleware_takes_exactly_one_of_settings_or_service(tmp_path: Path) -> None:
     settings = settings_from_mapping(config(tmp_path))
+    shop = Starlette(routes=[Route("/admin/orders", page)])
     tfa = TwoFactor.from_settings(settings)
     with pytest.raises(TypeError, match="exactly one of settings= or service= \\(got both\\)"):
-        TwoFactorMiddleware(page, settings, service=tfa)
+        TwoFactorMiddleware(shop, settings, service=tfa)
     with pytest.raises(TypeError, match="exactly one of settings= or service= \\(got neither\\)"):
-        TwoFactorMiddleware(page)
-    shared = TwoFactorMiddleware(page, service=tfa)
+        TwoFactorMiddleware(shop)
+    shared = TwoFactorMiddleware(shop, service=tfa)
     assert shared.settings is tfa.settings and shared.service is tfa and not shared.owns_service
     assert shared.clock is tfa.clock
-    own = TwoFactorMiddleware(page, settings)
+    own = TwoFactorMiddleware(shop, settings)
     assert own.owns_service and own.service is not tfa
-    assert TwoFactorMiddleware.from_yaml(page, write_config(tmp_path)).owns_service
+    assert TwoFactorMiddleware.from_yaml(shop, write_config(tmp_path)).owns_service
 
 
 # ---------------------------------------------------------------------------- the lifespan it watches

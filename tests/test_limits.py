@@ -496,7 +496,7 @@ async def test_every_event_is_also_a_log_line_with_its_fields(
     await limited.verify(alice, "000000" if await limited.latest_code() != "000000" else "111111")
     records = [r for r in caplog.records if r.name == "tfa_middleware.audit"]
     assert [r.getMessage() for r in records] == ["code_sent admin/alice", "verify_failed admin/alice"]
-    fields = records[0].tfa_event
+    fields = records[0].__dict__["tfa_event"]
     assert fields | {"at": 0} == {
         "at": 0,
         "interface": "admin",
