@@ -105,8 +105,7 @@ def config(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
             },
         },
     }
-    for key, value in overrides.items():
-        data[key] = value
+    data.update(overrides)
     return data
 
 
@@ -129,7 +128,7 @@ class QueryCounter:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, *args: Any) -> None:
+    def __call__(self, *_: Any) -> None:
         self.count += 1
 
 

@@ -103,5 +103,7 @@ async def test_lifespan_scope_reaches_the_app_untouched(make_harness: Callable[.
 
     await harness.app(scope, receive, send)
     assert len(seen) == 1
-    assert seen[0][0] is scope and seen[0][1] is receive and seen[0][2] is send
+    assert seen[0][0] is scope
+    assert seen[0][1] is receive
+    assert seen[0][2] is send
     assert scope == before

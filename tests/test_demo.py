@@ -92,9 +92,11 @@ def test_readme_walkthrough_over_http(demo: Demo) -> None:
         done = browser.post(
             "/admin/_2fa/verify?next=/admin", data={"csrf_token": token.group(1), "code": code}
         )
-        assert done.status_code == 303 and done.headers["location"] == "/admin"
+        assert done.status_code == 303
+        assert done.headers["location"] == "/admin"
         orders = browser.get("/admin")
-        assert orders.status_code == 200 and "<h1>Orders</h1>" in orders.text
+        assert orders.status_code == 200
+        assert "<h1>Orders</h1>" in orders.text
         # Logging out of the shop ends the proof: it is bound to the shop's login session.
         browser.post("/admin/logout")
         browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
@@ -122,7 +124,8 @@ def test_the_demo_does_not_believe_a_forwarded_address_from_this_machine(demo: D
     )
     events = [json.loads(line) for line in result.stdout.splitlines()]
     sent = [e for e in events if e["event"] == "code_sent"]
-    assert sent and {e["ip"] for e in sent} == {"127.0.0.1"}
+    assert sent
+    assert {e["ip"] for e in sent} == {"127.0.0.1"}
 async def test_concurrent_sign_ups_each_get_their_own_id_and_phone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -215,9 +215,7 @@ async def test_the_fakes_429_carries_retry_after_into_the_exception() -> None:
         assert limited.value.retry_after_seconds == fake.retry_after_seconds
 
 
-async def test_wrong_credentials_or_service_are_misconfigurations(
-    client: httpx.AsyncClient, fake: FakeTwilioVerify
-) -> None:
+async def test_wrong_credentials_or_service_are_misconfigurations(client: httpx.AsyncClient) -> None:
     wrong_token = TwilioVerifyProvider(settings(auth_token=Secret("not-the-token")), client=client)
     for call in (
         wrong_token.send(TARGET, "sms"),
