@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, Harness, config
+from tests.harness import ADMIN_PHONE, Harness, config
 from tfa_middleware import Identity, TwoFactor, settings_from_mapping
 from tfa_middleware.store import AuditEvent
 

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import Harness, Recorder, asgi_request, shop_app
+from tests.asgi_helpers import Recorder, asgi_request
+from tests.harness import Harness, shop_app
 
 JSON_CALLERS = {
     "accept json": {"accept": "application/json"},

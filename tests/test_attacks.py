@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness, asgi_websocket, config
+from tests.asgi_helpers import asgi_websocket
+from tests.harness import ADMIN_PHONE, SECRET, Harness, config
 from tfa_middleware import ConfigError, load_settings
 from tfa_middleware.settings import LimitSettings
 

@@ -6,17 +6,19 @@ need a real socket and use the fake over loopback HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import time
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
-from tests.conftest import SECRET, FakeClock, config
+from tests.harness import SECRET, FakeClock, config
 from tfa_middleware import ConfigError, TwoFactor, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
@@ -512,14 +514,27 @@ async def test_a_client_passed_in_belongs_to_the_caller(client: httpx.AsyncClien
 
 
 async def test_the_timeout_comes_from_the_settings(fake: FakeAuthy) -> None:
-    fake.faults.latency_seconds = 0.5
-    with serve(fake) as url:
+    # The fake holds every request until the provider has given up: an answer cannot come first,
+    # so the error can only be the client's own timeout, and it must name the settings' value.
+    arrived: list[str] = []
+    release = threading.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            arrived.append(scope["path"])
+            await asyncio.to_thread(release.wait)
+        await fake(scope, receive, send)
+
+    with serve(held) as url:
         authy = AuthyProvider(settings(url, timeout_seconds=0.1), Secret(SECRET))
-        started = time.monotonic()
-        with pytest.raises(ProviderUnavailable, match=r"within 0\.1 s"):
-            await authy.register(target())
-        assert time.monotonic() - started < 0.45  # the client gave up; it did not wait for the answer
-        await authy.close()
+        try:
+            with pytest.raises(ProviderUnavailable, match=r"within 0\.1 s"):
+                await authy.register(target())
+            assert arrived == ["/protected/json/users/new"]  # it reached the server, unanswered
+            assert fake.requests == []
+        finally:
+            release.set()
+            await authy.close()
 
 
 async def test_a_dropped_connection_fails_closed(fake: FakeAuthy) -> None:

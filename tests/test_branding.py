@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness
+from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware import ConfigError, settings_from_mapping
 from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.settings import BrandingSettings, contrast_with_white

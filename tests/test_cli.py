@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ADMIN_PHONE, FakeClock
+from tests.harness import ADMIN_PHONE, FakeClock
 from tests.helpers import SHOP_SECRET, TFA_KEY, Cli, config_file, run_process
 from tfa_middleware import TwoFactor, load_settings
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, FakeClock
+from tests.harness import ADMIN_PHONE, FakeClock
 from tests.helpers import SHOP_SECRET, TFA_KEY, Cli
-from tests.test_identity import OTHER_SECRET, cookie_signed_at, real_session_cookie
+from tests.sessions import OTHER_SECRET, cookie_signed_at, real_session_cookie
 from tfa_middleware import TwoFactor, load_settings
 from tfa_middleware.cli import main
 from tfa_middleware.store import Store

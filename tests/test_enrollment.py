@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import ADMIN_PHONE, Harness, snapshot
+from tests.harness import ADMIN_PHONE, Harness, snapshot
 from tfa_middleware import (
     InvalidInput,
     InvalidPhoneNumber,

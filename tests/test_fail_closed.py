@@ -8,12 +8,10 @@ without a second factor, and the log names the cause. Then the guard's edge case
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
 import threading
-from base64 import b64encode
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from itsdangerous import TimestampSigner
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware import Middleware
@@ -32,8 +29,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness, asgi_websocket, uvicorn_server
+from tests.asgi_helpers import asgi_websocket
 from tests.fail_closed_app import SHOP_SECRET
+from tests.harness import ADMIN_PHONE, SECRET, Harness
+from tests.servers import uvicorn_server
+from tests.sessions import cookie_signed_at
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
 
 LOG = "tfa_middleware"
@@ -251,10 +251,7 @@ async def test_6_a_session_older_than_14_days_that_the_shop_honours(
     import time as real_time
 
     twenty_days_ago = int(real_time.time()) - 20 * 24 * 3600
-    data = b64encode(json.dumps({"user_id": "alice", "sid": "s1"}).encode())
-    with monkeypatch.context() as patch:
-        patch.setattr(TimestampSigner, "get_timestamp", lambda _self: twenty_days_ago)
-        old = TimestampSigner(SHOP_SECRET).sign(data).decode()
+    old = cookie_signed_at(monkeypatch, twenty_days_ago, {"user_id": "alice", "sid": "s1"}, SHOP_SECRET)
     response = await h.client.get(
         "/admin/orders", headers={"cookie": f"session={old}", "accept": "text/html"}
     )
@@ -310,7 +307,7 @@ async def test_a_sync_callable_does_not_stall_other_requests(make_harness: Calla
         return Identity(user.decode()) if user else None
 
     h: Harness = await make_harness(
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"})
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"})
     )
     h.app._interfaces[0].resolver.func = slow_resolver  # type: ignore[attr-defined]
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
@@ -454,7 +451,7 @@ async def test_warn_mode_serves_and_logs(
 ) -> None:
     h: Harness = await make_harness(
         open_shop(),
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"}, unidentified="warn"),
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"}, unidentified="warn"),
     )
     with caplog.at_level(logging.ERROR, logger=LOG):
         first = await h.client.get("/admin/status/200")
@@ -648,7 +645,7 @@ async def test_in_warn_mode_an_unsafe_request_from_nobody_reaches_the_shop(
 ) -> None:
     h: Harness = await make_harness(
         posting_shop(),
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"}, unidentified="warn"),
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"}, unidentified="warn"),
     )
     POSTED.clear()
     response = await h.client.post("/admin/orders/delete")

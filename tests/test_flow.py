@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tests.conftest import Harness
+from tests.harness import Harness
 
 
 async def test_unauthenticated_and_unprotected_requests_pass_through(harness: Harness) -> None:

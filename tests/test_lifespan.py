@@ -21,9 +21,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tests.harness import ADMIN_PHONE, config, shop_app
 from tfa_middleware import ConfigError, TwoFactor, TwoFactorMiddleware, settings_from_mapping
-
-from .conftest import ADMIN_PHONE, config, shop_app
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -18,7 +18,8 @@ from authy.api import AuthyApiClient
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.conftest import SECRET, FakeClock
+from tests.codes import other_code
+from tests.harness import SECRET, FakeClock
 from tfa_middleware.errors import ProviderError
 from tfa_middleware.providers import AuthyProvider, CheckResult, Target, TwilioVerifyProvider
 from tfa_middleware.providers.base import Purpose
@@ -217,7 +218,7 @@ def test_twilio_python_creates_and_checks_a_verification(
         {"time": started.send_code_attempts[0]["time"], "channel": "SMS", "channel_id": None}
     ]
     code = fake_verify.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     pending = service.verification_checks.create(to=PHONE, code=wrong)
     assert (pending.status, pending.valid) == ("pending", False)
     approved = service.verification_checks.create(to=PHONE, code=code)
@@ -249,7 +250,7 @@ def test_twilio_python_and_our_provider_agree(fake_verify: FakeTwilioVerify, ver
 
     service.verifications.create(to=PHONE, channel="sms")  # started by theirs, checked by ours
     code = fake_verify.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     assert asyncio.run(ours(wrong)) is CheckResult.REJECTED
     assert asyncio.run(ours(code)) is CheckResult.APPROVED
     with pytest.raises(TwilioRestException):

@@ -16,14 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.conftest import (
-    Harness,
-    Recorder,
-    asgi_request,
-    asgi_websocket,
-    config,
-    shop_app,
-)
+from tests.asgi_helpers import Recorder, asgi_request, asgi_websocket
+from tests.harness import Harness, config, shop_app
 from tfa_middleware import settings_from_mapping
 from tfa_middleware.asgi import canonical_path, inside
 from tfa_middleware.pages import safe_next

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ADMIN_PHONE, OLD_SECRET, SECRET, T0, Harness
+from tests.harness import ADMIN_PHONE, OLD_SECRET, SECRET, T0, Harness
 from tfa_middleware.proof import CLOCK_SKEW_SECONDS, ProofCodec, session_digest
 from tfa_middleware.settings import Secret
 

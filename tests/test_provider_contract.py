@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SECRET, FakeClock, config
+from tests.harness import SECRET, FakeClock, config
 from tfa_middleware import TwoFactor, settings_from_mapping
 from tfa_middleware.providers import (
     AuthyProvider,

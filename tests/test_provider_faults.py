@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, QueryCounter, config, shop_app
+from tests.harness import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, QueryCounter, config, shop_app
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.providers import build_provider
 from tfa_middleware.store import Store

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RELAXED_LIMITS, FakeClock, Harness, config
+from tests.harness import RELAXED_LIMITS, FakeClock, Harness, config
 from tfa_middleware import TwoFactor, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
