@@ -1,7 +1,7 @@
 # The two commands a newcomer needs are `make demo` and `make test`; both set up .venv first.
 #
 #   make demo    run the demo shop behind the middleware on http://127.0.0.1:$(PORT)
-#   make test    ruff, mypy --strict on the package, pytest
+#   make test    ruff, mypy --strict on the package, the tests, the benchmarks and the demo, pytest
 #   make lint    ruff and mypy only
 #   make bench   the benchmarks (python -m benchmarks)
 #   make clean   caches, build leftovers and the demo database (keeps .venv)
@@ -16,6 +16,8 @@ PORT ?= 8000
 DEMO_UVICORN_ARGS = --no-proxy-headers
 
 BIN = $(VENV)/bin
+# Everything mypy --strict checks: the package and all the code that uses it (examples/ when present).
+TYPED = tfa_middleware tests benchmarks demo_app $(wildcard examples)
 # The stamp is newer than pyproject.toml exactly when the last install of its dependencies
 # finished, so a second `make` installs nothing. It lives inside .venv: removing the venv
 # removes the stamp with it.
@@ -49,7 +51,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict tfa_middleware
+	$(BIN)/mypy --strict $(TYPED)
 
 test: lint
 	$(BIN)/pytest

@@ -155,7 +155,7 @@ def p99(samples: Sequence[float]) -> float:
 def shop() -> Starlette:
     """The smallest shop: one protected page and one page outside every interface."""
 
-    async def page(request: Request) -> PlainTextResponse:
+    async def page(_request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     return Starlette(routes=[Route(UNPROTECTED, page), Route(PROTECTED, page)])

@@ -49,12 +49,12 @@ SID = "bench-login-0123456789abcdefghij"
 USER = "1"
 
 
-def fixed_identity(scope: Any) -> Identity:
+def fixed_identity(_scope: Any) -> Identity:
     """A plain callable resolver that does no identity work at all: the middleware's own floor."""
     return Identity(USER, SID)
 
 
-async def fixed_identity_async(scope: Any) -> Identity:
+async def fixed_identity_async(_scope: Any) -> Identity:
     """The same, async: what a ``from: callable`` resolver costs on the event loop."""
     return Identity(USER, SID)
 

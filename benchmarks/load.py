@@ -77,7 +77,7 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 (asyncio.Protocol's signature)  # noqa: ARG002 (asyncio.Protocol's signature)
         if not self.done.done():
             self.done.set_result(None)
 

@@ -19,8 +19,8 @@ import uvicorn.main
 _bind_socket = uvicorn.config.Config.bind_socket
 
 
-def bind_socket(config: uvicorn.config.Config) -> socket.socket:
-    sock = _bind_socket(config)
+def bind_socket(self: uvicorn.config.Config) -> socket.socket:
+    sock = _bind_socket(self)
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto != socket.IPPROTO_TCP:
         inheritable = sock.get_inheritable()
         sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())

@@ -58,7 +58,7 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
     tfa = TwoFactor.from_yaml(config_path or os.environ.get("TFA_DEMO_CONFIG") or DEFAULT_CONFIG)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         # The service is shared with the middleware below, which leaves closing it to us.
         async with tfa:
             await seed_phones(tfa)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, Harness, config
+from tests.harness import ADMIN_PHONE, Harness, config
 from tfa_middleware import Identity, TwoFactor, settings_from_mapping
 from tfa_middleware.store import AuditEvent
 
@@ -53,7 +53,8 @@ async def post(h: Harness, page: str, headers: dict[str, str], **data: str) -> A
 async def test_the_phone_page_needs_a_proof_and_a_fresh_one(harness: Harness) -> None:
     alice = harness.as_user("alice")
     no_proof = await harness.client.get(PHONE_PAGE, headers=alice)
-    assert no_proof.status_code == 303 and "/admin/_2fa/challenge" in no_proof.headers["location"]
+    assert no_proof.status_code == 303
+    assert "/admin/_2fa/challenge" in no_proof.headers["location"]
     await harness.pass_challenge("alice")
     assert (await harness.client.get(PHONE_PAGE, headers=alice)).status_code == 200
     harness.clock.advance(601)  # older than phone_change_fresh_seconds (600)
@@ -62,7 +63,8 @@ async def test_the_phone_page_needs_a_proof_and_a_fresh_one(harness: Harness) ->
     assert stale.headers["location"] == "/admin/_2fa/challenge?reauth=1&next=/admin/_2fa/phone"
     # The challenge is shown although the proof is still valid, and the old number gets the code.
     challenge = await harness.client.get(stale.headers["location"], headers=alice)
-    assert challenge.status_code == 200 and "+1 ••• ••• 0123" in challenge.text
+    assert challenge.status_code == 200
+    assert "+1 ••• ••• 0123" in challenge.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', challenge.text)
     assert token
     await harness.client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)}, headers=alice)
@@ -79,7 +81,8 @@ async def test_a_new_number_is_active_only_after_its_code_and_revokes_older_proo
     alice = harness.as_user("alice")
     old_proof = await harness.pass_challenge("alice")
     started = await post(harness, PHONE_PAGE, alice, action="start", country_code="1", phone="201 555 0199")
-    assert started.status_code == 200 and "We sent a code to +1 ••• ••• 0199" in started.text
+    assert started.status_code == 200
+    assert "We sent a code to +1 ••• ••• 0199" in started.text
     status = await harness.service.status("admin", "alice")
     assert (status.masked_phone, status.pending_masked_phone) == ("+1 ••• ••• 0123", "+1 ••• ••• 0199")
     # Until confirmed, sign-in codes still go to the old number.
@@ -109,7 +112,8 @@ async def test_a_bad_new_number_changes_nothing_and_a_change_can_be_cancelled(ha
     alice = harness.as_user("alice")
     await harness.pass_challenge("alice")
     bad = await post(harness, PHONE_PAGE, alice, action="start", country_code="1", phone="123")
-    assert bad.status_code == 400 and "That phone number is too short." in bad.text
+    assert bad.status_code == 400
+    assert "That phone number is too short." in bad.text
     assert (await harness.service.status("admin", "alice")).pending_masked_phone == ""
     await post(harness, PHONE_PAGE, alice, action="start", country_code="1", phone="2015550199")
     cancelled = await post(harness, PHONE_PAGE, alice, action="cancel")
@@ -155,7 +159,8 @@ async def test_only_listed_users_or_roles_with_a_proof_may_manage(managed: Harne
     for user in ("alice", "bob", "carol"):
         assert f"{user} <span" in page.text
     assert "dave <span" not in page.text  # a customer: manage.interfaces is the admin interface alone
-    assert "2015550124" not in page.text and "+1 ••• ••• 0124" in page.text
+    assert "2015550124" not in page.text
+    assert "+1 ••• ••• 0124" in page.text
 
     h.client.cookies.clear()
     await h.pass_challenge("bob")
@@ -176,11 +181,13 @@ async def test_every_management_action_works_and_is_audited_with_its_actor(manag
     set_phone = await post(
         h, MANAGE, alice, action="set_phone", country_code="1", phone="2015550177", **carol
     )
-    assert set_phone.status_code == 200 and "The phone of carol is set" in set_phone.text
+    assert set_phone.status_code == 200
+    assert "The phone of carol is set" in set_phone.text
     # Not active until carol confirms it with a code (test_attacks.py walks that through).
     assert (await h.service.status("admin", "carol")).pending_masked_phone == "+1 ••• ••• 0177"
     bad = await post(h, MANAGE, alice, action="set_phone", country_code="1", phone="12", **carol)
-    assert bad.status_code == 400 and "too short" in bad.text
+    assert bad.status_code == 400
+    assert "too short" in bad.text
     await post(h, MANAGE, alice, action="require_enrollment", **carol)
     assert (await h.service.status("admin", "carol")).require_enrollment
     await post(h, MANAGE, alice, action="reset", **carol)
@@ -212,7 +219,8 @@ async def test_an_admin_unlocks_a_locked_user_from_the_page(managed: Harness) ->
 async def test_the_search_takes_a_prefix(managed: Harness) -> None:
     await managed.pass_challenge("alice")
     page = await managed.client.get(MANAGE + "?q=ca", headers=managed.as_user("alice"))
-    assert "carol <span" in page.text and "bob <span" not in page.text
+    assert "carol <span" in page.text
+    assert "bob <span" not in page.text
 
 
 # ---------------------------------------------------------------------------- the shop's hooks and API

@@ -65,7 +65,8 @@ def test_bad_requests_get_a_clear_error_and_change_nothing(
     config = config_file(tmp_path)
     result = cli("users", args[0], "--config", str(config), *args[1:])
     assert result.returncode == 1
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
     assert users(cli, config, "list") == []
 
 

@@ -9,7 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import Harness, Recorder, asgi_request, shop_app
+from tests.asgi_helpers import Recorder, asgi_request
+from tests.harness import Harness, shop_app
 
 JSON_CALLERS = {
     "accept json": {"accept": "application/json"},
@@ -103,5 +104,7 @@ async def test_lifespan_scope_reaches_the_app_untouched(make_harness: Callable[.
 
     await harness.app(scope, receive, send)
     assert len(seen) == 1
-    assert seen[0][0] is scope and seen[0][1] is receive and seen[0][2] is send
+    assert seen[0][0] is scope
+    assert seen[0][1] is receive
+    assert seen[0][2] is send
     assert scope == before

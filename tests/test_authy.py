@@ -6,17 +6,19 @@ need a real socket and use the fake over loopback HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import time
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
-from tests.conftest import SECRET, FakeClock, config
+from tests.harness import SECRET, FakeClock, config
 from tfa_middleware import ConfigError, TwoFactor, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
@@ -81,7 +83,8 @@ async def test_register_posts_the_documented_form_with_the_key_in_a_header(
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert set(request.form) == {"user[email]", "user[cellphone]", "user[country_code]"}
     assert (request.form["user[cellphone]"], request.form["user[country_code]"]) == ("2015550123", "1")
-    assert "api_key" not in request.query and "api_key" not in request.form
+    assert "api_key" not in request.query
+    assert "api_key" not in request.form
 
 
 @pytest.mark.parametrize(
@@ -135,7 +138,8 @@ async def test_the_email_sent_to_authy_is_a_keyed_pseudonym(authy: AuthyProvider
     await authy.register(target(user="alice@shop.example"))
     email = fake.requests[-1].form["user[email]"]
     assert re.fullmatch(r"[0-9a-f]{32}@users\.invalid", email)
-    assert "alice" not in email and "shop" not in email
+    assert "alice" not in email
+    assert "shop" not in email
     assert authy.email_for(target(user="alice@shop.example")) == email  # stable: Authy sees one user
     assert authy.email_for(target(user="bob")) != email
     assert authy.email_for(Target("customer", "alice@shop.example", PHONE, Purpose.LOGIN)) != email
@@ -202,7 +206,8 @@ async def test_a_malformed_stored_id_is_healed_by_registering_again(
         await store.update_enrollment("admin", "alice", 0.0, provider_user_id="../sms")
         await send_code(tfa)
         row = await store.enrollment("admin", "alice")
-        assert row is not None and row.provider_user_id == "1635"
+        assert row is not None
+        assert row.provider_user_id == "1635"
     finally:
         await tfa.close()
 
@@ -358,9 +363,7 @@ async def test_register_refusals_say_whose_fault_it_is(client: httpx.AsyncClient
     assert fake.users == {}
 
 
-async def test_a_wrong_api_key_is_a_misconfiguration_everywhere(
-    client: httpx.AsyncClient, fake: FakeAuthy
-) -> None:
+async def test_a_wrong_api_key_is_a_misconfiguration_everywhere(client: httpx.AsyncClient) -> None:
     wrong = AuthyProvider(settings(key="not-the-key"), Secret(SECRET), client=client)
     for call in (
         wrong.register(target()),
@@ -378,7 +381,7 @@ async def test_check_credentials_names_the_app(authy: AuthyProvider, fake: FakeA
 
 
 async def test_rate_limiting_carries_the_retry_after_hint() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(_request: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": "30"}, json={"error_code": "60003"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
@@ -435,7 +438,8 @@ async def test_a_user_authy_forgot_is_registered_again(
         fake.forget(1635)
         await send_code(tfa)
         row = await store.enrollment("admin", "alice")
-        assert row is not None and row.provider_user_id == "1636"
+        assert row is not None
+        assert row.provider_user_id == "1636"
         assert [r.path for r in fake.requests if "/sms/" in r.path] == [
             "/protected/json/sms/1635",
             "/protected/json/sms/1635",  # 404, 60026
@@ -461,11 +465,13 @@ async def test_a_new_api_key_clears_every_stored_authy_id(
         await send_code(tfa)
         assert sum(r.path.endswith("/users/new") for r in fake.requests) == 2
         assert fake.requests[-1].headers["x-authy-api-key"] == OTHER_KEY
-        assert fake.outbox[-1].to == PHONE and len(fake.outbox) == 2
+        assert fake.outbox[-1].to == PHONE
+        assert len(fake.outbox) == 2
         # The id is the phone's, whichever app registers it; it is now registered with the new app.
         assert fake.users[1635].apps == {FAKE_AUTHY_API_KEY, OTHER_KEY}
         row = await store.enrollment("admin", "alice")
-        assert row is not None and row.provider_user_id == "1635"
+        assert row is not None
+        assert row.provider_user_id == "1635"
     finally:
         await tfa.close()
 
@@ -473,7 +479,8 @@ async def test_a_new_api_key_clears_every_stored_authy_id(
 def test_the_fingerprint_follows_the_key_and_the_url_and_does_not_show_them() -> None:
     key = Secret(SECRET)
     one = AuthyProvider(settings(), key).fingerprint
-    assert one is not None and re.fullmatch(r"[0-9a-f]{16}", one)
+    assert one is not None
+    assert re.fullmatch(r"[0-9a-f]{16}", one)
     assert AuthyProvider(settings(), key).fingerprint == one
     assert AuthyProvider(settings(key=OTHER_KEY), key).fingerprint != one
     assert AuthyProvider(settings(url="https://api.authy.com"), key).fingerprint != one
@@ -490,7 +497,9 @@ async def test_one_pooled_client_is_made_on_first_use_and_closed_by_close(fake: 
         await authy.send(alice, "sms")
         await authy.check(alice, fake.last_code(PHONE))
         peers = {r.client for r in fake.requests}
-        assert len(fake.requests) == 3 and len(peers) == 1  # one kept-alive connection
+        # one kept-alive connection
+        assert len(fake.requests) == 3
+        assert len(peers) == 1
         await authy.close()
         await authy.send(alice, "sms")  # a closed provider opens a fresh client when used again
         assert fake.requests[-1].client not in peers
@@ -505,14 +514,27 @@ async def test_a_client_passed_in_belongs_to_the_caller(client: httpx.AsyncClien
 
 
 async def test_the_timeout_comes_from_the_settings(fake: FakeAuthy) -> None:
-    fake.faults.latency_seconds = 0.5
-    with serve(fake) as url:
+    # The fake holds every request until the provider has given up: an answer cannot come first,
+    # so the error can only be the client's own timeout, and it must name the settings' value.
+    arrived: list[str] = []
+    release = threading.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            arrived.append(scope["path"])
+            await asyncio.to_thread(release.wait)
+        await fake(scope, receive, send)
+
+    with serve(held) as url:
         authy = AuthyProvider(settings(url, timeout_seconds=0.1), Secret(SECRET))
-        started = time.monotonic()
-        with pytest.raises(ProviderUnavailable, match=r"within 0\.1 s"):
-            await authy.register(target())
-        assert time.monotonic() - started < 0.45  # the client gave up; it did not wait for the answer
-        await authy.close()
+        try:
+            with pytest.raises(ProviderUnavailable, match=r"within 0\.1 s"):
+                await authy.register(target())
+            assert arrived == ["/protected/json/users/new"]  # it reached the server, unanswered
+            assert fake.requests == []
+        finally:
+            release.set()
+            await authy.close()
 
 
 async def test_a_dropped_connection_fails_closed(fake: FakeAuthy) -> None:
@@ -561,7 +583,8 @@ async def test_a_get_is_tried_once_more_after_a_connect_error(fake: FakeAuthy) -
     async with httpx.AsyncClient(transport=flaky) as client:
         retrying = AuthyProvider(settings(), Secret(SECRET), client=client)
         await retrying.send(alice, "sms")
-    assert flaky.attempts == 2 and len(fake.outbox) == 1
+    assert flaky.attempts == 2
+    assert len(fake.outbox) == 1
 
 
 async def test_only_once_and_only_for_connect_errors_on_gets(fake: FakeAuthy) -> None:
@@ -612,8 +635,8 @@ async def test_codes_and_the_api_key_never_show_in_logs_errors_or_repr(
     assert len(raised) == 4
     assert "HTTP Request" in caplog.text  # httpx did log each request, with the code masked
     texts = [caplog.text, repr(authy), repr(authy.http), repr(wrong)]
-    for exc in raised:
-        chained: BaseException | None = exc
+    for error in raised:
+        chained: BaseException | None = error
         while chained is not None:
             texts += [str(chained), repr(chained)]
             chained = chained.__cause__ or chained.__context__

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness
+from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware import ConfigError, settings_from_mapping
+from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.settings import BrandingSettings, contrast_with_white
 
 DEMO_TEMPLATES = Path(__file__).resolve().parent.parent / "demo_app" / "tfa_templates"
@@ -169,7 +170,9 @@ async def test_an_https_logo_is_allowed_by_the_csp_of_our_pages_only(make_harnes
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     csp = page.headers["content-security-policy"]
     assert "img-src 'self' data: https://cdn.example.com;" in csp
-    assert "default-src 'none'" in csp and "script-src 'self';" in csp and "style-src 'self';" in csp
+    assert "default-src 'none'" in csp
+    assert "script-src 'self';" in csp
+    assert "style-src 'self';" in csp
     assert '<img src="https://cdn.example.com/acme/logo.png" alt="">' in page.text
 
 
@@ -177,7 +180,8 @@ async def test_without_branding_the_pages_are_unchanged(make_harness: Any) -> No
     h = await branded(make_harness)
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     assert "<title>Enter your code · Two-step verification</title>" in page.text
-    assert "<header" not in page.text and "brand.css" not in page.text
+    assert "<header" not in page.text
+    assert "brand.css" not in page.text
     css = await h.client.get("/admin/_2fa/static/brand.css", headers=h.as_user("alice"))
     assert css.status_code == 404
 
@@ -211,6 +215,8 @@ async def test_the_code_field_sends_itself_only_when_every_code_has_one_length(m
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     assert '<main class="card" data-code-length="6">' in page.text  # the sandbox: always 6 digits
     # Authy (6 to 12 digits) or Twilio Verify (4 to 10): the page cannot know when a code is complete.
-    h.service.provider.code_lengths = (6, 12)
+    sandbox = h.service.provider
+    assert isinstance(sandbox, SandboxProvider)
+    sandbox.code_lengths = (6, 12)
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
     assert '<main class="card">' in page.text

@@ -18,18 +18,18 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
-from tests.conftest import uvicorn_server
+from tests.codes import other_code
+from tests.demo import DEMO_CONFIG, Demo, demo_server
+from tests.helpers import Cli
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Locator, Page, Response
@@ -38,7 +38,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-DEMO_CONFIG = ROOT / "demo_app" / "config.yaml"
 WIDTHS = {"desktop": 1280, "phone": 375}
 MAX_PAGE_BYTES = 30 * 1024
 # The limits of a browser test that is not about the growing delay: no wait between two tries.
@@ -105,53 +104,17 @@ def browser() -> Iterator[Browser]:
 # ---------------------------------------------------------------------------- the demo server
 
 
-@dataclass
-class Demo:
-    url: str
-    database: Path
-
-    def code(self, user_id: str) -> str:
-        """The code in the newest sandbox text to ``user_id``, read from the demo's database."""
-        with closing(sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)) as db:
-            row = db.execute(
-                "SELECT body FROM tfa_outbox WHERE user_id = ? ORDER BY id DESC LIMIT 1", (user_id,)
-            ).fetchone()
-        assert row, f"no text message to user {user_id} in the outbox"
-        match = re.search(r"\b(\d{6})\b", row[0])
-        assert match, row[0]
-        return match.group(1)
-
-    def age_the_sends(self, seconds: float) -> None:
-        """Move every logged send back in time, as if the codes had been asked for earlier."""
-        with closing(sqlite3.connect(self.database)) as db, db:
-            db.execute("UPDATE tfa_send SET at = at - ?", (seconds,))
-
-    def wrong_code(self, user_id: str) -> str:
-        return "111111" if self.code(user_id) != "111111" else "222222"
-
-
 @pytest.fixture
-def start_demo(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+def start_demo(tmp_path: Path, cli: Cli) -> Iterator[Callable[..., Demo]]:
     """Start the demo shop under uvicorn with demo_app/config.yaml, changed by ``changes``
     (a top-level key set to None is removed). A fresh database each time."""
     numbers = itertools.count()
     with ExitStack() as servers:
 
         def start(**changes: Any) -> Demo:
-            settings = yaml.safe_load(DEMO_CONFIG.read_text())
-            for key, value in changes.items():
-                if value is None:
-                    settings.pop(key, None)
-                else:
-                    settings[key] = value
             folder = tmp_path / f"demo-{next(numbers)}"
             folder.mkdir()
-            config = folder / "config.yaml"
-            config.write_text(yaml.safe_dump(settings))
-            database = folder / "demo.sqlite3"
-            env = {**os.environ, "TFA_DEMO_DB": str(database), "TFA_DEMO_CONFIG": str(config)}
-            url = servers.enter_context(uvicorn_server("demo_app.app:create_app", folder, env))
-            return Demo(url, database)
+            return servers.enter_context(demo_server(folder, cli, changes))
 
         yield start
 
@@ -253,7 +216,8 @@ def _assert_focus_visible(target: Locator) -> None:
     outline = target.evaluate(
         "el => { const s = getComputedStyle(el); return [s.outlineStyle, s.outlineWidth]; }"
     )
-    assert outline[0] != "none" and float(outline[1].rstrip("px")) >= 2, f"no visible focus ring: {outline}"
+    assert outline[0] != "none", f"no visible focus ring: {outline}"
+    assert float(outline[1].rstrip("px")) >= 2, f"no visible focus ring: {outline}"
 
 
 @pytest.fixture
@@ -344,7 +308,7 @@ def sign_in(v: Visit) -> None:
 
     log_in(v, "admin@example.com", "admin")
     text_me_a_code(v, "+1 ••• ••• 0123")
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(v.page.locator("h1")).to_have_text("Orders")
 
 
@@ -374,7 +338,7 @@ def test_admin_signs_in_with_a_texted_code(
     expect(v.page).to_have_url(re.compile(r"/admin/_2fa/challenge\?next=%2Fadmin$"))
     expect(v.page.get_by_role("contentinfo")).to_contain_text("tfa-middleware outbox")  # the override
     text_me_a_code(v, "+1 ••• ••• 0123")
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(v.page.locator("h1")).to_have_text("Orders")
     assert _url_path(v) == "/admin"
     v.check("orders")
@@ -390,7 +354,7 @@ def test_customer_signs_in_on_the_account_page(
     log_in(v, "customer@example.com", "customer", admin=False)
     expect(v.page).to_have_url(re.compile(r"/account/_2fa/challenge\?next=%2Faccount$"))
     text_me_a_code(v, "+1 ••• ••• 0145")
-    type_code(v, v.demo.code("3"))
+    type_code(v, v.demo.latest_code("3"))
     expect(v.page.locator("h1")).to_have_text("Hello, Carla Customer")
     assert _url_path(v) == "/account"
     v.check("account")
@@ -417,7 +381,7 @@ def test_vendor_without_a_phone_enrolls_one(
     expect(page.get_by_role("heading", level=2).first).to_have_text("Confirm +1 ••• ••• 0199")
     expect(page.get_by_role("status")).to_have_text("We sent a code to +1 ••• ••• 0199.")
     v.check("enroll-code-sent")
-    type_code(v, v.demo.code("2"))
+    type_code(v, v.demo.latest_code("2"))
     expect(page.locator("h1")).to_have_text("Orders")
     assert _url_path(v) == "/admin"
     v.check("orders")
@@ -433,7 +397,7 @@ def test_a_wrong_code_shows_the_error_at_the_field(
     page = v.page
     log_in(v, "admin@example.com", "admin")
     text_me_a_code(v, "+1 ••• ••• 0123")
-    type_code(v, v.demo.wrong_code("1"))
+    type_code(v, other_code(v.demo.latest_code("1")))
     error = page.get_by_role("alert")
     expect(error).to_have_text(re.compile(r"^That code didn't work\."))
     field = page.locator("#code")
@@ -443,7 +407,7 @@ def test_a_wrong_code_shows_the_error_at_the_field(
     expect(field).to_be_focused()
     expect(field).to_have_value("")
     v.check("wrong-code")
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.locator("h1")).to_have_text("Orders")
 
 
@@ -472,7 +436,7 @@ def test_enter_after_the_last_digit_sends_the_code_once(
         held.append(route)
 
     page.route("**/admin/_2fa/verify*", hold)
-    page.keyboard.type(demo.code("1"))
+    page.keyboard.type(demo.latest_code("1"))
     page.keyboard.press("Enter")
     page.wait_for_timeout(300)  # time for a second request to be made, were there one
     for route in held:
@@ -500,9 +464,9 @@ def test_the_growing_delay_after_a_wrong_code_is_shown(
     page = v.page
     log_in(v, "admin@example.com", "admin")
     text_me_a_code(v, "+1 ••• ••• 0123")
-    type_code(v, v.demo.wrong_code("1"))
+    type_code(v, other_code(v.demo.latest_code("1")))
     expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.get_by_role("alert")).to_have_text(
         re.compile(r"^Please wait (29|30) seconds before trying again\.$")
     )
@@ -520,7 +484,7 @@ def test_the_lock_says_when_to_try_again(
     page = v.page
     log_in(v, "admin@example.com", "admin")
     text_me_a_code(v, "+1 ••• ••• 0123")
-    wrong = v.demo.wrong_code("1")
+    wrong = other_code(v.demo.latest_code("1"))
     for _ in range(4):
         type_code(v, wrong)
         expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
@@ -533,7 +497,7 @@ def test_the_lock_says_when_to_try_again(
     expect(page.get_by_role("alert")).to_have_text(locked)
     expect(page.locator("#code")).to_have_attribute("aria-describedby", "locked")
     v.check("locked-later")
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.get_by_role("alert")).to_have_text(locked)
     expect(page.locator("h1")).to_have_text("Enter your code")
 
@@ -591,7 +555,7 @@ def test_resend_without_javascript_says_how_long_to_wait(
     )
     v.check("resend-refused")
     # Still a working page: the code that was sent lets the user in.
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.locator("h1")).to_have_text("Orders")
 
 
@@ -630,9 +594,9 @@ def test_the_deep_link_survives_the_challenge(
     expect(page).to_have_url(re.compile(r"/admin/_2fa/challenge\?next=%2Fadmin%2Fusers$"))
     text_me_a_code(v, "+1 ••• ••• 0123")
     assert "next=%2Fadmin%2Fusers" in page.url
-    type_code(v, v.demo.wrong_code("1"))
+    type_code(v, other_code(v.demo.latest_code("1")))
     expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.locator("h1")).to_have_text("Users")
     assert _url_path(v) == "/admin/users"
     v.check("users")
@@ -652,11 +616,12 @@ def test_the_built_in_pages_without_branding(
     expect(page.locator("footer")).to_have_count(0)
     expect(page).to_have_title("Enter your code · Two-step verification")
     text_me_a_code(v, "+1 ••• ••• 0123")
-    type_code(v, v.demo.wrong_code("1"))
+    type_code(v, other_code(v.demo.latest_code("1")))
     expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
     v.check("wrong-code")
     missing = v.goto("/admin/_2fa/nothing-here")
-    assert missing is not None and missing.status == 404
+    assert missing is not None
+    assert missing.status == 404
     expect(page.locator("h1")).to_have_text("Page not found")
     v.check("not-found")
     v.goto("/admin/_2fa/logout")
@@ -726,7 +691,7 @@ def test_admin_changes_the_phone(
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_have_text("We sent a code to +1 ••• ••• 0177.")
     v.check("phone-code-sent")
-    type_code(v, v.demo.code("1"))
+    type_code(v, v.demo.latest_code("1"))
     expect(page.locator("main")).to_contain_text("Codes now go to +1 ••• ••• 0177.")
     v.check("phone-changed")
     # The change revoked every earlier proof; this browser got a new one and goes on.
@@ -775,7 +740,7 @@ BROKEN_PAGES = {
 
 @pytest.mark.parametrize("kind", list(BROKEN_PAGES))
 def test_the_page_checks_fail_on_a_broken_page(
-    visit: Callable[..., Visit], tmp_path: Path, kind: str
+    visit: Callable[..., Visit], tmp_path: Path, cli: Cli, kind: str
 ) -> None:
     """Each check of Visit.check catches what it is there for: a check that cannot fail proves nothing."""
     from playwright.sync_api import Route
@@ -786,7 +751,7 @@ def test_the_page_checks_fail_on_a_broken_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
         f"<body><main>{body}</main></body></html>"
     )
-    v = visit(Demo("http://127.0.0.1:9", tmp_path / "unused.sqlite3"), WIDTHS["phone"])
+    v = visit(Demo("http://127.0.0.1:9", tmp_path / "unused.sqlite3", DEMO_CONFIG, cli), WIDTHS["phone"])
 
     def serve(route: Route) -> None:  # nothing listens on port 9: every request is answered here
         route.fulfill(
@@ -795,9 +760,13 @@ def test_the_page_checks_fail_on_a_broken_page(
 
     v.page.route("**/*", serve)
     v.goto("/admin/_2fa/broken")
-    with pytest.raises(AssertionError, match=re.escape(complaint)):
+
+    def every_check() -> None:
         v.check(kind)
         v.assert_only_the_demo_was_asked()
+
+    with pytest.raises(AssertionError, match=re.escape(complaint)):
+        every_check()
     v.requests = [u for u in v.requests if u.startswith(v.demo.url)]  # so that the teardown passes
     for measured in REPORT.values():  # the report is about the real pages
         for label in [label for label in measured if label.startswith(v.name)]:

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness
+from tests.codes import other_code
+from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware.logging import JsonFormatter
 from tfa_middleware.pages.kit import WRONG_CODE
 from tfa_middleware.service import VerifyStatus
@@ -24,11 +25,6 @@ from tfa_middleware.tables import codes
 FORMAT_MESSAGE = "Enter the {n}-digit code from the text message, digits only."
 ERROR_PARAGRAPH = re.compile(r'<p id="(?:code|form)-error" class="error" role="alert">(.*?)</p>', re.S)
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]+"')
-
-
-def other_code(code: str) -> str:
-    """A well-formed code of the same length that is certainly not ``code``."""
-    return f"{(int(code) + 1) % 10 ** len(code):0{len(code)}d}"
 
 
 def error_text(response: httpx.Response) -> str:

@@ -37,7 +37,7 @@ BOB = signed({"admin_id": "bob", "sid": "s2"})
 ANONYMOUS = signed({"cart": [1, 2]})
 
 
-async def _who(scope: Scope, receive: Receive, send: Send) -> None:
+async def _who(scope: Scope, _receive: Receive, _send: Send) -> None:
     scope["state_seen"] = scope["session"].get("admin_id")
 
 
@@ -53,7 +53,7 @@ def shop_sees(headers: list[bytes]) -> tuple[str, Any]:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b""}
 
-    async def send(message: Any) -> None:
+    async def send(_message: Any) -> None:
         return None
 
     app = SessionMiddleware(_who, secret_key=SECRET, max_age=MAX_AGE)

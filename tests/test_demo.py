@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,44 +16,11 @@ import pytest
 
 from demo_app.app import DEFAULT_CONFIG, create_app, seed_phones
 from demo_app.shop import build_shop
-from tests.conftest import FakeClock, uvicorn_server
+from tests.codes import code_in, latest_code
+from tests.demo import Demo, demo_server
+from tests.harness import FakeClock
+from tests.helpers import ROOT, Cli
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, load_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Demo:
-    def __init__(self, url: str, env: dict[str, str]) -> None:
-        self.url = url
-        self.env = env
-
-    def outbox(self) -> list[dict[str, str]]:
-        """What `tfa-middleware outbox --json` prints, as the README tells a newcomer to run it."""
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tfa_middleware.cli",
-                "outbox",
-                "--config",
-                "demo_app/config.yaml",
-                "--json",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return [json.loads(line) for line in result.stdout.splitlines()]
-
-    def latest_code(self, user_id: str) -> str:
-        mine = [m for m in self.outbox() if m["user_id"] == user_id]
-        assert mine, "no code in the outbox"
-        match = re.search(r"\b(\d{6})\b", mine[-1]["body"])
-        assert match
-        return match.group(1)
 
 
 def make_demo_args() -> tuple[str, ...]:
@@ -68,11 +32,10 @@ def make_demo_args() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
+def demo(tmp_path: Path, cli: Cli) -> Iterator[Demo]:
     """A fresh demo server and database per test: the send limits of one test never reach another."""
-    env = {**os.environ, "TFA_DEMO_DB": str(tmp_path / "demo.sqlite3"), "PYTHONPATH": str(ROOT)}
-    with uvicorn_server("demo_app.app:create_app", tmp_path, env, args=make_demo_args()) as url:
-        yield Demo(url, env)
+    with demo_server(tmp_path, cli, args=make_demo_args()) as running:
+        yield running
 
 
 def test_readme_walkthrough_over_http(demo: Demo) -> None:
@@ -88,13 +51,17 @@ def test_readme_walkthrough_over_http(demo: Demo) -> None:
         assert token
         sent = browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
         assert sent.status_code == 303
-        code = demo.latest_code("1")
+        # The README's way to read the code: `tfa-middleware outbox`.
+        outbox = [json.loads(line) for line in demo.cli("outbox", "--json").stdout.splitlines()]
+        code = code_in([m for m in outbox if m["user_id"] == "1"][-1]["body"])
         done = browser.post(
             "/admin/_2fa/verify?next=/admin", data={"csrf_token": token.group(1), "code": code}
         )
-        assert done.status_code == 303 and done.headers["location"] == "/admin"
+        assert done.status_code == 303
+        assert done.headers["location"] == "/admin"
         orders = browser.get("/admin")
-        assert orders.status_code == 200 and "<h1>Orders</h1>" in orders.text
+        assert orders.status_code == 200
+        assert "<h1>Orders</h1>" in orders.text
         # Logging out of the shop ends the proof: it is bound to the shop's login session.
         browser.post("/admin/logout")
         browser.post("/admin/login", data={"email": "admin@example.com", "password": "admin"})
@@ -111,18 +78,13 @@ def test_the_demo_does_not_believe_a_forwarded_address_from_this_machine(demo: D
         token = re.search(r'name="csrf_token" value="([^"]+)"', challenge.text)
         assert token
         assert browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)}).status_code == 303
-    result = subprocess.run(
-        [sys.executable, "-m", "tfa_middleware.cli", "audit", "--config", "demo_app/config.yaml", "--json"],
-        cwd=ROOT,
-        env=demo.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = demo.cli("audit", "--json")
     events = [json.loads(line) for line in result.stdout.splitlines()]
     sent = [e for e in events if e["event"] == "code_sent"]
-    assert sent and {e["ip"] for e in sent} == {"127.0.0.1"}
+    assert sent
+    assert {e["ip"] for e in sent} == {"127.0.0.1"}
+
+
 async def test_concurrent_sign_ups_each_get_their_own_id_and_phone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,11 +142,9 @@ async def test_the_demo_logout_ends_a_copied_session_and_proof(
             token = re.search(r'name="csrf_token" value="([^"]+)"', challenge.text)
             assert token
             await browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-            code = re.search(r"\b(\d{6})\b", (await tfa.store.latest_outbox(1))[0].body)
-            assert code
-            verified = await browser.post(
-                "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1)}
-            )
+            code = await latest_code(tfa.store)
+            form = {"csrf_token": token.group(1), "code": code}
+            verified = await browser.post("/admin/_2fa/verify", data=form)
             assert verified.status_code == 303
             assert (await browser.get("/admin")).status_code == 200
             copied = dict(browser.cookies)

@@ -43,7 +43,8 @@ def test_the_example_settings_file_names_every_setting() -> None:
 def test_the_readme_starts_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     head = readme[: readme.index("## ")]
-    assert "make demo" in head and "make test" in head
+    assert "make demo" in head
+    assert "make test" in head
 
 
 def test_the_readme_python_examples_parse() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN_PHONE, FakeClock
+from tests.harness import ADMIN_PHONE, FakeClock
 from tests.helpers import SHOP_SECRET, TFA_KEY, Cli
-from tests.test_identity import OTHER_SECRET, cookie_signed_at, real_session_cookie
+from tests.sessions import OTHER_SECRET, cookie_signed_at, real_session_cookie
 from tfa_middleware import TwoFactor, load_settings
 from tfa_middleware.cli import main
 from tfa_middleware.store import Store
@@ -163,7 +163,8 @@ def test_a_cookie_that_is_not_read_as_a_user_is_named_and_fails(
     assert any(line.startswith(expected) for line in out.splitlines()), out
     assert "user alice" not in out
     assert out.splitlines()[-1] == "Something is wrong: see the [NO] lines above."
-    assert value not in out and value.split(".")[-1] not in out
+    assert value not in out
+    assert value.split(".")[-1] not in out
 
 
 def test_a_cookie_older_than_max_age_is_named(
@@ -382,7 +383,8 @@ def test_settings_that_look_wrong_are_warned_about(
     assert len(listed) == 1, listed
     assert listed[0].startswith(f"  - {warning}"), listed
     if "loopback" in warning or "trusted_proxies" in warning:
-        assert "--forwarded-allow-ips" in listed[0] and "--no-proxy-headers" in listed[0]
+        assert "--forwarded-allow-ips" in listed[0]
+        assert "--no-proxy-headers" in listed[0]
 
 
 def test_safe_settings_get_no_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import ADMIN_PHONE, Harness, snapshot
+from tests.harness import ADMIN_PHONE, Harness, snapshot
 from tfa_middleware import (
     InvalidInput,
     InvalidPhoneNumber,
@@ -63,7 +63,8 @@ async def test_a_user_without_a_phone_is_sent_to_enroll(harness: Harness) -> Non
 
     page = await harness.client.get(challenge.headers["location"], headers=vendor)
     assert page.status_code == 200
-    assert 'name="country_code"' in page.text and 'name="phone"' in page.text
+    assert 'name="country_code"' in page.text
+    assert 'name="phone"' in page.text
     assert "Keep " not in page.text
     assert 'name="code"' not in page.text  # nothing to confirm yet
 
@@ -234,7 +235,9 @@ async def test_require_enrollment_offers_to_keep_the_number_and_keeping_it_needs
     assert page.status_code == 200
     assert f"Keep {ALICE_MASKED}" in page.text
     assert 'name="action" value="keep"' in page.text
-    assert 'name="country_code"' in page.text and 'name="phone"' in page.text  # a different number
+    # a different number
+    assert 'name="country_code"' in page.text
+    assert 'name="phone"' in page.text
 
     kept = await enroll(harness, "alice", {"action": "keep"}, next_="/admin/orders")
     assert kept.status_code == 303
@@ -332,7 +335,8 @@ async def test_each_action_writes_exactly_one_audit_event(harness: Harness) -> N
     await enroll(harness, "vendor", NEW_NUMBER)
     _, sent = await expect("vendor", ["phone_pending", "code_sent"])
     assert dict(sent.detail or {}) == {"channel": "sms", "to": NEW_MASKED, "purpose": "enroll"}
-    assert sent.user_agent is not None and sent.user_agent.startswith("python-httpx")
+    assert sent.user_agent is not None
+    assert sent.user_agent.startswith("python-httpx")
 
     harness.clock.advance(1)
     code = await harness.latest_code()
@@ -414,10 +418,10 @@ async def test_the_on_event_hook_receives_every_event(
 async def test_a_failing_hook_does_not_stop_the_login(
     hooked: Callable[[Hook], Awaitable[Harness]], kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def sync_hook(event: AuditEvent) -> None:
+    def sync_hook(_event: AuditEvent) -> None:
         raise RuntimeError("the shop's hook is broken")
 
-    async def async_hook(event: AuditEvent) -> None:
+    async def async_hook(_event: AuditEvent) -> None:
         raise RuntimeError("the shop's hook is broken")
 
     h = await hooked(sync_hook if kind == "sync" else async_hook)
@@ -486,7 +490,8 @@ async def test_the_service_api_round_trip(harness: Harness) -> None:
     assert (status.state, status.masked_phone) == ("active", NEW_MASKED)
     first = status.generation
     status = await service.require_enrollment("admin", "carol")
-    assert status.require_enrollment and status.needs_enrollment
+    assert status.require_enrollment
+    assert status.needs_enrollment
     status = await service.reset("admin", "carol")
     assert (status.state, status.masked_phone, status.require_enrollment) == ("none", "", False)
     assert status.generation == first + 2  # every revocation bumped it

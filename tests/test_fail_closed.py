@@ -8,12 +8,10 @@ without a second factor, and the log names the cause. Then the guard's edge case
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
 import threading
-from base64 import b64encode
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from itsdangerous import TimestampSigner
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.middleware import Middleware
@@ -32,8 +29,11 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response, S
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tests.conftest import ADMIN_PHONE, SECRET, Harness, asgi_websocket, uvicorn_server
+from tests.asgi_helpers import asgi_websocket
 from tests.fail_closed_app import SHOP_SECRET
+from tests.harness import ADMIN_PHONE, SECRET, Harness
+from tests.servers import uvicorn_server
+from tests.sessions import cookie_signed_at
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
 
 LOG = "tfa_middleware"
@@ -129,11 +129,14 @@ async def test_a_mistake_in_the_identity_settings_never_lets_a_user_in(
     assert withheld(response)
     (error,) = errors(caplog)
     assert "interface admin: the shop served GET '/admin/orders' (200)" in error
-    assert "interfaces.admin.exempt" in error and "identity settings do not match" in error
+    assert "interfaces.admin.exempt" in error
+    assert "identity settings do not match" in error
     if warning:
         (said,) = errors(caplog, logging.WARNING)
         assert warning in said
-        assert SHOP_SECRET not in said and "alice" not in said  # key names, never values or secrets
+        # key names, never values or secrets
+        assert SHOP_SECRET not in said
+        assert "alice" not in said
 
 
 async def test_the_same_settings_right_challenge_the_user(make_harness: Callable[..., Any]) -> None:
@@ -151,7 +154,8 @@ async def test_4_from_session_with_the_middleware_outside_the_session_middleware
     with caplog.at_level(logging.ERROR, logger=LOG):
         response = await logged_in_orders(h)
         again = await h.client.get("/admin/orders")
-    assert response.status_code == 500 and "Sign-in check unavailable" in response.text
+    assert response.status_code == 500
+    assert "Sign-in check unavailable" in response.text
     assert again.status_code == 500
     (error,) = errors(caplog)  # one line, not one per request
     assert "must sit inside the shop's SessionMiddleware" in error
@@ -193,7 +197,8 @@ async def test_5_under_a_mount_the_prefixes_are_relative_to_the_root(
         # Every link of the page carries the root: the form actions, the assets, the way out.
         assert 'action="/shop/admin/_2fa/send?next=%2Fadmin%2Forders"' in page.text
         assert 'href="/shop/admin/_2fa/static/tfa.css"' in page.text
-        assert 'href="/shop/admin/logout"' in page.text and 'href="/shop/"' in page.text
+        assert 'href="/shop/admin/logout"' in page.text
+        assert 'href="/shop/"' in page.text
         token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
         sent = await client.post("/shop/admin/_2fa/send?next=%2Fadmin%2Forders", data={"csrf_token": token})
         assert sent.headers["location"].startswith("/shop/admin/_2fa/challenge?")
@@ -203,7 +208,8 @@ async def test_5_under_a_mount_the_prefixes_are_relative_to_the_root(
         done = await client.post(
             "/shop/admin/_2fa/verify?next=%2Fadmin%2Forders", data={"csrf_token": token, "code": code}
         )
-        assert done.status_code == 303 and done.headers["location"] == "/shop/admin/orders"
+        assert done.status_code == 303
+        assert done.headers["location"] == "/shop/admin/orders"
         assert (await client.get("/shop/admin/orders")).text == "orders of alice"
     await service.close()
 
@@ -245,10 +251,7 @@ async def test_6_a_session_older_than_14_days_that_the_shop_honours(
     import time as real_time
 
     twenty_days_ago = int(real_time.time()) - 20 * 24 * 3600
-    data = b64encode(json.dumps({"user_id": "alice", "sid": "s1"}).encode())
-    with monkeypatch.context() as patch:
-        patch.setattr(TimestampSigner, "get_timestamp", lambda self: twenty_days_ago)
-        old = TimestampSigner(SHOP_SECRET).sign(data).decode()
+    old = cookie_signed_at(monkeypatch, twenty_days_ago, {"user_id": "alice", "sid": "s1"}, SHOP_SECRET)
     response = await h.client.get(
         "/admin/orders", headers={"cookie": f"session={old}", "accept": "text/html"}
     )
@@ -290,7 +293,8 @@ async def test_blocking_false_runs_a_sync_callable_on_the_loop(make_harness: Cal
     )
     ON_LOOP.clear()
     response = await h.client.get("/admin/orders", headers=h.as_user("alice"))
-    assert ON_LOOP == [True] and response.status_code == 503
+    assert ON_LOOP == [True]
+    assert response.status_code == 503
 
 
 async def test_a_sync_callable_does_not_stall_other_requests(make_harness: Callable[..., Any]) -> None:
@@ -303,13 +307,15 @@ async def test_a_sync_callable_does_not_stall_other_requests(make_harness: Calla
         return Identity(user.decode()) if user else None
 
     h: Harness = await make_harness(
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"})
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"})
     )
     h.app._interfaces[0].resolver.func = slow_resolver  # type: ignore[attr-defined]
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
     slow = asyncio.create_task(h.client.get("/admin/orders", headers={**h.as_user("alice"), "x-slow": "1"}))
     quick = await asyncio.wait_for(h.client.get("/admin/orders", headers=h.as_user("alice")), 5)
-    assert is_challenge(quick) and not slow.done()  # the blocked thread did not block the loop
+    # the blocked thread did not block the loop
+    assert is_challenge(quick)
+    assert not slow.done()
     release.set()
     assert is_challenge(await slow)
 
@@ -352,10 +358,12 @@ async def test_8_a_customer_on_the_admin_is_nobody_there_and_costs_no_sms(
         enroll = await client.get(
             "/admin/_2fa/enroll", headers={"x-test-user": "carol", "accept": "text/html"}
         )
-    assert (
-        customer.status_code == 302 and customer.headers["location"] == "/admin/login"
-    )  # the shop's own answer
-    assert enroll.status_code == 303 and enroll.headers["location"] == "/admin"  # no enrollment for her
+    # the shop's own answer
+    assert customer.status_code == 302
+    assert customer.headers["location"] == "/admin/login"
+    # no enrollment for her
+    assert enroll.status_code == 303
+    assert enroll.headers["location"] == "/admin"
     assert is_challenge(staff)
     assert (await h.service.status("admin", "carol")).state == "none"
     assert await h.service.store.latest_outbox(10) == []
@@ -364,7 +372,7 @@ async def test_8_a_customer_on_the_admin_is_nobody_there_and_costs_no_sms(
 # --------------------------------------------------------------------------- the guard's edges
 
 
-async def streamed(request: Request) -> Response:
+async def streamed(_request: Request) -> Response:
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(3):
             yield f"secret chunk {i}\n".encode()
@@ -402,13 +410,15 @@ async def open_harness(make_harness: Callable[..., Any]) -> Harness:
 
 async def test_a_streamed_page_never_leaks_a_chunk(open_harness: Harness) -> None:
     response = await open_harness.client.get("/admin/stream")
-    assert response.status_code == 403 and "secret chunk" not in response.text
+    assert response.status_code == 403
+    assert "secret chunk" not in response.text
 
 
 @pytest.mark.parametrize("code", [200, 201, 204, 206])
 async def test_every_2xx_is_withheld(open_harness: Harness, code: int) -> None:
     response = await open_harness.client.get(f"/admin/status/{code}")
-    assert response.status_code == 403 and "shop says" not in response.text
+    assert response.status_code == 403
+    assert "shop says" not in response.text
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 304, 307, 400, 401, 403, 404, 405, 500, 503])
@@ -419,13 +429,15 @@ async def test_redirects_and_errors_pass_untouched(open_harness: Harness, code: 
 
 async def test_head_is_withheld_without_a_body(open_harness: Harness) -> None:
     response = await open_harness.client.head("/admin/status/200")
-    assert response.status_code == 403 and response.content == b""
+    assert response.status_code == 403
+    assert response.content == b""
 
 
 async def test_exempt_paths_are_not_guarded(open_harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger=LOG):
         response = await open_harness.client.get("/admin/login", params={"code": "200"})
-    assert response.status_code == 200 and errors(caplog) == []
+    assert response.status_code == 200
+    assert errors(caplog) == []
 
 
 async def test_a_websocket_the_shop_accepts_is_closed(open_harness: Harness) -> None:
@@ -439,7 +451,7 @@ async def test_warn_mode_serves_and_logs(
 ) -> None:
     h: Harness = await make_harness(
         open_shop(),
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"}, unidentified="warn"),
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"}, unidentified="warn"),
     )
     with caplog.at_level(logging.ERROR, logger=LOG):
         first = await h.client.get("/admin/status/200")
@@ -486,7 +498,8 @@ def test_a_forwarded_address_does_not_turn_the_identity_header_into_nobody(tmp_p
             "/admin/orders", headers={"x-remote-user": "alice", "x-forwarded-for": "203.0.113.9"}
         )
         direct = client.get("/admin/orders", headers={"x-remote-user": "alice", "accept": "text/html"})
-    assert forged.status_code == 500 and "orders of alice" not in forged.text
+    assert forged.status_code == 500
+    assert "orders of alice" not in forged.text
     assert is_challenge(direct)
     assert "not in trusted_proxies" in (tmp_path / "uvicorn.log").read_text()
 
@@ -527,7 +540,8 @@ async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness
     out = await h.client.get("/admin/logout")
     assert out.status_code == 303
     cleared = [v for k, v in out.headers.multi_items() if k == "set-cookie" and v.startswith("tfa_admin=")]
-    assert cleared and "Max-Age=0" in cleared[0]
+    assert cleared
+    assert "Max-Age=0" in cleared[0]
     assert "tfa_admin" not in h.client.cookies
 
     # A copy of the session and proof taken before the logout: the shop's cookie session is still
@@ -585,13 +599,14 @@ def test_a_prefix_that_no_route_serves_is_named_at_start(
 def test_an_app_that_lists_no_routes_is_not_judged() -> None:
     from tfa_middleware.app_routes import covers, route_paths
 
-    async def plain_asgi(scope: Any, receive: Any, send: Any) -> None:
+    async def plain_asgi(_scope: Any, _receive: Any, _send: Any) -> None:
         return None
 
     assert route_paths(plain_asgi) is None
     assert covers("/de/admin", ["/{lang}/admin"])  # a parameter may be anything
     assert covers("/shop/admin", ["/shop/{anything}"])  # a mounted app without a route list
-    assert covers("/ACCOUNT", ["/account/orders"]) and not covers("/accounts", ["/account/orders"])
+    assert covers("/ACCOUNT", ["/account/orders"])
+    assert not covers("/accounts", ["/account/orders"])
 
 
 # --------------------------------------------------------------------------- unsafe methods from nobody
@@ -620,7 +635,8 @@ async def test_an_unsafe_request_from_nobody_never_reaches_the_shop(
     h: Harness = await make_harness(posting_shop())
     POSTED.clear()
     response = await h.client.request(method, "/admin/orders/delete", headers={"accept": "text/html"})
-    assert response.status_code == 403 and "This page can't be shown" in response.text
+    assert response.status_code == 403
+    assert "This page can't be shown" in response.text
     assert POSTED == []
 
 
@@ -629,11 +645,12 @@ async def test_in_warn_mode_an_unsafe_request_from_nobody_reaches_the_shop(
 ) -> None:
     h: Harness = await make_harness(
         posting_shop(),
-        interfaces=admin({"from": "callable", "path": "tests.conftest:header_resolver"}, unidentified="warn"),
+        interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"}, unidentified="warn"),
     )
     POSTED.clear()
     response = await h.client.post("/admin/orders/delete")
-    assert response.status_code == 303 and POSTED == ["/admin/orders/delete"]
+    assert response.status_code == 303
+    assert POSTED == ["/admin/orders/delete"]
 
 
 # --------------------------------------------------------------------------- more mistakes
@@ -713,7 +730,7 @@ def test_a_logout_url_that_would_open_the_interface_is_refused(
 
 async def test_a_websocket_denial_response_with_a_2xx_is_closed_instead(open_harness: Harness) -> None:
     # The websocket denial extension lets a shop answer a socket with an HTTP response and a body.
-    async def denying_shop(scope: Any, receive: Any, send: Any) -> None:
+    async def denying_shop(_scope: Any, receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "websocket.http.response.start", "status": 200, "headers": []})
         await send({"type": "websocket.http.response.body", "body": b"secret page"})

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tests.conftest import Harness
+from tests.harness import Harness
 
 
 async def test_unauthenticated_and_unprotected_requests_pass_through(harness: Harness) -> None:
     # The tests' shop serves every page to anybody: to a request with nobody logged in, the guard
     # withholds a protected page (the resolver may be blind), and passes the unprotected ones.
     withheld = await harness.client.get("/admin/orders")
-    assert withheld.status_code == 403 and "shop page" not in withheld.text
+    assert withheld.status_code == 403
+    assert "shop page" not in withheld.text
     assert (await harness.client.get("/admin/login")).text == "shop page /admin/login"  # exempt
     assert (await harness.client.get("/", headers=harness.as_user("alice"))).status_code == 200
 
@@ -41,7 +42,8 @@ async def test_full_flow_send_outbox_verify_access(harness: Harness) -> None:
     assert verified.status_code == 303
     assert verified.headers["location"] == "/admin/orders"
     cookie_header = verified.headers["set-cookie"]
-    assert "httponly" in cookie_header.lower() and "samesite=lax" in cookie_header.lower()
+    assert "httponly" in cookie_header.lower()
+    assert "samesite=lax" in cookie_header.lower()
     assert "secure" not in cookie_header.lower()  # plain http in this test
 
     response = await harness.client.get("/admin/orders", headers=alice)

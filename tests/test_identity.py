@@ -21,7 +21,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.conftest import ADMIN_PHONE, FakeClock, Harness
+from tests.harness import ADMIN_PHONE, FakeClock, Harness
+from tests.sessions import OTHER_SECRET, SHOP_SECRET, cookie_signed_at, real_session_cookie
 from tfa_middleware import ConfigError, Identity
 from tfa_middleware.identity import (
     MAX_USER_ID_LENGTH,
@@ -36,8 +37,6 @@ from tfa_middleware.identity import (
 )
 from tfa_middleware.settings import IdentitySettings, Secret
 
-SHOP_SECRET = "shop-session-secret-0123456789-abcdefghij"
-OTHER_SECRET = "another-shop-secret-0123456789-abcdefghi"
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
@@ -115,34 +114,6 @@ def test_session_key_resolver_without_session_id_key_gives_none() -> None:
 
 
 # --------------------------------------------------------------------------- from: starlette_session_cookie
-
-
-async def real_session_cookie(session: dict[str, Any], secret: str = SHOP_SECRET) -> str:
-    """The cookie a real Starlette SessionMiddleware sets for ``session``."""
-
-    async def login(request: Request) -> PlainTextResponse:
-        request.session.update(session)
-        return PlainTextResponse("logged in")
-
-    app = Starlette(
-        routes=[Route("/login", login)], middleware=[Middleware(SessionMiddleware, secret_key=secret)]
-    )
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://shop.test"
-    ) as client:
-        response = await client.get("/login")
-    value: str = response.cookies["session"]
-    return value
-
-
-def cookie_signed_at(
-    monkeypatch: pytest.MonkeyPatch, when: int, session: dict[str, Any], secret: str = SHOP_SECRET
-) -> str:
-    """A Starlette session cookie as if signed at ``when`` (itsdangerous reads the real time)."""
-    data = b64encode(json.dumps(session).encode())
-    with monkeypatch.context() as patch:
-        patch.setattr(TimestampSigner, "get_timestamp", lambda self: when)
-        return TimestampSigner(secret).sign(data).decode()
 
 
 def cookie_resolver(
@@ -436,14 +407,14 @@ async def test_callable_resolver_passes_the_scope() -> None:
             id="no-module",
         ),
         pytest.param(
-            "tests.conftest:no_such_resolver",
-            "interfaces.admin.identity.path: cannot import 'tests.conftest:no_such_resolver': "
-            "AttributeError: module 'tests.conftest' has no attribute 'no_such_resolver'",
+            "tests.harness:no_such_resolver",
+            "interfaces.admin.identity.path: cannot import 'tests.harness:no_such_resolver': "
+            "AttributeError: module 'tests.harness' has no attribute 'no_such_resolver'",
             id="no-attribute",
         ),
         pytest.param(
-            "tests.conftest:SECRET",
-            "interfaces.admin.identity.path: 'tests.conftest:SECRET' is not callable",
+            "tests.harness:SECRET",
+            "interfaces.admin.identity.path: 'tests.harness:SECRET' is not callable",
             id="not-callable",
         ),
     ],
@@ -471,7 +442,7 @@ def test_build_resolver_refuses_a_bad_callable_path(path: str, problem: str) -> 
         (IdentitySettings(source="scope_user"), ScopeUserResolver),
         (IdentitySettings(source="header", header="X-Remote-User"), HeaderResolver),
         (
-            IdentitySettings(source="callable", callable_path="tests.conftest:header_resolver"),
+            IdentitySettings(source="callable", callable_path="tests.harness:header_resolver"),
             CallableResolver,
         ),
     ],
@@ -659,8 +630,10 @@ async def test_header_resolver_honours_only_trusted_proxies(make_harness: Callab
         anonymous = await outsider.get("/admin/orders")
     # The identity header from a peer we do not trust: the shop behind us might believe it, so the
     # request fails closed instead of passing as "nobody".
-    assert forged.status_code == 500 and "Sign-in check unavailable" in forged.text
-    assert forged_orders.status_code == 500 and "orders of alice" not in forged_orders.text
+    assert forged.status_code == 500
+    assert "Sign-in check unavailable" in forged.text
+    assert forged_orders.status_code == 500
+    assert "orders of alice" not in forged_orders.text
     assert withheld(anonymous)
 
     await h.pass_challenge("alice")

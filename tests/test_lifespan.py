@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy.pool import QueuePool
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tests.harness import ADMIN_PHONE, config, shop_app
 from tfa_middleware import ConfigError, TwoFactor, TwoFactorMiddleware, settings_from_mapping
-
-from .conftest import ADMIN_PHONE, config, shop_app
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -33,7 +33,9 @@ def write_config(tmp_path: Path) -> Path:
 
 def pooled(tfa: TwoFactor) -> int:
     """Connections the engine keeps open between queries: 0 once it is disposed."""
-    return int(tfa.store.engine.pool.checkedin())
+    pool = tfa.store.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedin()
 
 
 class Lifespan:
@@ -63,8 +65,10 @@ async def test_from_yaml_and_async_with_close_the_engine(tmp_path: Path) -> None
     async with TwoFactor.from_yaml(write_config(tmp_path)) as tfa:
         await tfa.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
         assert (await tfa.status("admin", "alice")).state == "active"
-        assert pooled(tfa) == 1 and not tfa.closed
-    assert tfa.closed and pooled(tfa) == 0
+        assert pooled(tfa) == 1
+        assert not tfa.closed
+    assert tfa.closed
+    assert pooled(tfa) == 0
     await tfa.close()  # a second close (lifespan and async with both) is harmless
 
 
@@ -98,17 +102,18 @@ def test_from_yaml_names_every_problem(tmp_path: Path) -> None:
     path.write_text("secret_keys: [short]\ninterfaces: {}\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         TwoFactor.from_yaml(path)
-    assert str(path) in str(caught.value) and caught.value.problems
+    assert str(path) in str(caught.value)
+    assert caught.value.problems
 
 
-async def page(request: Request) -> PlainTextResponse:
+async def page(_request: Request) -> PlainTextResponse:
     return PlainTextResponse("shop page")
 
 
 async def test_tfa_lifespan_closes_the_service_when_the_app_stops(tmp_path: Path) -> None:
     tfa = TwoFactor.from_yaml(write_config(tmp_path))
 
-    async def enroll(request: Request) -> JSONResponse:
+    async def enroll(_request: Request) -> JSONResponse:
         status = await tfa.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
         return JSONResponse({"state": status.state})
 
@@ -121,7 +126,8 @@ async def test_tfa_lifespan_closes_the_service_when_the_app_stops(tmp_path: Path
     assert not tfa.closed
     assert await server.ask("shutdown") == "lifespan.shutdown.complete"
     await server.task
-    assert tfa.closed and pooled(tfa) == 0
+    assert tfa.closed
+    assert pooled(tfa) == 0
 
 
 async def test_a_shop_lifespan_of_its_own_closes_it_with_async_with(tmp_path: Path) -> None:
@@ -129,7 +135,7 @@ async def test_a_shop_lifespan_of_its_own_closes_it_with_async_with(tmp_path: Pa
     seen: list[str] = []
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with tfa:
             await tfa.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)  # seeding, say
             yield
@@ -139,7 +145,8 @@ async def test_a_shop_lifespan_of_its_own_closes_it_with_async_with(tmp_path: Pa
     assert await server.ask("startup") == "lifespan.startup.complete"
     assert await server.ask("shutdown") == "lifespan.shutdown.complete"
     await server.task
-    assert seen == ["shop shutdown, closed=False"] and tfa.closed
+    assert seen == ["shop shutdown, closed=False"]
+    assert tfa.closed
 
 
 # ---------------------------------------------------------------------------- settings xor service
@@ -147,17 +154,21 @@ async def test_a_shop_lifespan_of_its_own_closes_it_with_async_with(tmp_path: Pa
 
 def test_the_middleware_takes_exactly_one_of_settings_or_service(tmp_path: Path) -> None:
     settings = settings_from_mapping(config(tmp_path))
+    shop = Starlette(routes=[Route("/admin/orders", page)])
     tfa = TwoFactor.from_settings(settings)
     with pytest.raises(TypeError, match="exactly one of settings= or service= \\(got both\\)"):
-        TwoFactorMiddleware(page, settings, service=tfa)
+        TwoFactorMiddleware(shop, settings, service=tfa)
     with pytest.raises(TypeError, match="exactly one of settings= or service= \\(got neither\\)"):
-        TwoFactorMiddleware(page)
-    shared = TwoFactorMiddleware(page, service=tfa)
-    assert shared.settings is tfa.settings and shared.service is tfa and not shared.owns_service
+        TwoFactorMiddleware(shop)
+    shared = TwoFactorMiddleware(shop, service=tfa)
+    assert shared.settings is tfa.settings
+    assert shared.service is tfa
+    assert not shared.owns_service
     assert shared.clock is tfa.clock
-    own = TwoFactorMiddleware(page, settings)
-    assert own.owns_service and own.service is not tfa
-    assert TwoFactorMiddleware.from_yaml(page, write_config(tmp_path)).owns_service
+    own = TwoFactorMiddleware(shop, settings)
+    assert own.owns_service
+    assert own.service is not tfa
+    assert TwoFactorMiddleware.from_yaml(shop, write_config(tmp_path)).owns_service
 
 
 # ---------------------------------------------------------------------------- the lifespan it watches
@@ -167,7 +178,7 @@ def starlette_shop(events: list[str], middleware: list[TwoFactorMiddleware]) -> 
     """A shop whose own lifespan notes when it runs, and whether the service was closed by then."""
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         events.append("shop startup")
         yield
         # The shop's own shutdown may still use the service (a last audit write, say).
@@ -183,12 +194,14 @@ async def test_an_own_service_is_closed_after_the_apps_shutdown(tmp_path: Path) 
     middleware.append(app)
     server = Lifespan(app)
     assert await server.ask("startup") == "lifespan.startup.complete"
-    assert events == ["shop startup"] and not app.service.closed
+    assert events == ["shop startup"]
+    assert not app.service.closed
     await app.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
     assert await server.ask("shutdown") == "lifespan.shutdown.complete"
     await server.task
     assert events == ["shop startup", "shop shutdown, closed=False"]
-    assert app.service.closed and pooled(app.service) == 0
+    assert app.service.closed
+    assert pooled(app.service) == 0
 
 
 async def test_an_own_service_serves_requests_until_shutdown(tmp_path: Path) -> None:
@@ -203,19 +216,20 @@ async def test_an_own_service_serves_requests_until_shutdown(tmp_path: Path) -> 
     assert not app.service.closed
     assert await server.ask("shutdown") == "lifespan.shutdown.complete"
     await server.task
-    assert app.service.closed and pooled(app.service) == 0
+    assert app.service.closed
+    assert pooled(app.service) == 0
 
 
-async def refuses_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+async def refuses_lifespan(scope: Scope, _receive: Receive, _send: Send) -> None:
     assert scope["type"] == "http", "only http here"  # many plain ASGI apps do just this
 
 
-async def ignores_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+async def ignores_lifespan(scope: Scope, _receive: Receive, _send: Send) -> None:
     if scope["type"] != "http":
         return
 
 
-async def reads_then_fails(scope: Scope, receive: Receive, send: Send) -> None:
+async def reads_then_fails(_scope: Scope, receive: Receive, _send: Send) -> None:
     await receive()
     raise RuntimeError("no lifespan support")
 
@@ -235,7 +249,7 @@ async def test_an_app_without_lifespan_still_gets_the_service_closed(
 
 async def test_a_failed_startup_closes_the_own_service_and_is_not_hidden(tmp_path: Path) -> None:
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         raise RuntimeError("the shop cannot start")
         yield  # pragma: no cover
 

@@ -29,7 +29,8 @@ def test_a_plain_record_and_its_traceback() -> None:
         record = _record(exc_info=sys.exc_info())
     line = json.loads(JsonFormatter().format(record))
     assert (line["level"], line["logger"], line["message"]) == ("ERROR", "tfa_middleware", "authy down")
-    assert line["exception"].startswith("Traceback") and "RuntimeError: boom" in line["exception"]
+    assert line["exception"].startswith("Traceback")
+    assert "RuntimeError: boom" in line["exception"]
 
 
 def test_the_record_keys_win_a_clash_with_an_event_field() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from tests.conftest import T0, Harness, config, live_code
+from tests.database import live_code
+from tests.harness import T0, Harness, config
 from tests.helpers import Cli, CliResult
 from tfa_middleware import ConfigError, SchemaOutdated, settings_from_mapping
 from tfa_middleware import schema as schema_module

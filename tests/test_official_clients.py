@@ -18,7 +18,8 @@ from authy.api import AuthyApiClient
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.conftest import SECRET, FakeClock
+from tests.codes import other_code
+from tests.harness import SECRET, FakeClock
 from tfa_middleware.errors import ProviderError
 from tfa_middleware.providers import AuthyProvider, CheckResult, Target, TwilioVerifyProvider
 from tfa_middleware.providers.base import Purpose
@@ -77,15 +78,19 @@ def test_authy_python_registers_texts_and_verifies_against_the_fake(
     official_authy: AuthyApiClient, fake_authy: FakeAuthy, authy_url: str
 ) -> None:
     user = official_authy.users.create("alice@example.com", "2015550123", 1)
-    assert user.ok() and user.id == 1635 and user.errors() == {}
+    assert user.ok()
+    assert user.id == 1635
+    assert user.errors() == {}
     sms = official_authy.users.request_sms(user.id, {"force": True})
-    assert sms.ok() and not sms.ignored()
+    assert sms.ok()
+    assert not sms.ignored()
     assert sms["cellphone"] == "+1-XXX-XXX-XX23"
     code = fake_authy.last_code(PHONE)
     wrong = "0000000" if code != "0000000" else "1111111"
 
     token = official_authy.tokens.verify(user.id, wrong)
-    assert not token.ok() and token.errors() == {"message": "Token is invalid"}
+    assert not token.ok()
+    assert token.errors() == {"message": "Token is invalid"}
     assert our_check(authy_url, "1635", wrong) is CheckResult.REJECTED
 
     assert official_authy.tokens.verify(user.id, code).ok()
@@ -163,14 +168,18 @@ def test_authy_python_sees_the_fakes_errors_as_authy_documents_them(
 ) -> None:
     wrong_key = AuthyApiClient("not-the-key", api_uri=authy_url)
     refused = wrong_key.users.create("alice@example.com", "2015550123", 1)
-    assert not refused.ok() and refused.errors() == {"message": "Invalid API key"}
+    assert not refused.ok()
+    assert refused.errors() == {"message": "Invalid API key"}
     good = AuthyApiClient(FAKE_AUTHY_API_KEY, api_uri=authy_url)
     invalid = good.users.create("not-an-email", "2015550123", 1)
-    assert not invalid.ok() and invalid.errors() == {"email": "is invalid", "message": "User was not valid"}
+    assert not invalid.ok()
+    assert invalid.errors() == {"email": "is invalid", "message": "User was not valid"}
     missing = good.users.request_sms(4242, {"force": True})
-    assert missing.response.status_code == 404 and missing.errors() == {"message": "User not found."}
+    assert missing.response.status_code == 404
+    assert missing.errors() == {"message": "User not found."}
     app = good.apps.fetch()
-    assert app.ok() and app["app"]["name"] == "Fake Authy app"
+    assert app.ok()
+    assert app["app"]["name"] == "Fake Authy app"
     assert all(
         r.headers["x-authy-api-key"] in ("not-the-key", FAKE_AUTHY_API_KEY) for r in fake_authy.requests
     )
@@ -203,12 +212,13 @@ def test_twilio_python_creates_and_checks_a_verification(
     service = official_twilio(verify_url).verify.v2.services(FAKE_SERVICE_SID)
     started = service.verifications.create(to=PHONE, channel="sms")
     assert (started.status, started.to, started.channel, started.valid) == ("pending", PHONE, "sms", False)
-    assert started.sid.startswith("VE") and started.service_sid == FAKE_SERVICE_SID
+    assert started.sid.startswith("VE")
+    assert started.service_sid == FAKE_SERVICE_SID
     assert started.send_code_attempts == [
         {"time": started.send_code_attempts[0]["time"], "channel": "SMS", "channel_id": None}
     ]
     code = fake_verify.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     pending = service.verification_checks.create(to=PHONE, code=wrong)
     assert (pending.status, pending.valid) == ("pending", False)
     approved = service.verification_checks.create(to=PHONE, code=code)
@@ -240,7 +250,7 @@ def test_twilio_python_and_our_provider_agree(fake_verify: FakeTwilioVerify, ver
 
     service.verifications.create(to=PHONE, channel="sms")  # started by theirs, checked by ours
     code = fake_verify.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     assert asyncio.run(ours(wrong)) is CheckResult.REJECTED
     assert asyncio.run(ours(code)) is CheckResult.APPROVED
     with pytest.raises(TwilioRestException):

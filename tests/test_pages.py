@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_PHONE, Harness, snapshot
+from tests.harness import ADMIN_PHONE, Harness, snapshot
 
 STYLESHEET = Path(__file__).parent.parent / "tfa_middleware" / "static" / "tfa.css"
 PAGES = ("send", "verify", "enroll", "logout")

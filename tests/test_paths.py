@@ -16,14 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.conftest import (
-    Harness,
-    Recorder,
-    asgi_request,
-    asgi_websocket,
-    config,
-    shop_app,
-)
+from tests.asgi_helpers import Recorder, asgi_request, asgi_websocket
+from tests.harness import Harness, config, shop_app
 from tfa_middleware import settings_from_mapping
 from tfa_middleware.asgi import canonical_path, inside
 from tfa_middleware.pages.kit import safe_next
@@ -264,8 +258,10 @@ def test_canonical_path_is_idempotent_and_has_no_dot_or_empty_segments(path: str
     assert canonical_path(once) == once
     assert once.startswith("/")
     assert "//" not in once
-    assert "/./" not in once and not once.endswith("/.")
-    assert "/../" not in once and not once.endswith("/..")
+    assert "/./" not in once
+    assert not once.endswith("/.")
+    assert "/../" not in once
+    assert not once.endswith("/..")
 
 
 @given(disguised())
@@ -407,12 +403,16 @@ NEXT_TEXT = st.one_of(
 def test_safe_next_returns_the_input_or_the_prefix_and_always_a_local_path(value: str) -> None:
     result = safe_next(value, ADMIN)
     assert result in (value, "/admin")
-    assert result.startswith("/") and not result.startswith("//")
-    assert "\\" not in result and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in unquote(result))
+    assert result.startswith("/")
+    assert not result.startswith("//")
+    assert "\\" not in result
+    assert not any(ord(c) < 0x20 or ord(c) == 0x7F for c in unquote(result))
     parts = urlsplit(result)
-    assert not parts.scheme and not parts.netloc
+    assert not parts.scheme
+    assert not parts.netloc
     path = canonical_path(parts.path)
-    assert inside(path, "/admin") and not inside(path, "/admin/_2fa")
+    assert inside(path, "/admin")
+    assert not inside(path, "/admin/_2fa")
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.responses import Response
 
-from tests.conftest import ADMIN_PHONE, OLD_SECRET, SECRET, T0, Harness
+from tests.harness import ADMIN_PHONE, OLD_SECRET, SECRET, T0, Harness
 from tfa_middleware.proof import (
     CLOCK_SKEW_SECONDS,
     ProofCodec,
@@ -84,8 +84,8 @@ TAMPERINGS: dict[str, Callable[[str], str]] = {
     "signature cut off": lambda v: v.rsplit(".", 1)[0],
     "payload only dot": lambda v: v.rsplit(".", 1)[0] + ".",
     "halved": lambda v: v[: len(v) // 2],
-    "empty": lambda v: "",
-    "random bytes": lambda v: os.urandom(64).decode("latin-1"),
+    "empty": lambda _: "",
+    "random bytes": lambda _: os.urandom(64).decode("latin-1"),
     "non-ascii": lambda v: "é" + v,
     "non-ascii signature": lambda v: v[:-1] + "é",
     "two signatures": lambda v: v + "." + v.rsplit(".", 1)[1],
@@ -154,7 +154,8 @@ def test_cookie_fits_in_4096_bytes_for_the_longest_user_id(char: str) -> None:
     header = f"__Host-tfa_admin={value}; HttpOnly; Max-Age=43200; Path=/; SameSite=lax; Secure"
     assert len(header.encode()) <= 4096
     proof = codec().read(value, T0)
-    assert proof is not None and proof.user_id == user_id
+    assert proof is not None
+    assert proof.user_id == user_id
 
 
 # ---------------------------------------------------------------------- through the middleware
@@ -384,7 +385,8 @@ async def test_fresh_proof_with_a_newer_generation_is_accepted_at_once(harness: 
     new = verified.cookies["tfa_admin"]
     reader = codec(max_age=harness.settings.interface("admin").proof_max_age_seconds)
     new_proof, old_proof = reader.read(new, harness.clock()), reader.read(old, harness.clock())
-    assert new_proof is not None and old_proof is not None
+    assert new_proof is not None
+    assert old_proof is not None
     assert new_proof.generation > old_proof.generation
 
     # No clock movement: the cache still holds the old generation, yet the new proof works now...

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SECRET, FakeClock, config
+from tests.harness import SECRET, FakeClock, config
 from tfa_middleware import TwoFactor, settings_from_mapping
 from tfa_middleware.providers import (
     AuthyProvider,
@@ -290,9 +290,11 @@ async def test_production_mode_builds_the_named_remote_provider(tmp_path: Path) 
     store = Store(authy.database_url.reveal())
     try:
         built = build_provider(authy, store, FakeClock())
-        assert isinstance(built, AuthyProvider) and built.api_url == "https://api.authy.com"
+        assert isinstance(built, AuthyProvider)
+        assert built.api_url == "https://api.authy.com"
         other = build_provider(verify, store, FakeClock())
-        assert isinstance(other, TwilioVerifyProvider) and other.api_url == "https://verify.twilio.com"
+        assert isinstance(other, TwilioVerifyProvider)
+        assert other.api_url == "https://verify.twilio.com"
         await built.close()
         await other.close()
     finally:

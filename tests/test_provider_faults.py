@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, QueryCounter, config, shop_app
+from tests.harness import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, QueryCounter, config, shop_app
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.providers import build_provider
 from tfa_middleware.store import Store
@@ -125,7 +125,8 @@ async def test_a_failing_send_is_a_clear_503_and_sends_nothing(shop: Shop, fault
     events = await shop.harness.service.store.events()
     assert "code_sent" not in [e.kind for e in events]  # no claim in the audit log that a code went out
     [failed] = [e for e in events if e.kind == "send_failed"]
-    assert failed.user_id == "alice" and failed.detail is not None
+    assert failed.user_id == "alice"
+    assert failed.detail is not None
     assert failed.detail["error"] in EXPECTED_ERRORS[fault]
 
 
@@ -137,12 +138,14 @@ async def test_a_failing_check_lets_nobody_in_even_with_the_right_code(shop: Sho
     FAULTS[fault](shop)
     response = await shop.verify(code)
     assert unavailable(response), response.text
-    assert "tfa_admin" not in response.cookies and "tfa_admin" not in shop.harness.client.cookies
+    assert "tfa_admin" not in response.cookies
+    assert "tfa_admin" not in shop.harness.client.cookies
     assert not await shop.reaches_orders()
     events = await shop.harness.service.store.events()
     assert "verify_ok" not in [e.kind for e in events]
     [failed] = [e for e in events if e.kind == "verify_error"]
-    assert failed.user_id == "alice" and failed.detail is not None
+    assert failed.user_id == "alice"
+    assert failed.detail is not None
     assert failed.detail["error"] in EXPECTED_ERRORS[fault]
 
 
@@ -153,7 +156,8 @@ async def test_once_the_provider_is_back_the_same_user_gets_in(shop: Shop) -> No
     assert unavailable(await shop.verify(code))
     shop.fake.faults.clear()
     response = await shop.verify(code)
-    assert response.status_code == 303 and "tfa_admin" in response.cookies
+    assert response.status_code == 303
+    assert "tfa_admin" in response.cookies
     assert await shop.reaches_orders()
 
 
@@ -200,7 +204,8 @@ async def test_bad_credentials_tell_the_admin_in_the_log_and_the_user_nothing_mo
     assert advice not in response.text
     assert advice in caplog.text
     for secret in (FAKE_AUTHY_API_KEY, FAKE_AUTH_TOKEN):
-        assert secret not in caplog.text and secret not in response.text
+        assert secret not in caplog.text
+        assert secret not in response.text
 
 
 async def test_the_challenge_page_offers_a_call_and_the_call_delivers_a_working_code(shop: Shop) -> None:
@@ -216,5 +221,6 @@ async def test_the_challenge_page_offers_a_call_and_the_call_delivers_a_working_
     assert called.status_code == 303, called.text
     assert [sent.channel for sent in shop.fake.outbox] == ["call"]
     response = await shop.verify(shop.fake.last_code(PHONE))
-    assert response.status_code == 303 and "tfa_admin" in response.cookies
+    assert response.status_code == 303
+    assert "tfa_admin" in response.cookies
     assert await shop.reaches_orders()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RELAXED_LIMITS, FakeClock, Harness, config
+from tests.harness import RELAXED_LIMITS, FakeClock, Harness, config
 from tfa_middleware import TwoFactor, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
@@ -72,7 +72,8 @@ async def test_users_are_registered_once_and_the_id_is_kept(tmp_path: Path) -> N
         await tfa.send_code("admin", "alice")
         assert provider.registrations == ["+12015550123"]
         row = await tfa.store.enrollment("admin", "alice")
-        assert row is not None and row.provider_user_id == "p1"
+        assert row is not None
+        assert row.provider_user_id == "p1"
         assert provider.sent == [("p1", "+12015550123"), ("p1", "+12015550123")]
     finally:
         await tfa.close()
@@ -88,7 +89,8 @@ async def test_a_forgotten_user_is_registered_again_and_the_call_repeated(tmp_pa
         await tfa.send_code("admin", "alice")
         assert provider.sent[-1] == ("p2", "+12015550123")
         row = await tfa.store.enrollment("admin", "alice")
-        assert row is not None and row.provider_user_id == "p2"
+        assert row is not None
+        assert row.provider_user_id == "p2"
         provider.users.clear()
         outcome = await tfa.verify_code("admin", "alice", "123456")
         assert outcome.status is VerifyStatus.APPROVED
@@ -107,7 +109,8 @@ async def test_a_new_number_gets_its_own_id_which_becomes_active_when_confirmed(
         await tfa.send_code("admin", "alice")
         assert provider.sent[-1] == ("p2", "+12015550199")
         row = await tfa.store.enrollment("admin", "alice")
-        assert row is not None and (row.provider_user_id, row.pending_provider_user_id) == ("p1", "p2")
+        assert row is not None
+        assert (row.provider_user_id, row.pending_provider_user_id) == ("p1", "p2")
         assert (await tfa.verify_code("admin", "alice", "123456")).status is VerifyStatus.APPROVED
         row = await tfa.store.enrollment("admin", "alice")
         assert row is not None
@@ -168,7 +171,7 @@ class RefusingProvider(RegisteringProvider):
         self.needs_registration = False
         self.error = error
 
-    async def send(self, target: Target, channel: str) -> SendResult:
+    async def send(self, target: Target, channel: str) -> SendResult:  # noqa: ARG002 (the contract's signature)
         raise self.error
 
 
@@ -187,5 +190,6 @@ async def test_a_provider_refusal_gets_a_page_that_says_what_happened(
     harness.service.provider = RefusingProvider(error)
     response = await harness.send(harness.as_user("alice"))
     assert response.status_code == status
-    assert text in response.text and "Traceback" not in response.text
+    assert text in response.text
+    assert "Traceback" not in response.text
     assert (await harness.client.get("/admin/orders", headers=harness.as_user("alice"))).status_code == 303

@@ -12,9 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import tfa_middleware
+from tests.harness import ADMIN_PHONE, Harness
 from tfa_middleware import Proof, errors, second_factor
-
-from .conftest import ADMIN_PHONE, Harness
 
 # Raised and handled inside the package; a shop never sees them.
 # Raised and answered inside the middleware's own pages (a hostile path, an oversized form) or

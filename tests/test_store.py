@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET, T0, FakeClock, config, live_code
+from tests.database import live_code
+from tests.harness import SECRET, T0, FakeClock, config
 from tfa_middleware import StoreUnavailable, TwoFactor, settings_from_mapping
 from tfa_middleware.providers.base import CheckResult, Purpose, Target
 from tfa_middleware.providers.sandbox import SandboxProvider

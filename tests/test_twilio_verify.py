@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import FakeClock, config
+from tests.codes import other_code
+from tests.harness import FakeClock, config
 from tfa_middleware import ConfigError, settings_from_mapping
 from tfa_middleware.errors import (
     ProviderBlocked,
@@ -100,7 +101,7 @@ async def test_a_check_posts_code_and_to_and_grants_only_approved(
 ) -> None:
     await verify.send(TARGET, "sms")
     code = fake.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     assert await verify.check(TARGET, wrong) is CheckResult.REJECTED
     assert await verify.check(TARGET, code) is CheckResult.APPROVED
     assert await verify.check(TARGET, code) is CheckResult.REJECTED  # 20404: the verification is gone
@@ -138,7 +139,7 @@ async def test_too_many_wrong_checks_is_60202_rate_limited(
 ) -> None:
     await verify.send(TARGET, "sms")
     code = fake.last_code(PHONE)
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     for _ in range(5):
         assert await verify.check(TARGET, wrong) is CheckResult.REJECTED
     with pytest.raises(ProviderRateLimited, match="60202"):
@@ -186,7 +187,7 @@ async def test_a_check_is_granted_on_either_documented_success_status(check_stat
         provider = TwilioVerifyProvider(settings(), client=client)
         await provider.send(TARGET, "sms")
         code = fake.last_code(PHONE)
-        wrong = "000000" if code != "000000" else "111111"
+        wrong = other_code(code)
         raw = await client.post(
             f"https://verify.fake/v2/Services/{FAKE_SERVICE_SID}/VerificationCheck",
             data={"To": PHONE, "Code": wrong},
@@ -215,9 +216,7 @@ async def test_the_fakes_429_carries_retry_after_into_the_exception() -> None:
         assert limited.value.retry_after_seconds == fake.retry_after_seconds
 
 
-async def test_wrong_credentials_or_service_are_misconfigurations(
-    client: httpx.AsyncClient, fake: FakeTwilioVerify
-) -> None:
+async def test_wrong_credentials_or_service_are_misconfigurations(client: httpx.AsyncClient) -> None:
     wrong_token = TwilioVerifyProvider(settings(auth_token=Secret("not-the-token")), client=client)
     for call in (
         wrong_token.send(TARGET, "sms"),

@@ -19,8 +19,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import free_port, uvicorn_server
+from tests.codes import latest_code
 from tests.helpers import Cli
+from tests.servers import free_port, uvicorn_server
 from tfa_middleware import TwoFactor, load_settings
 
 pytestmark = pytest.mark.postgres
@@ -85,13 +86,6 @@ async def one_client_each(
     return await asyncio.gather(*(one() for _ in range(count)))
 
 
-async def latest_code(tfa: TwoFactor, user: str) -> str:
-    mine = [m for m in await tfa.store.latest_outbox(50) if m.user_id == user]
-    match = re.search(r"\b(\d{6})\b", mine[-1].body)
-    assert match
-    return match.group(1)
-
-
 @pytest.fixture
 async def four_workers(
     cli: Cli, postgres_database: str, tmp_path: Path
@@ -116,7 +110,7 @@ async def test_four_workers_keep_every_limit_and_single_use_exact(
     token = await token_for(url, "wrong")
     sent = await one_client_each(url, 1, "POST", "/admin/_2fa/send", "wrong", csrf_token=token)
     assert sent[0].status_code == 303
-    code = await latest_code(tfa, "wrong")
+    code = await latest_code(tfa.store, "wrong")
     guess = f"{(int(code) + 1) % 1_000_000:06d}"
     answers = await one_client_each(
         url, 50, "POST", "/admin/_2fa/verify", "wrong", csrf_token=token, code=guess
@@ -130,7 +124,7 @@ async def test_four_workers_keep_every_limit_and_single_use_exact(
     # The right code from 20 clients at once: exactly one gets in.
     token = await token_for(url, "right")
     await one_client_each(url, 1, "POST", "/admin/_2fa/send", "right", csrf_token=token)
-    code = await latest_code(tfa, "right")
+    code = await latest_code(tfa.store, "right")
     answers = await one_client_each(
         url, 20, "POST", "/admin/_2fa/verify", "right", csrf_token=token, code=code
     )
@@ -149,7 +143,7 @@ async def test_a_proof_works_on_every_worker(four_workers: tuple[str, TwoFactor]
     url, tfa = four_workers
     token = await token_for(url, "normal")
     await one_client_each(url, 1, "POST", "/admin/_2fa/send", "normal", csrf_token=token)
-    code = await latest_code(tfa, "normal")
+    code = await latest_code(tfa.store, "normal")
     [done] = await one_client_each(
         url, 1, "POST", "/admin/_2fa/verify", "normal", csrf_token=token, code=code
     )
@@ -234,7 +228,7 @@ async def test_a_database_outage_fails_closed_keeps_proofs_working_and_heals(
             async with httpx.AsyncClient(base_url=url, timeout=30) as browser:
                 token = await token_for(url, "normal")
                 await browser.post("/admin/_2fa/send", data={"csrf_token": token}, headers=as_user("normal"))
-                code = await latest_code(tfa, "normal")
+                code = await latest_code(tfa.store, "normal")
                 await browser.post(
                     "/admin/_2fa/verify", data={"csrf_token": token, "code": code}, headers=as_user("normal")
                 )

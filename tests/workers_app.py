@@ -25,7 +25,7 @@ def header_identity(scope: Any) -> Identity | None:
     return None
 
 
-async def pid(request: Request) -> PlainTextResponse:
+async def pid(_request: Request) -> PlainTextResponse:
     return PlainTextResponse(str(os.getpid()))
 
 

@@ -283,19 +283,19 @@ async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> 
 # ---------------------------------------------------------------------------- db
 
 
-async def _upgrade(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+async def _upgrade(store: Store, _settings: Settings, _args: argparse.Namespace) -> int:
     before, after = await store.upgrade_schema()
     print(f"database schema: {before or 'empty'} -> {after}" if before != after else f"already at {after}")
     return 0
 
 
-async def _current(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+async def _current(store: Store, _settings: Settings, _args: argparse.Namespace) -> int:
     found = await store.schema_revision()
     print(f"database: {found or 'empty (no tables yet)'}\nthis release: {schema.head()}")
     return 0
 
 
-async def _check(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+async def _check(store: Store, _settings: Settings, args: argparse.Namespace) -> int:
     found, release = await store.schema_revision(), schema.head()
     if found == release:
         print(f"up to date ({release})")
@@ -308,7 +308,7 @@ async def _check(store: Store, settings: Settings, args: argparse.Namespace) -> 
     return 1
 
 
-async def _purge(store: Store, settings: Settings, args: argparse.Namespace) -> int:
+async def _purge(store: Store, _settings: Settings, args: argparse.Namespace) -> int:
     if not re.fullmatch(r"\d+[mhd]", args.older_than.strip()):
         raise InvalidInput(f"--older-than {args.older_than!r}: use an age such as 90d, 12h or 30m")
     now = time.time()

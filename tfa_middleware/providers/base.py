@@ -62,15 +62,36 @@ class SendResult:
 
 
 class Provider(Protocol):
-    name: str
-    supports_call: bool
-    #: True when send/check need ``Target.provider_user_id`` from :meth:`register` first (Authy).
-    needs_registration: bool
-    #: Shortest and longest code the provider issues; longer or shorter input is refused unsent.
-    code_lengths: tuple[int, int]
-    #: A digest of the credentials and endpoint in use, or None. When it changes between runs,
-    #: every stored provider user id is cleared (they belong to the old account).
-    fingerprint: str | None
+    """What the service needs of a provider.
+
+    The descriptive members are read-only properties, so a plain class attribute satisfies them
+    (``fingerprint = None`` in the example above is a ``str | None``); nothing sets them from outside.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def supports_call(self) -> bool: ...
+
+    @property
+    def needs_registration(self) -> bool:
+        """True when send/check need ``Target.provider_user_id`` from :meth:`register` first (Authy)."""
+        ...
+
+    @property
+    def code_lengths(self) -> tuple[int, int]:
+        """Shortest and longest code the provider issues; longer or shorter input is refused unsent."""
+        ...
+
+    @property
+    def fingerprint(self) -> str | None:
+        """A digest of the credentials and endpoint in use, or None.
+
+        When it changes between runs, every stored provider user id is cleared (they belong to the
+        old account).
+        """
+        ...
 
     async def register(self, target: Target) -> str | None: ...
 

@@ -54,7 +54,7 @@ class SandboxProvider:
         return hmac.new(self._pepper, message.encode(), hashlib.sha256).hexdigest()
 
     async def register(self, target: Target) -> str | None:
-        return None
+        """Nothing to register: sandbox codes are kept by interface, user and phone."""
 
     async def send(self, target: Target, channel: str) -> SendResult:
         code = "".join(secrets.choice("0123456789") for _ in range(self.code_length))

@@ -90,7 +90,9 @@ class TwilioVerifyProvider:
         ]
         if missing:
             raise ProviderMisconfigured(f"twilio_verify: provider.{', provider.'.join(missing)} not set")
-        assert settings.auth_token is not None and settings.service_sid is not None  # checked above
+        # checked above
+        assert settings.auth_token is not None
+        assert settings.service_sid is not None
         api_url = (settings.api_url or DEFAULT_API_URLS["twilio_verify"]).rstrip("/")
         self.api_url = api_url
         self.account_sid = settings.account_sid
@@ -112,7 +114,7 @@ class TwilioVerifyProvider:
     # ------------------------------------------------------------------ the contract
 
     async def register(self, target: Target) -> str | None:
-        return None
+        """Nothing to register: Verify keys each verification by the phone number itself."""
 
     async def send(self, target: Target, channel: str) -> SendResult:
         if channel not in ("sms", "call"):

@@ -283,7 +283,7 @@ class FakeAuthy(FakeApi):
             200, {"message": "Token is valid.", "token": "is valid", "success": "true", "device": DEVICE}
         )
 
-    async def app_details(self, request: Request) -> Response:
+    async def app_details(self, _request: Request) -> Response:
         # Unconfirmed shape: the fields Authy documents for its app details.
         return compact_json(
             200,

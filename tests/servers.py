@@ -1,0 +1,67 @@
+"""Real servers in other processes: ``uvicorn_server`` starts an app factory under uvicorn on a free
+loopback port (the demo, the fail-closed shop, several workers) and stops it afterwards."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(
+    factory: str, folder: Path, env: dict[str, str], *, workers: int = 1, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``uvicorn --factory FACTORY [ARGS]`` on a free loopback port, started, waited for (up to
+    30 s), and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log."""
+    port = free_port()
+    log_path = folder / "uvicorn.log"
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    if workers > 1:
+        command += ["--workers", str(workers), "--log-level", "warning"]
+    command += list(args)
+    root = Path(__file__).resolve().parent.parent
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            command, cwd=root, env={**env, "PYTHONPATH": str(root)}, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if server.poll() is not None:
+                    pytest.fail(f"uvicorn exited: {log_path.read_text()}")
+                try:
+                    httpx.get(url + "/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"uvicorn did not start in time: {log_path.read_text()}")
+                    time.sleep(0.1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
