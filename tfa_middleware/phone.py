@@ -15,6 +15,20 @@ _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
 def normalise(country_code: str | int, number: str) -> str:
     """``("44", "07700 900123")`` → ``"+447700900123"``; raise InvalidPhoneNumber with a clear message."""
+    cc, national = _typed(country_code, number)
+    region = phonenumbers.region_code_for_country_code(int(cc))
+    if region == "ZZ":
+        raise InvalidPhoneNumber(f"+{cc} is not a country calling code we know.")
+    try:
+        parsed = phonenumbers.parse(national, region)
+    except NumberParseException:
+        raise InvalidPhoneNumber("That is not a phone number we can read.") from None
+    _check_number(parsed, cc)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _typed(country_code: str | int, number: str) -> tuple[str, str]:
+    """The calling code's digits and the national number's digits, as typed; the typing checked."""
     cc = str(country_code).strip().lstrip("+")
     if cc.startswith("00"):
         cc = cc[2:]
@@ -27,13 +41,11 @@ def normalise(country_code: str | int, number: str) -> str:
         raise InvalidPhoneNumber("The phone number may contain only digits, spaces and dashes.")
     if len(national) > 15:
         raise InvalidPhoneNumber("That phone number is too long.")
-    region = phonenumbers.region_code_for_country_code(int(cc))
-    if region == "ZZ":
-        raise InvalidPhoneNumber(f"+{cc} is not a country calling code we know.")
-    try:
-        parsed = phonenumbers.parse(national, region)
-    except NumberParseException:
-        raise InvalidPhoneNumber("That is not a phone number we can read.") from None
+    return cc, national
+
+
+def _check_number(parsed: phonenumbers.PhoneNumber, cc: str) -> None:
+    """The parsed number belongs to ``cc``, is possible, valid, and a mobile."""
     if parsed.country_code != int(cc):
         # The number was typed in international form for another country.
         raise InvalidPhoneNumber(f"That number does not belong to country code +{cc}.")
@@ -46,7 +58,6 @@ def normalise(country_code: str | int, number: str) -> str:
         raise InvalidPhoneNumber(f"That is not a valid phone number for country code +{cc}.")
     if phonenumbers.number_type(parsed) not in _MOBILE_TYPES:
         raise InvalidPhoneNumber("Codes are sent by text message: please give a mobile number.")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def mask(e164: str | None) -> str:
