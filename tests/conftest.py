@@ -30,6 +30,8 @@ from tests.helpers import Cli
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.settings import LimitSettings, Settings
 from tfa_middleware.store import Store
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "older-secret-key-0123456789-abcdefghijklmno"
@@ -158,7 +160,7 @@ class Harness:
         return match.group(1)
 
     async def latest_code(self) -> str:
-        messages = await self.service.store.latest_outbox(1)
+        messages = await outbox_rows.latest(self.service.store, 1)
         match = re.search(r"\b(\d{6,10})\b", messages[-1].body)
         assert match
         return match.group(1)
@@ -433,7 +435,7 @@ async def live_code(
     """(id, hash) of the code that can still be used, read straight from the table."""
     from sqlalchemy import select
 
-    from tfa_middleware.store import _live
+    from tfa_middleware.store.codes import live as _live
     from tfa_middleware.tables import codes
 
     async with store.transaction() as conn:
@@ -504,14 +506,16 @@ async def snapshot(h: Harness) -> tuple[Any, ...]:
     """Everything a request could change: codes, enrollments, outbox and audit events."""
     from sqlalchemy import select
 
-    from tfa_middleware.tables import codes, enrollments
+    from tfa_middleware.tables import codes, enrollments, factors
 
     async with h.service.store.engine.connect() as conn:
         code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()
         enrollment_rows = (await conn.execute(select(enrollments).order_by(enrollments.c.id))).all()
+        factor_rows = (await conn.execute(select(factors).order_by(factors.c.id))).all()
     return (
         [tuple(r) for r in code_rows],
         [tuple(r) for r in enrollment_rows],
-        await h.service.store.latest_outbox(1000),
-        await h.service.store.events(limit=1000),
+        [tuple(r) for r in factor_rows],
+        await outbox_rows.latest(h.service.store, 1000),
+        await event_rows.latest(h.service.store, limit=1000),
     )

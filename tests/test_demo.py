@@ -21,6 +21,7 @@ from demo_app.app import DEFAULT_CONFIG, create_app, seed_phones
 from demo_app.shop import build_shop
 from tests.conftest import FakeClock, uvicorn_server
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, load_settings
+from tfa_middleware.store import outbox as outbox_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,6 +124,8 @@ def test_the_demo_does_not_believe_a_forwarded_address_from_this_machine(demo: D
     events = [json.loads(line) for line in result.stdout.splitlines()]
     sent = [e for e in events if e["event"] == "code_sent"]
     assert sent and {e["ip"] for e in sent} == {"127.0.0.1"}
+
+
 async def test_concurrent_sign_ups_each_get_their_own_id_and_phone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -180,7 +183,7 @@ async def test_the_demo_logout_ends_a_copied_session_and_proof(
             token = re.search(r'name="csrf_token" value="([^"]+)"', challenge.text)
             assert token
             await browser.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-            code = re.search(r"\b(\d{6})\b", (await tfa.store.latest_outbox(1))[0].body)
+            code = re.search(r"\b(\d{6})\b", (await outbox_rows.latest(tfa.store, 1))[0].body)
             assert code
             verified = await browser.post(
                 "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1)}
