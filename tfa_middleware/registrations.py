@@ -61,7 +61,7 @@ class Registrations:
         stored = await meta_rows.get(self.store, FINGERPRINT_KEY)
         if stored != self.provider.fingerprint:
             if stored is not None:
-                cleared = await enrollment_rows.clear_provider_refs(self.store)
+                cleared = await enrollment_rows.clear_provider_refs(self.store, self.clock())
                 log.warning("the provider credentials changed: %d stored provider user ids cleared", cleared)
             await meta_rows.put(self.store, FINGERPRINT_KEY, self.provider.fingerprint)
         self._fingerprint_checked = True

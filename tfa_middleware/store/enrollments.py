@@ -190,13 +190,20 @@ async def set_provider_ref(
         )
 
 
-async def clear_provider_refs(db: Store | AsyncConnection) -> int:
-    """Forget every stored provider reference (they belonged to another provider account)."""
+async def clear_provider_refs(db: Store | AsyncConnection, now: float) -> int:
+    """Forget every stored provider reference (they belonged to another provider account); the
+    number of users who had one."""
+    holders = select(factors.c.id).where(
+        factors.c.interface == enrollments.c.interface,
+        factors.c.user_id == enrollments.c.user_id,
+        factors.c.provider_ref.is_not(None),
+    )
     async with connection(db) as conn:
-        result = await conn.execute(
+        users = await conn.execute(update(enrollments).where(holders.exists()).values(updated_at=now))
+        await conn.execute(
             update(factors).where(factors.c.provider_ref.is_not(None)).values(provider_ref=None)
         )
-    return int(result.rowcount)
+    return int(users.rowcount)
 
 
 async def delete_user(db: Store | AsyncConnection, interface: str, user_id: str) -> bool:
