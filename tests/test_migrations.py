@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import column, insert, select, table
@@ -144,7 +145,7 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
 
 # Today's users at revision 0003, one of each kind: active phone with its Authy id and a throttle
 # state; a phone change in progress; a number a manager assigned; a reset user with no phone.
-OLD_USERS = [
+OLD_USERS: list[dict[str, Any]] = [
     {
         "user_id": "alice", "phone": "+12015550123", "provider_user_id": "1635",
         "pending_phone": None, "pending_provider_user_id": None, "pending_assigned": False,
