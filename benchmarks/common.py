@@ -29,6 +29,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from tfa_middleware import TwoFactor, settings_from_mapping
+from tfa_middleware.providers import base as provider_base
 from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.settings import Settings
 from tfa_middleware.store import Store
@@ -225,7 +226,8 @@ CODE = re.compile(r"\b(\d{4,10})\b")
 
 
 class RecordingStore(Store):
-    """The real store, which also remembers the last code the sandbox "sent" to each user.
+    """The real store, which also remembers the last code the sandbox "sent" to each user
+    (``RecordingSandbox`` writes them here).
 
     The benchmark clients read their codes here instead of querying the outbox, so no extra
     query is added to the load being measured.
@@ -235,18 +237,22 @@ class RecordingStore(Store):
         super().__init__(url, **kwargs)
         self.codes: dict[tuple[str, str], str] = {}
 
-    async def add_outbox(
-        self, now: float, interface: str, user_id: str, to_masked: str, channel: str, body: str
+
+class RecordingSandbox(SandboxProvider):
+    """The sandbox provider, which also notes each code it "sent" in a RecordingStore."""
+
+    async def deliver(
+        self, now: float, target: provider_base.Target, to: str, channel: str, body: str
     ) -> None:
         found = CODE.search(body)
-        if found:
-            self.codes[(interface, user_id)] = found.group(1)
-        await super().add_outbox(now, interface, user_id, to_masked, channel, body)
+        if found and isinstance(self.store, RecordingStore):
+            self.store.codes[(target.interface, target.user_id)] = found.group(1)
+        await super().deliver(now, target, to, channel, body)
 
 
 def service_on(store: Store, settings: Settings) -> TwoFactor:
     """The service wired as ``TwoFactor.from_settings`` wires it, on a store we chose."""
-    provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=_now)
+    provider = RecordingSandbox(store, settings.provider, settings.secret_keys[-1], clock=_now)
     return TwoFactor(settings, store, provider)
 
 

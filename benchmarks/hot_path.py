@@ -28,6 +28,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import cookie_parser
 
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware
+from tfa_middleware.store import outbox as outbox_rows
 
 from .common import (
     PROTECTED,
@@ -115,7 +116,7 @@ async def pass_challenge(app: ASGIApp, service: TwoFactor, session: str) -> str:
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token, page.text
         await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-        body = (await service.store.latest_outbox(1))[0].body
+        body = (await outbox_rows.latest(service.store, 1))[0].body
         code = re.search(r"\b(\d{6})\b", body)
         assert code, body
         done = await client.post(

@@ -16,11 +16,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Table as SqlTable
 from sqlalchemy import event, text
 
 from tfa_middleware import TwoFactor
 from tfa_middleware.service import SendStatus, VerifyStatus
-from tfa_middleware.store import enrollments
+from tfa_middleware.tables import enrollments, factors
 
 from .common import (
     RecordingStore,
@@ -54,14 +55,14 @@ def user(n: int) -> str:
     return f"user-{n:07d}"
 
 
-def full_row(values: dict[str, Any]) -> dict[str, Any]:
-    """Every column of an enrollment row, taking the table's own defaults for those not given.
+def full_row(table: SqlTable, values: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a row of ``table``, taking the table's own defaults for those not given.
 
     Bulk loads bypass SQLAlchemy's per-row defaults, so they are filled in from the table itself:
     a column added to the store later is loaded correctly without a change here.
     """
     row = {}
-    for column in enrollments.columns:
+    for column in table.columns:
         if column.primary_key:
             continue
         if column.name in values:
@@ -71,38 +72,50 @@ def full_row(values: dict[str, Any]) -> dict[str, Any]:
         elif column.nullable:
             row[column.name] = None
         else:
-            raise SystemExit(f"no value for tfa_enrollment.{column.name}: teach benchmarks/scale.py")
+            raise SystemExit(f"no value for {table.name}.{column.name}: teach benchmarks/scale.py")
     return row
 
 
 async def fill(store: RecordingStore, start: int, stop: int) -> None:
     """Enrollments ``start`` to ``stop - 1``, each with an active phone of its own, in bulk."""
     now = time.time()
-    template = full_row(
-        {"interface": "admin", "user_id": "", "phone": "", "require_enrollment": False, "generation": 1}
-        | {"created_at": now, "updated_at": now}
+    users = full_row(
+        enrollments,
+        {"interface": "admin", "user_id": "", "require_enrollment": False, "generation": 1}
+        | {"created_at": now, "updated_at": now},
     )
-    columns = tuple(template)
+    phones = full_row(
+        factors,
+        {"interface": "admin", "user_id": "", "kind": "sms", "value": "", "confirmed": True}
+        | {"created_at": now},
+    )
     for first in range(start, stop, BATCH):
-        rows = [
-            tuple((template | {"user_id": user(n), "phone": f"+1{phone_number(n)}"}).values())
-            for n in range(first, min(stop, first + BATCH))
-        ]
-        async with store.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                raw = await conn.get_raw_connection()
-                await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                    "tfa_enrollment", records=rows, columns=columns
-                )
-            else:
-                names, marks = ", ".join(columns), ", ".join("?" for _ in columns)  # constants, not input
-                await conn.exec_driver_sql(
-                    f"INSERT INTO tfa_enrollment ({names}) VALUES ({marks})",  # noqa: S608
-                    rows,
-                )
+        numbers = range(first, min(stop, first + BATCH))
+        await _load(store, enrollments, [users | {"user_id": user(n)} for n in numbers])
+        await _load(
+            store, factors, [phones | {"user_id": user(n), "value": f"+1{phone_number(n)}"} for n in numbers]
+        )
     if store.engine.dialect.name == "postgresql":
         async with store.engine.begin() as conn:  # what a bulk load is followed by in production too
             await conn.execute(text("ANALYZE tfa_enrollment"))
+            await conn.execute(text("ANALYZE tfa_factor"))
+
+
+async def _load(store: RecordingStore, table: SqlTable, dicts: list[dict[str, Any]]) -> None:
+    columns = tuple(dicts[0])
+    rows = [tuple(d.values()) for d in dicts]
+    async with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table.name, records=rows, columns=columns
+            )
+        else:
+            names, marks = ", ".join(columns), ", ".join("?" for _ in columns)  # constants, not input
+            await conn.exec_driver_sql(
+                f"INSERT INTO {table.name} ({names}) VALUES ({marks})",  # noqa: S608
+                rows,
+            )
 
 
 async def sample(

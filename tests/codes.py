@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from tfa_middleware.store import Store
+from tfa_middleware.store import outbox as outbox_rows
 
 # Codes are 6 to 10 digits (the sandbox sends 6); no other run of that many digits is in a text.
 _CODE = re.compile(r"\b(\d{6,10})\b")
@@ -20,7 +21,7 @@ def code_in(text: str) -> str:
 
 async def latest_code(store: Store, user_id: str | None = None) -> str:
     """The code in the newest sandbox text (to ``user_id``, when given) in the store's outbox."""
-    messages = [m for m in await store.latest_outbox(50) if user_id is None or m.user_id == user_id]
+    messages = [m for m in await outbox_rows.latest(store, 50) if user_id is None or m.user_id == user_id]
     assert messages, f"no text message to {user_id or 'anyone'} in the outbox"
     return code_in(messages[-1].body)
 

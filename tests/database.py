@@ -88,7 +88,7 @@ async def live_code(
     """(id, hash) of the code that can still be used, read straight from the table."""
     from sqlalchemy import select
 
-    from tfa_middleware.store import _live
+    from tfa_middleware.store.codes import live as _live
     from tfa_middleware.tables import codes
 
     async with store.transaction() as conn:

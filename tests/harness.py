@@ -171,17 +171,21 @@ class Harness:
 
 
 async def snapshot(h: Harness) -> tuple[Any, ...]:
-    """Everything a request could change: codes, enrollments, outbox and audit events."""
+    """Everything a request could change: codes, enrollments, factors, outbox and audit events."""
     from sqlalchemy import select
 
-    from tfa_middleware.tables import codes, enrollments
+    from tfa_middleware.store import events as event_rows
+    from tfa_middleware.store import outbox as outbox_rows
+    from tfa_middleware.tables import codes, enrollments, factors
 
     async with h.service.store.engine.connect() as conn:
         code_rows = (await conn.execute(select(codes).order_by(codes.c.id))).all()
         enrollment_rows = (await conn.execute(select(enrollments).order_by(enrollments.c.id))).all()
+        factor_rows = (await conn.execute(select(factors).order_by(factors.c.id))).all()
     return (
         [tuple(r) for r in code_rows],
         [tuple(r) for r in enrollment_rows],
-        await h.service.store.latest_outbox(1000),
-        await h.service.store.events(limit=1000),
+        [tuple(r) for r in factor_rows],
+        await outbox_rows.latest(h.service.store, 1000),
+        await event_rows.latest(h.service.store, limit=1000),
     )

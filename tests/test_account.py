@@ -15,6 +15,8 @@ import pytest
 from tests.harness import ADMIN_PHONE, Harness, config
 from tfa_middleware import Identity, TwoFactor, settings_from_mapping
 from tfa_middleware.store import AuditEvent
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 
 PHONE_PAGE = "/admin/_2fa/phone"
 MANAGE = "/admin/_2fa/manage"
@@ -86,7 +88,7 @@ async def test_a_new_number_is_active_only_after_its_code_and_revokes_older_proo
     status = await harness.service.status("admin", "alice")
     assert (status.masked_phone, status.pending_masked_phone) == ("+1 ••• ••• 0123", "+1 ••• ••• 0199")
     # Until confirmed, sign-in codes still go to the old number.
-    assert (await harness.service.store.latest_outbox(1))[0].to_masked == "+1 ••• ••• 0199"
+    assert (await outbox_rows.latest(harness.service.store, 1))[0].to_masked == "+1 ••• ••• 0199"
 
     wrong = await post(harness, PHONE_PAGE, alice, action="verify", code="000000")
     assert wrong.status_code == 400
@@ -104,7 +106,7 @@ async def test_a_new_number_is_active_only_after_its_code_and_revokes_older_proo
     copied = {**alice, "cookie": f"tfa_admin={old_proof}"}
     harness.clock.advance(11)
     assert (await harness.client.get("/admin/orders", headers=copied)).status_code == 303
-    kinds = [e.kind for e in await harness.service.store.events("admin", "alice")]
+    kinds = [e.kind for e in await event_rows.latest(harness.service.store, "admin", "alice")]
     assert "phone_changed" in kinds
 
 
@@ -194,7 +196,9 @@ async def test_every_management_action_works_and_is_audited_with_its_actor(manag
     assert (await h.service.status("admin", "carol")).state == "none"
     unknown = await post(h, MANAGE, alice, action="reset", interface="nowhere", user_id="carol")
     assert unknown.status_code == 403  # not one of manage.interfaces, like any other
-    events = [e for e in await h.service.store.events("admin", "carol") if e.detail and "by" in e.detail]
+    events = [
+        e for e in await event_rows.latest(h.service.store, "admin", "carol") if e.detail and "by" in e.detail
+    ]
     assert [(e.kind, e.detail["by"]) for e in events if e.detail] == [
         ("phone_set", "admin/alice"),
         ("enrollment_required", "admin/alice"),
@@ -248,7 +252,7 @@ async def test_delete_forgets_the_user_and_their_proofs(harness: Harness) -> Non
     harness.clock.advance(11)
     old = {**harness.as_user("alice"), "cookie": f"tfa_admin={proof}"}
     assert (await harness.client.get("/admin/orders", headers=old)).status_code == 303
-    assert "deleted" in [e.kind for e in await harness.service.store.events("admin", "alice")]
+    assert "deleted" in [e.kind for e in await event_rows.latest(harness.service.store, "admin", "alice")]
 
 
 async def test_on_missing_phone_skip_lets_unenrolled_users_in_and_still_protects_enrolled_ones(

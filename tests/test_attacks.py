@@ -21,6 +21,8 @@ from tests.asgi_helpers import asgi_websocket
 from tests.harness import ADMIN_PHONE, SECRET, Harness, config
 from tfa_middleware import ConfigError, load_settings
 from tfa_middleware.settings import LimitSettings
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 
 
 @pytest.fixture
@@ -92,7 +94,9 @@ async def test_brute_force_from_many_sessions_and_addresses_hits_one_account_loc
         locked_answers += "Too many wrong codes" in response.text
     # Five guesses were checked (each is an audit event); the fifth locked the account for all of
     # them, so it and the 25 after it were answered with the lock.
-    assert [e.kind for e in await shop.service.store.events("admin", "alice")].count("verify_failed") == 5
+    assert [e.kind for e in await event_rows.latest(shop.service.store, "admin", "alice")].count(
+        "verify_failed"
+    ) == 5
     assert locked_answers == 26
 
 
@@ -119,10 +123,10 @@ async def test_csrf_on_every_form_is_refused(shop: Harness, page: str, forgery: 
         headers["sec-fetch-site"] = "cross-site"
     else:
         headers["origin"] = "https://evil.example"
-    before = len(await shop.service.store.events())
+    before = len(await event_rows.latest(shop.service.store))
     response = await shop.client.post(f"/admin/_2fa/{page}", data=data, headers=headers)
     assert response.status_code == 403
-    assert len(await shop.service.store.events()) == before
+    assert len(await event_rows.latest(shop.service.store)) == before
 
 
 @pytest.mark.parametrize("page", ["challenge", "enroll", "logout", "nowhere"])
@@ -154,7 +158,7 @@ async def test_no_code_phone_number_or_key_reaches_a_log_or_an_event(
         headers=alice,
     )
     second = await shop.latest_code()
-    events = repr(await shop.service.store.events())
+    events = repr(await event_rows.latest(shop.service.store))
     logs = "\n".join(r.getMessage() for r in caplog.records)
     secrets = [first, second, SECRET, "+12015550123", "2015550123", "2015550177"]
     for text, where in ((logs, "logs"), (events, "events")):
@@ -356,7 +360,9 @@ async def test_a_phone_set_by_a_manager_is_pending_until_its_owner_confirms_it(m
         "",
         "+1 ••• ••• 0177",
     )
-    set_event = [e for e in await h.service.store.events("admin", "bob") if e.kind == "phone_set"][-1]
+    set_event = [
+        e for e in await event_rows.latest(h.service.store, "admin", "bob") if e.kind == "phone_set"
+    ][-1]
     assert set_event.detail == {"to": "+1 ••• ••• 0177", "by": "admin/alice", "confirmed": "false"}
     # Bob's proofs issued before are revoked...
     h.client.cookies.clear()
@@ -383,7 +389,7 @@ async def test_a_phone_set_by_a_manager_is_pending_until_its_owner_confirms_it(m
     assert "Your administrator set this number" in swap.text
     assert (await h.service.status("admin", "bob")).pending_masked_phone == "+1 ••• ••• 0177"
     await h.client.post("/admin/_2fa/send", data={"csrf_token": token}, headers=bob)
-    assert (await h.service.store.latest_outbox(1))[0].to_masked == "+1 ••• ••• 0177"
+    assert (await outbox_rows.latest(h.service.store, 1))[0].to_masked == "+1 ••• ••• 0177"
     confirmed = await h.client.post(
         "/admin/_2fa/verify", data={"csrf_token": token, "code": await h.latest_code()}, headers=bob
     )
@@ -413,7 +419,9 @@ async def test_a_customer_manager_cannot_act_on_or_list_another_interface(
         "+1 ••• ••• 0123",
         "",
     )
-    refusals = [e for e in await h.service.store.events("customer", "carla") if e.kind == "manage_refused"]
+    refusals = [
+        e for e in await event_rows.latest(h.service.store, "customer", "carla") if e.kind == "manage_refused"
+    ]
     assert [e.detail["action"] for e in refusals if e.detail] == [
         "set_phone",
         "require_enrollment",
@@ -477,7 +485,7 @@ async def test_the_shops_logout_ends_a_copied_session_and_proof_pair(
     assert await get(elsewhere, "login-1", stolen) == 303
     assert await get(h, "login-1", stolen) == 303
     assert await get(elsewhere, "login-2", other) == 200  # the other login is untouched
-    events = [e for e in await h.service.store.events("admin", "alice") if e.kind == "signed_out"]
+    events = [e for e in await event_rows.latest(h.service.store, "admin", "alice") if e.kind == "signed_out"]
     assert len(events) == 1
     assert events[0].detail
     assert "session" in events[0].detail

@@ -32,6 +32,7 @@ from tfa_middleware.providers import AuthyProvider, CheckResult, Target
 from tfa_middleware.providers.base import Purpose
 from tfa_middleware.settings import ProviderSettings, Secret
 from tfa_middleware.store import Store
+from tfa_middleware.store import enrollments as enrollment_rows
 from tfa_middleware.testing import FAKE_AUTHY_API_KEY, FakeAuthy, serve
 
 PHONE = "+12015550123"
@@ -203,9 +204,11 @@ async def test_a_malformed_stored_id_is_healed_by_registering_again(
     tfa, store = service(tmp_path, AuthyProvider(settings(), Secret(SECRET), client=client))
     try:
         await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
-        await store.update_enrollment("admin", "alice", 0.0, provider_user_id="../sms")
+        await enrollment_rows.set_provider_ref(
+            store, "admin", "alice", "+12015550123", confirmed=True, ref="../sms", now=0.0
+        )
         await send_code(tfa)
-        row = await store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(store, "admin", "alice")
         assert row is not None
         assert row.provider_user_id == "1635"
     finally:
@@ -437,7 +440,7 @@ async def test_a_user_authy_forgot_is_registered_again(
         await send_code(tfa)
         fake.forget(1635)
         await send_code(tfa)
-        row = await store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(store, "admin", "alice")
         assert row is not None
         assert row.provider_user_id == "1636"
         assert [r.path for r in fake.requests if "/sms/" in r.path] == [
@@ -469,7 +472,7 @@ async def test_a_new_api_key_clears_every_stored_authy_id(
         assert len(fake.outbox) == 2
         # The id is the phone's, whichever app registers it; it is now registered with the new app.
         assert fake.users[1635].apps == {FAKE_AUTHY_API_KEY, OTHER_KEY}
-        row = await store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(store, "admin", "alice")
         assert row is not None
         assert row.provider_user_id == "1635"
     finally:

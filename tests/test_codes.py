@@ -20,6 +20,8 @@ from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tfa_middleware.logging import JsonFormatter
 from tfa_middleware.pages.kit import WRONG_CODE
 from tfa_middleware.service import VerifyStatus
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 from tfa_middleware.tables import codes
 
 FORMAT_MESSAGE = "Enter the {n}-digit code from the text message, digits only."
@@ -142,14 +144,14 @@ async def test_a_malformed_code_gets_the_format_message_and_spends_nothing(
     await harness.send(alice)
     code = await harness.latest_code()
     before = await code_rows(harness)
-    events_before = await harness.service.store.events()
+    events_before = await event_rows.latest(harness.service.store)
 
     response = await harness.verify(alice, submitted)
 
     assert response.status_code == 400
     assert error_text(response) == FORMAT_MESSAGE.format(n=6)
     assert await code_rows(harness) == before  # attempts_left untouched: the provider was not asked
-    assert [e.kind for e in await harness.service.store.events()] == [e.kind for e in events_before]
+    assert [e.kind for e in await event_rows.latest(harness.service.store)] == [e.kind for e in events_before]
     assert (await harness.verify(alice, code)).status_code == 303
 
 
@@ -187,7 +189,7 @@ async def test_sandbox_codes_are_strings_of_the_configured_length(make_harness: 
     alice = h.as_user("alice")
     for _ in range(5):
         await h.service.send_code("admin", "alice")
-        body = (await h.service.store.latest_outbox(1))[-1].body
+        body = (await outbox_rows.latest(h.service.store, 1))[-1].body
         assert re.search(rf"(?<!\d)\d{{{length}}}(?!\d)", body), body
     short = await h.verify(alice, "1" * (length - 1))
     assert short.status_code == 400
@@ -213,7 +215,7 @@ async def test_leading_zeros_survive_from_secrets_to_the_outbox_and_back(
     ).status_code == 303
     monkeypatch.undo()
 
-    assert "code is 012345." in (await harness.service.store.latest_outbox(1))[-1].body
+    assert "code is 012345." in (await outbox_rows.latest(harness.service.store, 1))[-1].body
     dropped = await harness.verify(alice, "12345")  # what int("012345") would give
     assert dropped.status_code == 400
     assert error_text(dropped) == FORMAT_MESSAGE.format(n=6)
@@ -228,7 +230,7 @@ async def test_leading_zeros_survive_from_secrets_to_the_outbox_and_back(
 async def test_codes_are_stored_only_as_a_keyed_hash(harness: Harness) -> None:
     await harness.send(harness.as_user("alice"))
     code = await harness.latest_code()
-    assert code in (await harness.service.store.latest_outbox(1))[-1].body
+    assert code in (await outbox_rows.latest(harness.service.store, 1))[-1].body
 
     rows = await code_rows(harness)
     assert len(rows) == 1

@@ -28,6 +28,8 @@ from tfa_middleware.errors import EnrollmentNotAllowed
 from tfa_middleware.identity import MAX_USER_ID_LENGTH
 from tfa_middleware.settings import LimitSettings
 from tfa_middleware.store import AuditEvent
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 
 ERROR_PARAGRAPH = re.compile(r'class="error" role="alert">(.*?)</p>', re.S)
 NEW_NUMBER = {"country_code": "+1", "phone": "201 555 0199"}
@@ -71,7 +73,7 @@ async def test_a_user_without_a_phone_is_sent_to_enroll(harness: Harness) -> Non
     send = await harness.send(vendor)  # "text me a code" without a phone goes to enrollment too
     assert send.status_code == 303
     assert urlpath(send.headers["location"]) == "/admin/_2fa/enroll"
-    assert await harness.service.store.latest_outbox() == []
+    assert await outbox_rows.latest(harness.service.store) == []
 
 
 def urlpath(location: str) -> str:
@@ -114,7 +116,7 @@ async def test_a_valid_number_is_pending_until_its_code_confirms_it(harness: Har
 
     status = await harness.service.status("admin", "vendor")
     assert (status.state, status.pending_masked_phone, status.masked_phone) == ("pending", NEW_MASKED, "")
-    [message] = await harness.service.store.latest_outbox()
+    [message] = await outbox_rows.latest(harness.service.store)
     assert (message.user_id, message.to_masked) == ("vendor", NEW_MASKED)
     page = await harness.client.get(response.headers["location"], headers=vendor)
     assert f"Confirm {NEW_MASKED}" in page.text
@@ -157,7 +159,7 @@ async def test_a_new_number_whose_code_the_cooldown_refused_says_so(
     h = await make_harness(limits=LimitSettings())
     first = await enroll(h, "vendor", NEW_NUMBER)
     assert first.status_code == 303
-    assert (await h.service.store.latest_outbox(1))[0].to_masked == NEW_MASKED
+    assert (await outbox_rows.latest(h.service.store, 1))[0].to_masked == NEW_MASKED
     second = await enroll(h, "vendor", {"country_code": "+1", "phone": "201 555 0188"})
     assert second.status_code == 429
     assert "We sent a code" not in second.text
@@ -166,7 +168,7 @@ async def test_a_new_number_whose_code_the_cooldown_refused_says_so(
     )
     assert "Confirm +1 ••• ••• 0188" in second.text
     assert 'data-countdown="30"' in second.text
-    assert len(await h.service.store.latest_outbox(10)) == 1
+    assert len(await outbox_rows.latest(h.service.store, 10)) == 1
 
 
 async def test_a_number_set_by_the_shop_unconfirmed_is_confirmed_at_login(harness: Harness) -> None:
@@ -177,7 +179,7 @@ async def test_a_number_set_by_the_shop_unconfirmed_is_confirmed_at_login(harnes
     assert f"Confirm {NEW_MASKED}" in page.text
 
     assert (await harness.send(vendor)).status_code == 303
-    assert (await harness.service.store.latest_outbox(1))[-1].to_masked == NEW_MASKED
+    assert (await outbox_rows.latest(harness.service.store, 1))[-1].to_masked == NEW_MASKED
     assert (await harness.verify(vendor, await harness.latest_code())).status_code == 303
     assert (await harness.service.status("admin", "vendor")).state == "active"
 
@@ -241,7 +243,7 @@ async def test_require_enrollment_offers_to_keep_the_number_and_keeping_it_needs
 
     kept = await enroll(harness, "alice", {"action": "keep"}, next_="/admin/orders")
     assert kept.status_code == 303
-    [message] = await harness.service.store.latest_outbox()
+    [message] = await outbox_rows.latest(harness.service.store)
     assert (message.user_id, message.to_masked) == ("alice", ALICE_MASKED)
     assert (await harness.client.get("/admin/orders", headers=alice)).status_code == 303  # not yet
 
@@ -259,7 +261,7 @@ async def test_require_enrollment_with_a_different_number_confirms_the_new_one(h
     assert (await enroll(harness, "alice", NEW_NUMBER)).status_code == 303
     status = await harness.service.status("admin", "alice")
     assert (status.masked_phone, status.pending_masked_phone) == (ALICE_MASKED, NEW_MASKED)
-    assert (await harness.service.store.latest_outbox(1))[-1].to_masked == NEW_MASKED
+    assert (await outbox_rows.latest(harness.service.store, 1))[-1].to_masked == NEW_MASKED
 
     assert (await harness.verify(alice, await harness.latest_code())).status_code == 303
     status = await harness.service.status("admin", "alice")
@@ -268,7 +270,9 @@ async def test_require_enrollment_with_a_different_number_confirms_the_new_one(h
         "",
         False,
     )
-    assert [e.kind for e in await harness.service.store.events("admin", "alice")][-1] == "phone_changed"
+    assert [e.kind for e in await event_rows.latest(harness.service.store, "admin", "alice")][
+        -1
+    ] == "phone_changed"
 
 
 async def _require_enrollment(h: Harness) -> None:
@@ -316,11 +320,11 @@ async def test_each_action_writes_exactly_one_audit_event(harness: Harness) -> N
     store = harness.service.store
     vendor, alice = harness.as_user("vendor"), harness.as_user("alice")
     admin_desk = RequestInfo(ip="203.0.113.7", user_agent="admin-tool")
-    seen = len(await store.events(limit=1000))
+    seen = len(await event_rows.latest(store, limit=1000))
 
     async def new_events() -> list[AuditEvent]:
         nonlocal seen
-        everything = await store.events(limit=1000)
+        everything = await event_rows.latest(store, limit=1000)
         fresh, seen = everything[seen:], len(everything)
         return fresh
 
@@ -368,14 +372,14 @@ async def test_each_action_writes_exactly_one_audit_event(harness: Harness) -> N
 
 async def test_audit_events_do_not_cost_the_shop_pages_anything(harness: Harness) -> None:
     """GET pages and shop pages write no events (nothing happened)."""
-    before = await harness.service.store.events(limit=1000)
+    before = await event_rows.latest(harness.service.store, limit=1000)
     for user, url in [
         ("alice", "/admin/_2fa/challenge"),
         ("vendor", "/admin/_2fa/enroll"),
         ("alice", "/admin/orders"),
     ]:
         await harness.client.get(url, headers=harness.as_user(user))
-    assert await harness.service.store.events(limit=1000) == before
+    assert await event_rows.latest(harness.service.store, limit=1000) == before
 
 
 Hook = Callable[[AuditEvent], Awaitable[None] | None]
@@ -410,7 +414,7 @@ async def test_the_on_event_hook_receives_every_event(
     await h.service.reset("admin", "alice")
 
     assert [e.kind for e in received] == ["phone_set", "code_sent", "verify_ok", "reset"]
-    assert received == await h.service.store.events()
+    assert received == await event_rows.latest(h.service.store)
     assert received[1].ip == "127.0.0.1"
 
 
@@ -429,7 +433,11 @@ async def test_a_failing_hook_does_not_stop_the_login(
     await h.pass_challenge("alice")
 
     assert (await h.client.get("/admin/orders", headers=h.as_user("alice"))).status_code == 200
-    assert [e.kind for e in await h.service.store.events()] == ["phone_set", "code_sent", "verify_ok"]
+    assert [e.kind for e in await event_rows.latest(h.service.store)] == [
+        "phone_set",
+        "code_sent",
+        "verify_ok",
+    ]
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR and "on_event" in r.getMessage()]
     assert len(failures) == 3
 

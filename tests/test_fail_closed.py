@@ -35,6 +35,7 @@ from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tests.servers import uvicorn_server
 from tests.sessions import cookie_signed_at
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
+from tfa_middleware.store import outbox as outbox_rows
 
 LOG = "tfa_middleware"
 
@@ -202,7 +203,7 @@ async def test_5_under_a_mount_the_prefixes_are_relative_to_the_root(
         token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
         sent = await client.post("/shop/admin/_2fa/send?next=%2Fadmin%2Forders", data={"csrf_token": token})
         assert sent.headers["location"].startswith("/shop/admin/_2fa/challenge?")
-        found = re.search(r"\b(\d{6})\b", (await service.store.latest_outbox(1))[0].body)
+        found = re.search(r"\b(\d{6})\b", (await outbox_rows.latest(service.store, 1))[0].body)
         assert found
         code = found.group(1)
         done = await client.post(
@@ -366,7 +367,7 @@ async def test_8_a_customer_on_the_admin_is_nobody_there_and_costs_no_sms(
     assert enroll.headers["location"] == "/admin"
     assert is_challenge(staff)
     assert (await h.service.status("admin", "carol")).state == "none"
-    assert await h.service.store.latest_outbox(10) == []
+    assert await outbox_rows.latest(h.service.store, 10) == []
 
 
 # --------------------------------------------------------------------------- the guard's edges

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from tests.harness import Harness
+from tfa_middleware.store import outbox as outbox_rows
 
 
 async def test_unauthenticated_and_unprotected_requests_pass_through(harness: Harness) -> None:
@@ -31,7 +32,7 @@ async def test_full_flow_send_outbox_verify_access(harness: Harness) -> None:
     assert challenge.status_code == 200
     assert "+1 ••• ••• 0123" in challenge.text
     assert 'autocomplete="one-time-code"' in challenge.text
-    assert await harness.service.store.latest_outbox() == []  # a GET never sends
+    assert await outbox_rows.latest(harness.service.store) == []  # a GET never sends
 
     sent = await harness.send(alice)
     assert sent.status_code == 303

@@ -7,17 +7,23 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import column, insert, select, table
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.database import live_code
 from tests.harness import T0, Harness, config
 from tests.helpers import Cli, CliResult
 from tfa_middleware import ConfigError, SchemaOutdated, settings_from_mapping
 from tfa_middleware import schema as schema_module
-from tfa_middleware.store import AuditEvent, Store
-from tfa_middleware.tables import codes, sends
+from tfa_middleware.store import AuditEvent, Store, maintenance
+from tfa_middleware.store import enrollments as enrollment_rows
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
+from tfa_middleware.store import revocations as revocation_rows
+from tfa_middleware.tables import codes, enrollments, factors, sends
 
 
 def settings_file(tmp_path: Path, url: str, **extra: str) -> Path:
@@ -65,7 +71,7 @@ async def test_the_db_commands_bring_an_empty_postgresql_database_to_this_releas
 
 async def test_the_models_and_the_migrations_agree(store: Store) -> None:
     # The store fixture migrated an empty SQLite file or PostgreSQL schema to head on first use.
-    await store.generation("admin", "nobody")
+    await revocation_rows.generation(store, "admin", "nobody")
     async with store.transaction() as conn:
         assert await conn.run_sync(schema_module.current) == schema_module.head()
         assert await conn.run_sync(schema_module.differences) == []
@@ -82,7 +88,8 @@ async def test_postgresql_on_an_old_schema_fails_closed_and_names_the_command(
         await h.service.status("admin", "alice")
     caplog.set_level(logging.ERROR)
     page = await h.client.get("/admin/_2fa/challenge", headers=h.as_user("alice"))
-    assert page.status_code == 503 and "Temporarily unavailable" in page.text
+    assert page.status_code == 503
+    assert "Temporarily unavailable" in page.text
     assert "Traceback" not in page.text
     assert any("tfa-middleware db upgrade" in r.getMessage() for r in caplog.records)
     assert (await h.client.get("/admin/orders", headers=h.as_user("alice"))).status_code == 303
@@ -92,7 +99,7 @@ async def test_auto_migrate_can_be_switched_either_way(tmp_path: Path) -> None:
     sqlite_off = Store(f"sqlite+aiosqlite:///{tmp_path / 'a.sqlite3'}", auto_migrate=False)
     try:
         with pytest.raises(SchemaOutdated):
-            await sqlite_off.generation("admin", "x")
+            await revocation_rows.generation(sqlite_off, "admin", "x")
     finally:
         await sqlite_off.close()
     settings = settings_from_mapping(config(tmp_path, auto_migrate=False, database_pool={"size": 3}))
@@ -109,9 +116,9 @@ async def test_auto_migrate_can_be_switched_either_way(tmp_path: Path) -> None:
 async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(store: Store) -> None:
     day = 24 * 3600.0
     now = T0 + 100 * day
-    await store.add_event(AuditEvent(T0, "admin", "u1", "verify_ok"))
-    await store.add_event(AuditEvent(now - day, "admin", "u1", "verify_ok"))
-    await store.add_outbox(T0, "admin", "u1", "+1 ••• ••• 0123", "sms", "old")
+    await event_rows.add(store, AuditEvent(T0, "admin", "u1", "verify_ok"))
+    await event_rows.add(store, AuditEvent(now - day, "admin", "u1", "verify_ok"))
+    await outbox_rows.add(store, T0, "admin", "u1", "+1 ••• ••• 0123", "sms", "old")
     async with store.transaction() as conn:
         old_code = {"interface": "admin", "user_id": "u1", "purpose": "login", "code_hash": "h" * 64}
         await conn.execute(
@@ -123,13 +130,148 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
         for at in (T0, now - 3600):
             await conn.execute(insert(sends).values(at=at, interface="admin", user_id="u1", phone_key="k"))
     # A login signed out long ago, and one whose proofs could still be alive.
-    await store.revoke_session("admin", "u1", "old-login", T0, T0 + 12 * 3600)
-    await store.revoke_session("admin", "u1", "recent-login", now - 3600, now + 11 * 3600)
-    counts = await store.purge(now - 90 * day, now)
+    await revocation_rows.revoke_session(store, "admin", "u1", "old-login", T0, T0 + 12 * 3600)
+    await revocation_rows.revoke_session(store, "admin", "u1", "recent-login", now - 3600, now + 11 * 3600)
+    counts = await maintenance.purge(store, now - 90 * day, now)
     assert counts == {"events": 1, "outbox": 1, "codes": 1, "sends": 1, "revoked_sessions": 1}
-    await store.update_enrollment("admin", "u1", now)
-    assert (await store.revocations("admin", "u1", now))[1] == {"recent-login": now - 3600}
-    assert [e.at for e in await store.events()] == [now - day]
+    await enrollment_rows.change(store, "admin", "u1", now)
+    assert (await revocation_rows.of_user(store, "admin", "u1", now))[1] == {"recent-login": now - 3600}
+    assert [e.at for e in await event_rows.latest(store)] == [now - day]
     assert await live_code(store, "admin", "u1", "login", now) is not None
     # Even "older than one minute" keeps the day of sends that the limits count.
-    assert (await store.purge(now - 60, now))["sends"] == 0
+    assert (await maintenance.purge(store, now - 60, now))["sends"] == 0
+
+
+# ---------------------------------------------------------------------------- 0004: factors as rows
+
+# Today's users at revision 0003, one of each kind: active phone with its Authy id and a throttle
+# state; a phone change in progress; a number a manager assigned; a reset user with no phone.
+OLD_USERS: list[dict[str, Any]] = [
+    {
+        "user_id": "alice", "phone": "+12015550123", "provider_user_id": "1635",
+        "pending_phone": None, "pending_provider_user_id": None, "pending_assigned": False,
+        "require_enrollment": False, "generation": 4_000_000_000_001, "last_verified_at": T0 - 100,
+        "failures": 2, "next_attempt_at": T0 + 4, "locked_until": 0.0, "hour_started_at": T0 - 60,
+        "hour_failures": 2,
+    },
+    {
+        "user_id": "bob", "phone": "+12015550124", "provider_user_id": "1700",
+        "pending_phone": "+12015550177", "pending_provider_user_id": "1777", "pending_assigned": False,
+        "require_enrollment": True, "generation": 17, "last_verified_at": None,
+        "failures": 5, "next_attempt_at": T0 + 16, "locked_until": T0 + 900, "hour_started_at": T0,
+        "hour_failures": 5,
+    },
+    {
+        "user_id": "carol", "phone": None, "provider_user_id": None,
+        "pending_phone": "+12015550188", "pending_provider_user_id": None, "pending_assigned": True,
+        "require_enrollment": False, "generation": 2**62 - 1, "last_verified_at": T0 - 5,
+        "failures": 0, "next_attempt_at": 0.0, "locked_until": 0.0, "hour_started_at": 0.0,
+        "hour_failures": 0,
+    },
+    {
+        "user_id": "dave", "phone": None, "provider_user_id": None,
+        "pending_phone": None, "pending_provider_user_id": None, "pending_assigned": False,
+        "require_enrollment": False, "generation": 99, "last_verified_at": None,
+        "failures": 0, "next_attempt_at": 0.0, "locked_until": 0.0, "hour_started_at": 0.0,
+        "hour_failures": 0,
+    },
+]  # fmt: skip
+READ_MODEL = (
+    "phone",
+    "provider_user_id",
+    "pending_phone",
+    "pending_provider_user_id",
+    "pending_assigned",
+    "require_enrollment",
+    "generation",
+    "last_verified_at",
+    "locked_until",
+)
+THROTTLE = ("failures", "next_attempt_at", "locked_until", "hour_started_at", "hour_failures")
+OLD_ENROLLMENT = table(
+    "tfa_enrollment", *(column(name) for name in ["interface", "created_at", "updated_at", *OLD_USERS[0]])
+)
+REVOKED = table(
+    "tfa_revoked_session",
+    *(column(n) for n in ("interface", "user_id", "session_digest", "revoked_at", "expires_at")),
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database: a SQLite file, or a PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'old.sqlite3'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+async def test_0004_moves_the_phones_of_a_filled_0003_database_into_factors(empty_database: str) -> None:
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema_module.upgrade, "0003")
+            for n, user in enumerate(OLD_USERS):
+                await conn.execute(
+                    insert(OLD_ENROLLMENT).values(
+                        interface="admin", created_at=T0 - 1000 + n, updated_at=T0 - 10 + n, **user
+                    )
+                )
+            await conn.execute(
+                insert(REVOKED).values(
+                    interface="admin",
+                    user_id="alice",
+                    session_digest="d" * 64,
+                    revoked_at=T0,
+                    expires_at=T0 + 3600,
+                )
+            )
+    finally:
+        await engine.dispose()
+
+    store = Store(empty_database, auto_migrate=False)
+    try:
+        assert await store.upgrade_schema() == ("0003", schema_module.head())
+        for user in OLD_USERS:
+            row = await enrollment_rows.get(store, "admin", str(user["user_id"]))
+            assert row is not None
+            landed = {name: getattr(row, name) for name in READ_MODEL}
+            assert landed == {name: user[name] for name in landed}
+        async with store.transaction() as conn:
+            users = {r.user_id: r for r in (await conn.execute(select(enrollments))).all()}
+            phones = (
+                await conn.execute(select(factors).order_by(factors.c.user_id, factors.c.confirmed))
+            ).all()
+            assert await conn.run_sync(schema_module.differences) == []
+        for n, user in enumerate(OLD_USERS):
+            moved = users[str(user["user_id"])]
+            assert {name: getattr(moved, name) for name in THROTTLE} == {
+                name: user[name] for name in THROTTLE
+            }
+            assert (moved.created_at, moved.updated_at) == (T0 - 1000 + n, T0 - 10 + n)
+        fields = (
+            "user_id",
+            "kind",
+            "value",
+            "provider_ref",
+            "confirmed",
+            "assigned_by_manager",
+            "created_at",
+        )
+        assert [(*(getattr(f, name) for name in fields), f.last_used_at) for f in phones] == [
+            ("alice", "sms", "+12015550123", "1635", True, False, T0 - 1000, T0 - 100),
+            ("bob", "sms", "+12015550177", "1777", False, False, T0 - 9, None),
+            ("bob", "sms", "+12015550124", "1700", True, False, T0 - 999, None),
+            ("carol", "sms", "+12015550188", None, False, True, T0 - 8, None),
+        ]
+        assert await revocation_rows.of_user(store, "admin", "alice", T0) == (
+            OLD_USERS[0]["generation"],
+            {"d" * 64: T0},
+        )
+
+        # And back: the columns get their values again from the factors.
+        async with store.transaction() as conn:
+            await conn.run_sync(schema_module.downgrade, "0003")
+            back = (await conn.execute(select(OLD_ENROLLMENT).order_by(OLD_ENROLLMENT.c.user_id))).all()
+        assert [{name: getattr(r, name) for name in OLD_USERS[0]} for r in back] == OLD_USERS
+    finally:
+        await store.close()

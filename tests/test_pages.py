@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.harness import ADMIN_PHONE, Harness, snapshot
+from tfa_middleware.store import outbox as outbox_rows
 
 STYLESHEET = Path(__file__).parent.parent / "tfa_middleware" / "static" / "tfa.css"
 PAGES = ("send", "verify", "enroll", "logout")
@@ -406,7 +407,7 @@ async def test_get_pages_never_send_or_store(harness: Harness, user: str, url: s
         response = await harness.client.get(url, headers=harness.as_user(user), follow_redirects=True)
         assert response.status_code == 200
     assert await snapshot(harness) == before
-    assert await harness.service.store.latest_outbox() == []
+    assert await outbox_rows.latest(harness.service.store) == []
 
 
 @pytest.mark.parametrize("user", ["alice", "vendor"])
@@ -559,7 +560,7 @@ async def test_a_visitor_not_logged_in_to_the_shop_is_sent_to_its_login(
     response = await harness.client.request(method, url)
     assert response.status_code == 303
     assert response.headers["location"] == location
-    assert await harness.service.store.latest_outbox() == []
+    assert await outbox_rows.latest(harness.service.store) == []
 
 
 # ---------------------------------------------------------------------- templates_dir

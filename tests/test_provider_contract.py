@@ -32,6 +32,8 @@ from tfa_middleware.providers.base import Purpose
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.settings import PROVIDER_NAMES, Settings
 from tfa_middleware.store import Store
+from tfa_middleware.store import enrollments as enrollment_rows
+from tfa_middleware.store import outbox as outbox_rows
 from tfa_middleware.testing import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -105,7 +107,7 @@ async def subject(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             store = Store(settings.database_url.reveal())
 
             async def code_for(target: Target) -> str:
-                messages = [m for m in await store.latest_outbox(50) if m.user_id == target.user_id]
+                messages = [m for m in await outbox_rows.latest(store, 50) if m.user_id == target.user_id]
                 match = re.search(r"\b(\d{6,10})\b", messages[-1].body)
                 assert match
                 return match.group(1)
@@ -250,7 +252,7 @@ async def test_through_the_service_a_code_lets_in_once_and_malformed_input_stays
     tfa = TwoFactor(settings, subject.store, subject.provider, clock=subject.clock)
     await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
     await tfa.send_code("admin", "alice")
-    row = await subject.store.enrollment("admin", "alice")
+    row = await enrollment_rows.get(subject.store, "admin", "alice")
     assert row is not None
     code = await subject.code_for(Target("admin", "alice", ALICE, Purpose.LOGIN, row.provider_user_id))
     before = subject.server_requests()

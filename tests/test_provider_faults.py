@@ -20,6 +20,7 @@ from tests.harness import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, Query
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.providers import build_provider
 from tfa_middleware.store import Store
+from tfa_middleware.store import events as event_rows
 from tfa_middleware.testing import (
     FAKE_ACCOUNT_SID,
     FAKE_AUTH_TOKEN,
@@ -122,7 +123,7 @@ async def test_a_failing_send_is_a_clear_503_and_sends_nothing(shop: Shop, fault
     assert "tfa_admin" not in response.cookies
     assert shop.fake.outbox == []
     assert not await shop.reaches_orders()
-    events = await shop.harness.service.store.events()
+    events = await event_rows.latest(shop.harness.service.store)
     assert "code_sent" not in [e.kind for e in events]  # no claim in the audit log that a code went out
     [failed] = [e for e in events if e.kind == "send_failed"]
     assert failed.user_id == "alice"
@@ -141,7 +142,7 @@ async def test_a_failing_check_lets_nobody_in_even_with_the_right_code(shop: Sho
     assert "tfa_admin" not in response.cookies
     assert "tfa_admin" not in shop.harness.client.cookies
     assert not await shop.reaches_orders()
-    events = await shop.harness.service.store.events()
+    events = await event_rows.latest(shop.harness.service.store)
     assert "verify_ok" not in [e.kind for e in events]
     [failed] = [e for e in events if e.kind == "verify_error"]
     assert failed.user_id == "alice"

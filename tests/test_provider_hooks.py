@@ -22,6 +22,8 @@ from tfa_middleware.errors import (
 from tfa_middleware.providers.base import CheckResult, SendResult, Target
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.store import Store
+from tfa_middleware.store import enrollments as enrollment_rows
+from tfa_middleware.store import meta as meta_rows
 
 
 class RegisteringProvider:
@@ -71,7 +73,7 @@ async def test_users_are_registered_once_and_the_id_is_kept(tmp_path: Path) -> N
         await tfa.send_code("admin", "alice")
         await tfa.send_code("admin", "alice")
         assert provider.registrations == ["+12015550123"]
-        row = await tfa.store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(tfa.store, "admin", "alice")
         assert row is not None
         assert row.provider_user_id == "p1"
         assert provider.sent == [("p1", "+12015550123"), ("p1", "+12015550123")]
@@ -88,7 +90,7 @@ async def test_a_forgotten_user_is_registered_again_and_the_call_repeated(tmp_pa
         provider.users.clear()  # deleted on the provider's side
         await tfa.send_code("admin", "alice")
         assert provider.sent[-1] == ("p2", "+12015550123")
-        row = await tfa.store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(tfa.store, "admin", "alice")
         assert row is not None
         assert row.provider_user_id == "p2"
         provider.users.clear()
@@ -108,11 +110,11 @@ async def test_a_new_number_gets_its_own_id_which_becomes_active_when_confirmed(
         await tfa.begin_enrollment("admin", "alice", "1", "2015550199")
         await tfa.send_code("admin", "alice")
         assert provider.sent[-1] == ("p2", "+12015550199")
-        row = await tfa.store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(tfa.store, "admin", "alice")
         assert row is not None
         assert (row.provider_user_id, row.pending_provider_user_id) == ("p1", "p2")
         assert (await tfa.verify_code("admin", "alice", "123456")).status is VerifyStatus.APPROVED
-        row = await tfa.store.enrollment("admin", "alice")
+        row = await enrollment_rows.get(tfa.store, "admin", "alice")
         assert row is not None
         assert (row.phone, row.provider_user_id, row.pending_provider_user_id) == ("+12015550199", "p2", None)
     finally:
@@ -138,7 +140,7 @@ async def test_changed_credentials_clear_every_stored_provider_id(tmp_path: Path
     try:
         await tfa.send_code("admin", "alice")
         assert other.registrations == ["+12015550123"]  # registered afresh with the new account
-        assert await tfa.store.get_meta("provider_fingerprint") == "account-2"
+        assert await meta_rows.get(tfa.store, "provider_fingerprint") == "account-2"
     finally:
         await tfa.close()
 

@@ -20,90 +20,106 @@ from tfa_middleware.providers.sandbox import SandboxProvider
 from tfa_middleware.service import VerifyStatus
 from tfa_middleware.settings import ProviderSettings, Secret
 from tfa_middleware.store import AuditEvent, Store
+from tfa_middleware.store import codes as code_rows
+from tfa_middleware.store import enrollments as enrollment_rows
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
+from tfa_middleware.store import revocations as revocation_rows
+from tfa_middleware.store.enrollments import NewPhone
 
 
 async def test_enrollment_row_is_created_once_and_updated_in_place(store: Store) -> None:
-    assert await store.enrollment("admin", "u1") is None
-    assert await store.generation("admin", "u1") == 0
-    first = await store.update_enrollment("admin", "u1", T0, phone="+12015550123")
+    assert await enrollment_rows.get(store, "admin", "u1") is None
+    assert await revocation_rows.generation(store, "admin", "u1") == 0
+    first = await enrollment_rows.change(store, "admin", "u1", T0, active=NewPhone("+12015550123"))
     assert (first.phone, first.require_enrollment) == ("+12015550123", False)
-    bumped = await store.update_enrollment("admin", "u1", T0 + 1, bump_generation=True, phone=None)
+    bumped = await enrollment_rows.change(store, "admin", "u1", T0 + 1, bump_generation=True, active=None)
     assert (bumped.phone, bumped.generation) == (None, first.generation + 1)
-    assert await store.generation("admin", "u1") == first.generation + 1
-    assert await store.generation("customer", "u1") == 0  # interfaces are separate namespaces
+    assert await revocation_rows.generation(store, "admin", "u1") == first.generation + 1
+    # Interfaces are separate namespaces.
+    assert await revocation_rows.generation(store, "customer", "u1") == 0
 
 
 async def test_parallel_first_writes_make_one_row_and_parallel_bumps_all_count(store: Store) -> None:
-    rows = await asyncio.gather(*(store.update_enrollment("admin", "racer", T0) for _ in range(10)))
+    rows = await asyncio.gather(*(enrollment_rows.change(store, "admin", "racer", T0) for _ in range(10)))
     assert len({row.generation for row in rows}) == 1  # one row, created once
     start = rows[0].generation
     await asyncio.gather(
-        *(store.update_enrollment("admin", "racer", T0, bump_generation=True) for _ in range(10))
+        *(enrollment_rows.change(store, "admin", "racer", T0, bump_generation=True) for _ in range(10))
     )
     # Ten bumps, none lost to a read-modify-write race.
-    assert await store.generation("admin", "racer") == start + 10
-    assert len(await store.enrollments_list("admin", "racer", 10)) == 1
+    assert await revocation_rows.generation(store, "admin", "racer") == start + 10
+    assert len(await enrollment_rows.listing(store, "admin", "racer", 10)) == 1
 
 
 async def test_a_deleted_user_created_again_never_gets_an_old_generation_back(store: Store) -> None:
     seen = set()
     for round_ in range(5):
-        row = await store.update_enrollment("admin", "phoenix", T0 + round_, phone="+12015550123")
-        bumped = await store.update_enrollment("admin", "phoenix", T0 + round_, bump_generation=True)
+        row = await enrollment_rows.change(
+            store, "admin", "phoenix", T0 + round_, active=NewPhone("+12015550123")
+        )
+        bumped = await enrollment_rows.change(store, "admin", "phoenix", T0 + round_, bump_generation=True)
         seen.update({row.generation, bumped.generation})
-        assert await store.delete_enrollment("admin", "phoenix", T0 + round_)
-        assert not await store.delete_enrollment("admin", "phoenix", T0 + round_)
+        assert await enrollment_rows.delete_user(store, "admin", "phoenix")
+        assert not await enrollment_rows.delete_user(store, "admin", "phoenix")
     assert len(seen) == 10  # five lives, two generations each, no repeats
 
 
 async def test_the_user_list_is_searched_by_prefix_with_wildcards_taken_literally(store: Store) -> None:
     for user in ("ann", "anna", "bob", "a%b", "a_b"):
-        await store.update_enrollment("admin", user, T0)
-    await store.update_enrollment("customer", "anne", T0)
-    assert sorted(r.user_id for r in await store.enrollments_list("admin", "an", 10)) == ["ann", "anna"]
-    assert [r.user_id for r in await store.enrollments_list("admin", "a%", 10)] == ["a%b"]
-    assert [r.user_id for r in await store.enrollments_list("admin", "a_", 10)] == ["a_b"]
-    assert len(await store.enrollments_list(None, "", 10)) == 6
+        await enrollment_rows.change(store, "admin", user, T0)
+    await enrollment_rows.change(store, "customer", "anne", T0)
+    assert sorted(r.user_id for r in await enrollment_rows.listing(store, "admin", "an", 10)) == [
+        "ann",
+        "anna",
+    ]
+    assert [r.user_id for r in await enrollment_rows.listing(store, "admin", "a%", 10)] == ["a%b"]
+    assert [r.user_id for r in await enrollment_rows.listing(store, "admin", "a_", 10)] == ["a_b"]
+    assert len(await enrollment_rows.listing(store, None, "", 10)) == 6
 
 
 async def test_code_is_used_exactly_once_under_concurrency(store: Store) -> None:
-    await store.replace_code("admin", "u1", "login", "h" * 64, T0, 600, 5)
-    assert not await store.use_code("admin", "u1", "login", "x" * 64, T0 + 1)  # another hash: no
+    await code_rows.replace(store, "admin", "u1", "login", "h" * 64, T0, 600, 5)
+    assert not await code_rows.use(store, "admin", "u1", "login", "x" * 64, T0 + 1)  # another hash: no
     results = await asyncio.gather(
-        *(store.use_code("admin", "u1", "login", "h" * 64, T0 + 1) for _ in range(20))
+        *(code_rows.use(store, "admin", "u1", "login", "h" * 64, T0 + 1) for _ in range(20))
     )
     assert results.count(True) == 1
     assert await live_code(store, "admin", "u1", "login", T0 + 2) is None
 
 
 async def test_codes_expire_run_out_of_attempts_and_replace_each_other(store: Store) -> None:
-    await store.replace_code("admin", "u1", "login", "a" * 64, T0, 600, 2)
+    await code_rows.replace(store, "admin", "u1", "login", "a" * 64, T0, 600, 2)
     assert await live_code(store, "admin", "u1", "login", T0 + 599) is not None
     assert await live_code(store, "admin", "u1", "login", T0 + 600) is None  # expired at 10 min
-    assert not await store.use_code("admin", "u1", "login", "a" * 64, T0 + 600)
-    await asyncio.gather(*(store.spend_attempt("admin", "u1", "login", T0) for _ in range(5)))
+    assert not await code_rows.use(store, "admin", "u1", "login", "a" * 64, T0 + 600)
+    await asyncio.gather(*(code_rows.spend_attempt(store, "admin", "u1", "login", T0) for _ in range(5)))
     assert await live_code(store, "admin", "u1", "login", T0) is None  # two attempts, then void
-    assert not await store.use_code("admin", "u1", "login", "a" * 64, T0)
-    await store.replace_code("admin", "u1", "login", "b" * 64, T0, 600, 5)
-    await store.replace_code("admin", "u1", "login", "c" * 64, T0, 600, 5)
+    assert not await code_rows.use(store, "admin", "u1", "login", "a" * 64, T0)
+    await code_rows.replace(store, "admin", "u1", "login", "b" * 64, T0, 600, 5)
+    await code_rows.replace(store, "admin", "u1", "login", "c" * 64, T0, 600, 5)
     newest = await live_code(store, "admin", "u1", "login", T0)
-    assert newest is not None and newest[1] == "c" * 64
-    assert not await store.use_code("admin", "u1", "login", "b" * 64, T0)  # replaced: void
+    assert newest is not None
+    assert newest[1] == "c" * 64
+    assert not await code_rows.use(store, "admin", "u1", "login", "b" * 64, T0)  # replaced: void
     assert await live_code(store, "admin", "u1", "enroll", T0) is None  # purposes don't mix
-    assert not await store.use_code("admin", "u1", "enroll", "c" * 64, T0)
-    assert await store.use_code("admin", "u1", "login", "c" * 64, T0)
+    assert not await code_rows.use(store, "admin", "u1", "enroll", "c" * 64, T0)
+    assert await code_rows.use(store, "admin", "u1", "login", "c" * 64, T0)
 
 
 async def test_outbox_and_events_round_trip(store: Store) -> None:
-    await store.add_outbox(T0, "admin", "u1", "+1 ••• ••• 0123", "sms", "code 123456")
-    await store.add_outbox(T0 + 1, "admin", "u2", "+1 ••• ••• 0124", "sms", "code 654321")
-    latest = await store.latest_outbox(1)
+    await outbox_rows.add(store, T0, "admin", "u1", "+1 ••• ••• 0123", "sms", "code 123456")
+    await outbox_rows.add(store, T0 + 1, "admin", "u2", "+1 ••• ••• 0124", "sms", "code 654321")
+    latest = await outbox_rows.latest(store, 1)
     assert [m.body for m in latest] == ["code 654321"]
-    assert [m.user_id for m in await store.latest_outbox(10)] == ["u1", "u2"]
-    await store.add_event(AuditEvent(T0, "admin", "u1", "verify_ok", "10.0.0.1", "ua" * 200, {"to": "x"}))
-    [item] = await store.events("admin", "u1")
+    assert [m.user_id for m in await outbox_rows.latest(store, 10)] == ["u1", "u2"]
+    await event_rows.add(
+        store, AuditEvent(T0, "admin", "u1", "verify_ok", "10.0.0.1", "ua" * 200, {"to": "x"})
+    )
+    [item] = await event_rows.latest(store, "admin", "u1")
     assert (item.kind, item.ip, item.detail) == ("verify_ok", "10.0.0.1", {"to": "x"})
-    assert item.user_agent is not None and len(item.user_agent) == 255
+    assert item.user_agent is not None
+    assert len(item.user_agent) == 255
 
 
 async def test_sandbox_right_code_from_twenty_clients_wins_once(store: Store) -> None:
@@ -111,7 +127,7 @@ async def test_sandbox_right_code_from_twenty_clients_wins_once(store: Store) ->
     provider = SandboxProvider(store, ProviderSettings(), Secret(SECRET), clock=clock)
     target = Target("admin", "u1", "+12015550123", Purpose.LOGIN)
     await provider.send(target, "sms")
-    body = (await store.latest_outbox(1))[0].body
+    body = (await outbox_rows.latest(store, 1))[0].body
     code = next(word for word in body.replace(".", " ").split() if word.isdigit())
     results = await asyncio.gather(*(provider.check(target, code) for _ in range(20)))
     assert results.count(CheckResult.APPROVED) == 1
@@ -124,7 +140,7 @@ async def test_service_verify_is_single_use_on_this_database(store: Store, tmp_p
     service = TwoFactor(settings, store, provider, clock=clock)
     await service.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
     await service.send_code("admin", "alice")
-    body = (await store.latest_outbox(1))[0].body
+    body = (await outbox_rows.latest(store, 1))[0].body
     code = next(word for word in body.replace(".", " ").split() if word.isdigit())
     outcomes = await asyncio.gather(*(service.verify_code("admin", "alice", code) for _ in range(20)))
     assert [o.status for o in outcomes].count(VerifyStatus.APPROVED) == 1
@@ -134,6 +150,6 @@ async def test_unreachable_database_is_store_unavailable() -> None:
     store = Store("postgresql+asyncpg://nobody@127.0.0.1:1/none")
     try:
         with pytest.raises(StoreUnavailable):
-            await store.generation("admin", "u1")
+            await revocation_rows.generation(store, "admin", "u1")
     finally:
         await store.close()

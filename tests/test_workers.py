@@ -23,6 +23,8 @@ from tests.codes import latest_code
 from tests.helpers import Cli
 from tests.servers import free_port, uvicorn_server
 from tfa_middleware import TwoFactor, load_settings
+from tfa_middleware.store import events as event_rows
+from tfa_middleware.store import outbox as outbox_rows
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +118,7 @@ async def test_four_workers_keep_every_limit_and_single_use_exact(
         url, 50, "POST", "/admin/_2fa/verify", "wrong", csrf_token=token, code=guess
     )
     assert {a.status_code for a in answers} == {400}
-    events = await tfa.store.events("admin", "wrong", limit=500)
+    events = await event_rows.latest(tfa.store, "admin", "wrong", limit=500)
     assert [e.kind for e in events].count("verify_failed") == 5
     assert [e.kind for e in events].count("locked") == 1
     assert (await tfa.status("admin", "wrong")).locked_until > 0
@@ -136,7 +138,7 @@ async def test_four_workers_keep_every_limit_and_single_use_exact(
     token = await token_for(url, "sender")
     answers = await one_client_each(url, 20, "POST", "/admin/_2fa/send", "sender", csrf_token=token)
     assert sorted(a.status_code for a in answers) == [303] + [429] * 19
-    assert len([m for m in await tfa.store.latest_outbox(100) if m.user_id == "sender"]) == 1
+    assert len([m for m in await outbox_rows.latest(tfa.store, 100) if m.user_id == "sender"]) == 1
 
 
 async def test_a_proof_works_on_every_worker(four_workers: tuple[str, TwoFactor]) -> None:
@@ -241,7 +243,8 @@ async def test_a_database_outage_fails_closed_keeps_proofs_working_and_heals(
                     stopped = await stranger.get("/admin/pid", headers=as_user("other"))
                     assert stopped.status_code == 303  # no proof: the challenge, never the shop
                     page = await stranger.get("/admin/_2fa/challenge", headers=as_user("other"))
-                    assert page.status_code == 503 and "Temporarily unavailable" in page.text
+                    assert page.status_code == 503
+                    assert "Temporarily unavailable" in page.text
                     assert "Traceback" not in page.text
 
                     await proxy.start()

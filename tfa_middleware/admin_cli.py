@@ -28,7 +28,7 @@ from . import schema
 from .errors import InvalidInput, StoreUnavailable
 from .service import EnrollmentStatus, RequestInfo, TwoFactor
 from .settings import Settings, load_settings
-from .store import Store
+from .store import Store, events, maintenance
 
 Handler = Callable[[argparse.Namespace], int]
 """A subcommand, set with ``set_defaults(handler=...)``: the parsed arguments in, the exit status out."""
@@ -255,8 +255,8 @@ async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> 
     if args.interface is not None:
         settings.interface(args.interface)  # raises UnknownInterface
     since = parse_since(args.since, time.time()) if args.since else None
-    events = await store.events(args.interface, args.user, limit=max(1, args.limit), since=since)
-    for e in events:
+    found = await events.latest(store, args.interface, args.user, limit=max(1, args.limit), since=since)
+    for e in found:
         if args.json:
             print(
                 json.dumps(
@@ -275,7 +275,7 @@ async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> 
         else:
             detail = " ".join(f"{k}={v}" for k, v in sorted((e.detail or {}).items()))
             print(f"{_iso(e.at)}  {e.interface}/{e.user_id}  {e.kind}  {e.ip or '-'}  {detail}".rstrip())
-    if not events and not args.json:
+    if not found and not args.json:
         print("(no events)")
     return 0
 
@@ -312,7 +312,7 @@ async def _purge(store: Store, _settings: Settings, args: argparse.Namespace) ->
     if not re.fullmatch(r"\d+[mhd]", args.older_than.strip()):
         raise InvalidInput(f"--older-than {args.older_than!r}: use an age such as 90d, 12h or 30m")
     now = time.time()
-    counts = await store.purge(parse_since(args.older_than, now), now)
+    counts = await maintenance.purge(store, parse_since(args.older_than, now), now)
     print(", ".join(f"{count} {name}" for name, count in counts.items()) + " deleted")
     return 0
 

@@ -30,7 +30,7 @@ from .admin_cli import Handler
 from .asgi import canonical_path
 from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
 from .settings import Settings, load_settings
-from .store import Store
+from .store import Store, outbox
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,7 +233,7 @@ async def _outbox(settings: Settings, limit: int, as_json: bool) -> int:
         return 1
     store = Store(settings.database_url.reveal())
     try:
-        messages = await store.latest_outbox(max(1, limit))
+        messages = await outbox.latest(store, max(1, limit))
     finally:
         await store.close()
     for m in messages:

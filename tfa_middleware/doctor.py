@@ -37,6 +37,7 @@ from .identity import (
 )
 from .settings import InterfaceSettings, Settings
 from .store import Store
+from .store import enrollments as enrollment_rows
 
 Outcome = Literal["user", "nobody", "broken", "blind"]  # blind: cannot be seen from outside the shop
 OK, NO, NOT_GIVEN = "  [ok] ", "  [NO] ", "  [--] "
@@ -215,7 +216,7 @@ class _Enrollments:
         if self.store is None:
             self.store = Store(self.url, auto_migrate=False, pool=self.pool)
         try:
-            row = await self.store.enrollment(iface.name, identity.user_id)
+            row = await enrollment_rows.get(self.store, iface.name, identity.user_id)
         except StoreUnavailable as exc:
             return f"{unknown} (cannot read the database: {exc})"
         if row is None or not (row.phone or row.pending_phone):

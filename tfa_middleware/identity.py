@@ -38,7 +38,6 @@ Cookie parser, the header text re-encoded as UTF-8 before the signature check, e
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import logging
@@ -53,9 +52,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from .asgi import Network, cookie, in_networks, peer_address
-from .errors import ConfigError, IdentityUnreadable, UnusableIdentity
+from .errors import IdentityUnreadable, UnusableIdentity
+from .imports import import_callable as import_callable
 from .settings import IdentitySettings
 from .signing import ClockedTimestampSigner
+from .tables import MAX_USER_ID_LENGTH as MAX_USER_ID_LENGTH
 
 __all__ = [
     "CallableResolver",
@@ -74,7 +75,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("tfa_middleware")
-MAX_USER_ID_LENGTH = 320  # the longest e-mail address, a common user id
 WARN_EVERY_SECONDS = 60.0
 
 
@@ -435,19 +435,6 @@ class CallableResolver:
         if identity is None:
             return Reading(None, "the callable returned nobody")
         return Reading(identity, f"the callable returned user {identity.user_id!r}")
-
-
-def import_callable(path: str, where: str) -> Callable[..., Any]:
-    module_name, _, attribute = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except Exception as exc:  # any failure while importing the shop's module is a config problem
-        raise ConfigError([f"{where}: cannot import {path!r}: {type(exc).__name__}: {exc}"]) from None
-    if not callable(target):
-        raise ConfigError([f"{where}: {path!r} is not callable"])
-    return target  # type: ignore[no-any-return]
 
 
 def build_resolver(

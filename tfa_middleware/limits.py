@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import phonenumbers
 from sqlalchemy import Float, and_, case, cast, delete, func, insert, or_, select, update
@@ -138,17 +137,20 @@ class Limits:
         """True when the failure just reserved by ``permit`` is the one that locks the account."""
         return permit.failures == self.settings.verify_max_failures
 
-    @staticmethod
-    def success_values() -> dict[str, Any]:
-        """Column values that wipe the failure count after a right code (the attempt reserved for
-        it is given back to the hourly count); the caller writes them with its own update."""
+    async def wipe_failures(self, conn: AsyncConnection, interface: str, user_id: str) -> None:
+        """A right code wipes the failure count (the attempt reserved for it is given back to the
+        hourly count), in the caller's transaction: the one that records the success."""
         e = enrollments.c
-        return {
-            "failures": 0,
-            "next_attempt_at": 0.0,
-            "locked_until": 0.0,
-            "hour_failures": case((e.hour_failures > 0, e.hour_failures - 1), else_=0),
-        }
+        await conn.execute(
+            update(enrollments)
+            .where(e.interface == interface, e.user_id == user_id)
+            .values(
+                failures=0,
+                next_attempt_at=0.0,
+                locked_until=0.0,
+                hour_failures=case((e.hour_failures > 0, e.hour_failures - 1), else_=0),
+            )
+        )
 
     async def give_back_attempt(self, interface: str, user_id: str) -> None:
         """The provider failed: the attempt checked nothing, so it does not count."""

@@ -49,6 +49,11 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     command.upgrade(_config(connection), revision)
 
 
+def downgrade(connection: Connection, revision: str) -> None:
+    """Back to an earlier revision (for tests and a release rolled back; not a CLI command)."""
+    command.downgrade(_config(connection), revision)
+
+
 def differences(connection: Connection) -> list[Any]:
     """What the database lacks or has beyond this release's models (empty when they agree)."""
     from alembic.autogenerate import compare_metadata

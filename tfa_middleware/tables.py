@@ -1,6 +1,6 @@
 """The database tables: one SQLAlchemy ``MetaData`` and every ``Table`` of tfa-middleware.
 
-A leaf: the queries (store.py, limits.py), the schema version (schema.py) and the Alembic
+A leaf: the queries (store/, limits.py), the schema version (schema.py) and the Alembic
 migrations all read the tables from here, so none of them has to import another to find them.
 """
 
@@ -21,20 +21,19 @@ from sqlalchemy import (
     false,
 )
 
+# The user_id columns' length, and so the longest user id the middleware and the service accept.
+MAX_USER_ID_LENGTH = 320  # the longest e-mail address, a common user id
+
 metadata = MetaData()
 
+# The user row: one per user and interface. It holds what is the user's whatever their factors:
+# the generation that proofs name, the verify limits' state, the demand to enroll again.
 enrollments = Table(
     "tfa_enrollment",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(320), nullable=False),
-    Column("phone", String(20)),  # active number, E.164
-    Column("pending_phone", String(20)),  # waiting for its confirmation code
-    Column("provider_user_id", String(64)),  # the provider's id for the active phone (Authy id)
-    Column("pending_provider_user_id", String(64)),  # and for the pending one
-    # The pending number was set by a manager: the user may confirm it, not replace it.
-    Column("pending_assigned", Boolean, nullable=False, default=False, server_default=false()),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
     Column("require_enrollment", Boolean, nullable=False, default=False),
     # Bumped by a phone change or reset: every proof cookie naming an older generation is void.
     # A new row starts at a random 62-bit value, so a user deleted and created again never gets
@@ -52,12 +51,35 @@ enrollments = Table(
     UniqueConstraint("interface", "user_id", name="uq_tfa_enrollment_user"),
 )
 
+# The user's factors, django-otp's devices: each a row of its own, so that a factor is added,
+# confirmed, used and removed on its own. Today one kind, ``sms`` (value: the E.164 number; the
+# provider's reference: the Authy id); at most one confirmed (the active phone) and one
+# unconfirmed (the pending phone, waiting for its code) per user. Every writer first updates the
+# user row, which serialises the changes of one user (a row lock in PostgreSQL, the write lock in
+# SQLite), so those two stay at most one each without a partial unique index.
+factors = Table(
+    "tfa_factor",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
+    Column("kind", String(16), nullable=False),  # sms; later totp, recovery, webauthn
+    Column("value", String(255), nullable=False),
+    Column("provider_ref", String(64)),  # the provider's id for it (Authy id), once registered
+    Column("confirmed", Boolean, nullable=False),
+    # Set by a manager, not by the user: the user may confirm it, not replace it.
+    Column("assigned_by_manager", Boolean, nullable=False, default=False, server_default=false()),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Index("ix_tfa_factor_user", "interface", "user_id", "kind"),
+)
+
 codes = Table(
     "tfa_code",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(320), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
     Column("purpose", String(16), nullable=False),
     Column("code_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
@@ -82,7 +104,7 @@ sends = Table(
     Column("id", Integer, primary_key=True),
     Column("at", Float, nullable=False),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(320), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
     Column("phone_key", String(64), nullable=False),
     Column("ip", String(45)),
     Index("ix_tfa_send_user", "interface", "user_id", "at"),
@@ -106,7 +128,7 @@ outbox = Table(
     Column("id", Integer, primary_key=True),
     Column("created_at", Float, nullable=False),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(320), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
     Column("to_masked", String(32), nullable=False),
     Column("channel", String(8), nullable=False),
     Column("body", Text, nullable=False),
@@ -118,7 +140,7 @@ events = Table(
     Column("id", Integer, primary_key=True),
     Column("at", Float, nullable=False),
     Column("interface", String(32), nullable=False),
-    Column("user_id", String(320), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
     Column("kind", String(40), nullable=False),
     Column("ip", String(45)),
     Column("user_agent", String(255)),
@@ -135,7 +157,7 @@ revoked_sessions = Table(
     "tfa_revoked_session",
     metadata,
     Column("interface", String(32), primary_key=True),
-    Column("user_id", String(320), primary_key=True),
+    Column("user_id", String(MAX_USER_ID_LENGTH), primary_key=True),
     Column("session_digest", String(64), primary_key=True),
     Column("revoked_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 from ..phone import mask
 from ..settings import ProviderSettings, Secret
-from ..store import Store
+from ..store import Store, outbox
+from ..store import codes as code_rows
 from .base import CheckResult, SendResult, Target
 
 log = logging.getLogger("tfa_middleware.sandbox")
@@ -59,7 +60,8 @@ class SandboxProvider:
     async def send(self, target: Target, channel: str) -> SendResult:
         code = "".join(secrets.choice("0123456789") for _ in range(self.code_length))
         now = self._clock()
-        await self.store.replace_code(
+        await code_rows.replace(
+            self.store,
             target.interface,
             target.user_id,
             target.purpose,
@@ -73,7 +75,7 @@ class SandboxProvider:
             f"It expires in {self.ttl // 60} minutes. Do not share it."
         )
         to = mask(target.phone)
-        await self.store.add_outbox(now, target.interface, target.user_id, to, channel, body)
+        await self.deliver(now, target, to, channel, body)
         log.info(
             "sandbox: %s code for %s user %s to %s written to the outbox (nothing sent)",
             target.purpose,
@@ -87,12 +89,16 @@ class SandboxProvider:
         now = self._clock()
         # The database compares the keyed hash and marks the code used in one statement, so of
         # two requests with the right code exactly one gets APPROVED.
-        if await self.store.use_code(
-            target.interface, target.user_id, target.purpose, self._hash(target, code), now
+        if await code_rows.use(
+            self.store, target.interface, target.user_id, target.purpose, self._hash(target, code), now
         ):
             return CheckResult.APPROVED
-        await self.store.spend_attempt(target.interface, target.user_id, target.purpose, now)
+        await code_rows.spend_attempt(self.store, target.interface, target.user_id, target.purpose, now)
         return CheckResult.REJECTED
+
+    async def deliver(self, now: float, target: Target, to: str, channel: str, body: str) -> None:
+        """ "Send": the message goes to the outbox table (``to`` is the masked number)."""
+        await outbox.add(self.store, now, target.interface, target.user_id, to, channel, body)
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,161 @@
+"""The sign-in flow: send a code where it is due, check the code, say what the user waits for.
+
+Every limit is the database's decision (limits.py); a provider call never runs inside a
+transaction; only ``APPROVED`` lets anyone in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from . import phone as phones
+from .audit import AuditTrail, RequestInfo
+from .errors import InvalidInput, ProviderError
+from .limits import Limits, Permit, Refusal, Waits
+from .outcomes import SendOutcome, SendStatus, VerifyOutcome, VerifyStatus, target_of
+from .providers.base import CheckResult, Provider, Purpose
+from .registrations import Registrations
+from .settings import Settings
+from .store import Enrollment, Store
+from .store import enrollments as enrollment_rows
+
+log = logging.getLogger("tfa_middleware")
+
+
+class SignIn:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        provider: Provider,
+        limits: Limits,
+        trail: AuditTrail,
+        registrations: Registrations,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider = provider
+        self.limits = limits
+        self.trail = trail
+        self.registrations = registrations
+        self.clock = clock
+
+    async def send_code(
+        self, interface: str, user_id: str, channel: str, purpose: Purpose | None, request: RequestInfo | None
+    ) -> SendOutcome:
+        if channel != "sms" and not (channel == "call" and self.provider.supports_call):
+            raise InvalidInput(f"channel {channel!r} is not available")
+        # Before the enrollment is read: a key change clears the provider ids this call would use.
+        await self.registrations.check_fingerprint()
+        row = await enrollment_rows.get(self.store, interface, user_id)
+        target = target_of(interface, user_id, row, purpose)
+        if target is None:
+            return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
+        masked = phones.mask(target.phone)
+        now = self.clock()
+        permit = await self.limits.reserve_send(
+            interface, user_id, target.phone, request.ip if request else None, now
+        )
+        if not permit.allowed:
+            assert permit.refusal is not None
+            await self.trail.record(
+                now, interface, user_id, "send_refused", request, reason=str(permit.refusal), to=masked
+            )
+            return SendOutcome(SendStatus.REFUSED, masked, channel, permit.refusal, permit.retry_after(now))
+        try:
+            await self.registrations.call(target, lambda t: self.provider.send(t, channel))
+        except ProviderError as exc:
+            assert permit.send_id is not None
+            await self.limits.give_back_send(permit.send_id)
+            await self.trail.record(now, interface, user_id, "send_failed", request, error=type(exc).__name__)
+            raise
+        await self.trail.record(
+            self.clock(),
+            interface,
+            user_id,
+            "code_sent",
+            request,
+            channel=channel,
+            to=masked,
+            purpose=str(target.purpose),
+        )
+        return SendOutcome(SendStatus.SENT, masked, channel)
+
+    async def waits(self, interface: str, user_id: str) -> Waits:
+        return await self.limits.waits(interface, user_id, self.clock())
+
+    def code_is_well_formed(self, code: str) -> bool:
+        low, high = self.provider.code_lengths
+        return code.isascii() and code.isdigit() and low <= len(code) <= high
+
+    async def verify_code(
+        self, interface: str, user_id: str, code: str, purpose: Purpose | None, request: RequestInfo | None
+    ) -> VerifyOutcome:
+        code = code.strip().replace(" ", "")
+        if not self.code_is_well_formed(code):
+            return VerifyOutcome(VerifyStatus.MALFORMED)
+        await self.registrations.check_fingerprint()  # before the read, as in send_code
+        before = await enrollment_rows.get(self.store, interface, user_id)
+        target = target_of(interface, user_id, before, purpose)
+        if target is None or before is None:
+            return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
+        now = self.clock()
+        permit = await self.limits.reserve_attempt(interface, user_id, now)
+        if not permit.allowed:
+            status = VerifyStatus.LOCKED if permit.refusal is Refusal.LOCKED else VerifyStatus.WAIT
+            return VerifyOutcome(status, retry_at=permit.retry_at)
+        try:
+            result = await self.registrations.call(target, lambda t: self.provider.check(t, code))
+        except ProviderError as exc:
+            await self.limits.give_back_attempt(interface, user_id)
+            await self.trail.record(
+                now, interface, user_id, "verify_error", request, error=type(exc).__name__
+            )
+            raise
+        if result is not CheckResult.APPROVED:
+            return await self._rejected(interface, user_id, now, target.purpose, permit, request)
+        generation = await self._approved(before, target.phone, target.purpose, now, request)
+        return VerifyOutcome(VerifyStatus.APPROVED, generation=generation, method="sms")
+
+    async def _rejected(
+        self,
+        interface: str,
+        user_id: str,
+        now: float,
+        purpose: Purpose,
+        permit: Permit,
+        request: RequestInfo | None,
+    ) -> VerifyOutcome:
+        failures = permit.failures
+        await self.trail.record(
+            now, interface, user_id, "verify_failed", request, purpose=str(purpose), failures=str(failures)
+        )
+        if self.limits.locks_now(permit):
+            until = now + self.settings.limits.verify_lock_seconds
+            await self.trail.record(now, interface, user_id, "locked", request, until=str(int(until)))
+            log.warning("%s user %s locked after %d failed codes", interface, user_id, failures)
+            return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
+        return VerifyOutcome(VerifyStatus.REJECTED)
+
+    async def _approved(
+        self, before: Enrollment, phone: str, purpose: Purpose, now: float, request: RequestInfo | None
+    ) -> int:
+        """One transaction records the success: the failure count wiped, the time, the phone
+        confirmed (a code to the pending phone), the event. The generation after it."""
+        interface, user_id = before.interface, before.user_id
+        if purpose is not Purpose.ENROLL:
+            async with self.trail.recording(now, interface, user_id, "verify_ok", request) as conn:
+                await self.limits.wipe_failures(conn, interface, user_id)
+                return await enrollment_rows.record_sign_in(conn, interface, user_id, now)
+        changed = before.phone is not None and before.phone != phone
+        kind = "phone_changed" if changed else "enrolled"
+        async with self.trail.recording(
+            now, interface, user_id, kind, request, to=phones.mask(phone)
+        ) as conn:
+            await self.limits.wipe_failures(conn, interface, user_id)
+            # The provider id registered for the number just confirmed becomes the active one.
+            return await enrollment_rows.confirm_pending(
+                conn, interface, user_id, phone, now, bump_generation=changed
+            )
