@@ -34,7 +34,15 @@ from tfa_middleware.identity import (
     UnusableIdentity,
     build_resolver,
 )
-from tfa_middleware.settings import IdentitySettings, Secret
+from tfa_middleware.settings import (
+    CallableSource,
+    HeaderSource,
+    IdentitySettings,
+    ScopeUserSource,
+    Secret,
+    SessionSource,
+    StarletteSessionCookieSource,
+)
 
 SHOP_SECRET = "shop-session-secret-0123456789-abcdefghij"
 OTHER_SECRET = "another-shop-secret-0123456789-abcdefghi"
@@ -451,7 +459,7 @@ async def test_callable_resolver_passes_the_scope() -> None:
 def test_build_resolver_refuses_a_bad_callable_path(path: str, problem: str) -> None:
     with pytest.raises(ConfigError) as exc:
         build_resolver(
-            IdentitySettings(source="callable", callable_path=path),
+            CallableSource(path=path),
             trusted_proxies=(),
             where="interfaces.admin.identity",
         )
@@ -461,17 +469,15 @@ def test_build_resolver_refuses_a_bad_callable_path(path: str, problem: str) -> 
 @pytest.mark.parametrize(
     ("settings", "kind"),
     [
-        (IdentitySettings(source="session", key="admin_id"), SessionKeyResolver),
+        (SessionSource(key="admin_id"), SessionKeyResolver),
         (
-            IdentitySettings(
-                source="starlette_session_cookie", key="admin_id", secret_key=Secret(SHOP_SECRET)
-            ),
+            StarletteSessionCookieSource(key="admin_id", secret_key=Secret(SHOP_SECRET)),
             StarletteSessionCookieResolver,
         ),
-        (IdentitySettings(source="scope_user"), ScopeUserResolver),
-        (IdentitySettings(source="header", header="X-Remote-User"), HeaderResolver),
+        (ScopeUserSource(), ScopeUserResolver),
+        (HeaderSource(header="X-Remote-User"), HeaderResolver),
         (
-            IdentitySettings(source="callable", callable_path="tests.conftest:header_resolver"),
+            CallableSource(path="tests.conftest:header_resolver"),
             CallableResolver,
         ),
     ],
