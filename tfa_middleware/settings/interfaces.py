@@ -1,8 +1,11 @@
-"""``interfaces.<name>``: one protected part of the shop, chosen by path prefix.
+"""``interfaces.<name>``: one protected part of the shop, chosen by path prefix, and its
+``identity``: one model per ``from:`` (a discriminated union), so each source carries exactly its
+own keys, typed and required where it needs them; :mod:`tfa_middleware.identity` builds the
+resolvers from them.
 
-The checks between keys of one interface (the pages and the exemptions inside the prefix, a logout
-that opens nothing, roles that can be read) run as validators of the later key, on the earlier
-keys that validated: a type error elsewhere in the interface hides none of them.
+The checks between keys of one interface (pages and exemptions inside the prefix, a logout that
+opens nothing, roles that can be read) are validators of the later key, run on the earlier keys
+that validated: a type error elsewhere in the interface hides none of them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    Discriminator,
     Field,
     PrivateAttr,
     StrictBool,
@@ -19,20 +23,91 @@ from pydantic import (
     field_validator,
 )
 
-from .identity import CallableSource, IdentitySettings
 from .types import (
     CookieName,
+    Dotted,
+    Identifier,
+    NonEmpty,
+    OneOrMore,
     Path,
     Prefix,
+    SecretText,
     Section,
+    ShopCookieName,
     StrList,
     as_prefix,
     between,
     inside,
     invalid,
     path_problem,
-    raise_any,
+    problems,
 )
+
+
+class _SessionKeys(Section):
+    key: NonEmpty  # the session key holding the user id
+    session_id_key: NonEmpty | None = None  # the session key holding a login id: the proof is bound to it
+    roles_key: NonEmpty | None = None  # the session key with the user's role or roles (manage page)
+
+
+class SessionSource(_SessionKeys):
+    """``scope["session"]``, as the shop's own ``SessionMiddleware`` left it."""
+
+    source: Literal["session"] = Field(default="session", alias="from")
+
+
+class StarletteSessionCookieSource(_SessionKeys):
+    """The shop's Starlette session cookie, read and checked here with the shop's secret."""
+
+    source: Literal["starlette_session_cookie"] = Field(default="starlette_session_cookie", alias="from")
+    cookie: ShopCookieName = "session"
+    secret_key: SecretText
+    # None: the signature alone decides, as the shop's own middleware judges the age; a stricter
+    # age here would read a session the shop still honours as "nobody".
+    max_age_seconds: Annotated[StrictInt, between(60, 366 * 24 * 3600)] | None = None
+
+
+def _identifiers(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if not name.isidentifier():
+            raise invalid(f"{name!r} is not a Python attribute name")
+    return names
+
+
+class ScopeUserSource(Section):
+    """``scope["user"]`` (Starlette's ``AuthenticationMiddleware``)."""
+
+    source: Literal["scope_user"] = Field(default="scope_user", alias="from")
+    attribute: Identifier = "identity"
+    require: Annotated[OneOrMore, AfterValidator(_identifiers)] = ()  # attributes that must be true
+
+
+class HeaderSource(Section):
+    """A header set by a proxy in ``trusted_proxies``."""
+
+    source: Literal["header"] = Field(default="header", alias="from")
+    header: NonEmpty
+
+
+class CallableSource(Section):
+    """The shop's own function, ``package.module:function``."""
+
+    source: Literal["callable"] = Field(default="callable", alias="from")
+    callable_path: Dotted = Field(alias="path")
+    # A sync function may block (Django's ORM), so it runs in a worker thread; false runs it on
+    # the event loop, saving the thread hop, for a function that never blocks.
+    blocking: StrictBool = True
+
+
+IdentitySettings = Annotated[
+    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
+    Discriminator("source"),
+]
+SOURCE_MODELS: dict[str, type[Section]] = {
+    model.model_fields["source"].default: model
+    for model in (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
+}
+IDENTITY_SOURCES = tuple(SOURCE_MODELS)
 
 
 def _interface_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,9 +143,8 @@ class InterfaceSettings(Section):
     phone_change_fresh_seconds: Annotated[StrictInt, between(60, 24 * 3600)] = 600
     identity: IdentitySettings
     manage: ManageSettings = ManageSettings()
-    # What to do when the resolver sees nobody and the shop serves the protected page anyway (2xx):
-    # "block" (the page is withheld) or "warn" (served, and logged), for a shop whose login form
-    # answers 200 at the protected URL itself.
+    # When the resolver sees nobody and the shop serves the protected page anyway (2xx): "block"
+    # (withheld) or "warn" (served, and logged), for a shop whose login answers 200 right there.
     unidentified: Literal["block", "warn"] = "block"
     # The shop's own logout, relative to the application's root: a link on every page, and a
     # request there ends this browser's proof in the same response.
@@ -105,15 +179,13 @@ class InterfaceSettings(Section):
     @classmethod
     def _exemptions(cls, entries: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
-        found: list[tuple[str, str]] = []
-        for i, entry in enumerate(entries):
-            problem = path_problem(entry)
-            normal = entry.lower()
-            if problem is None and prefix and pages:
-                problem = _exemption_problem(entry, normal, prefix, pages)
-            if problem:
-                found.append((f"[{i}]", problem))
-        raise_any(found)
+        found = [
+            (f"[{i}]", p)
+            for i, entry in enumerate(entries)
+            if (p := _exemption_problem(entry, prefix, pages))
+        ]
+        if found:
+            raise problems(found)
         return tuple(entry.lower() for entry in entries)
 
     @field_validator("manage")
@@ -124,15 +196,8 @@ class InterfaceSettings(Section):
             identity is None or isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
         )
         if manage.allow_roles and not readable:
-            raise_any(
-                [
-                    (
-                        "allow_roles",
-                        "needs identity.roles_key (the session key holding the user's roles) "
-                        "or a callable resolver",
-                    )
-                ]
-            )
+            why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
+            raise problems([("allow_roles", why)])
         return manage
 
     @field_validator("logout_url")
@@ -141,23 +206,25 @@ class InterfaceSettings(Section):
         # The logout is open to everybody (nobody needs a code to leave): it must be the shop's
         # logout and nothing else, never the interface itself or our own pages.
         prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
-        if logout_url and prefix and pages:
-            leaving = as_prefix(logout_url)
-            if leaving == prefix or inside(leaving, pages):
-                opened = "our pages" if inside(leaving, pages) else "the whole interface"
-                raise invalid(
-                    f"{logout_url!r} would open {opened} to everybody: give the shop's own logout page, "
-                    "e.g. /admin/logout"
-                )
+        leaving = as_prefix(logout_url or "")
+        if logout_url and prefix and pages and (leaving == prefix or inside(leaving, pages)):
+            opened = "our pages" if inside(leaving, pages) else "the whole interface"
+            raise invalid(
+                f"{logout_url!r} would open {opened} to everybody: "
+                "give the shop's own logout page, e.g. /admin/logout"
+            )
         return logout_url
 
 
-def _exemption_problem(entry: str, normal: str, prefix: str, pages: str) -> str | None:
-    if not inside(normal.rstrip("/") or "/", prefix):
+def _exemption_problem(entry: str, prefix: str | None, pages: str | None) -> str | None:
+    normal = entry.lower().rstrip("/") or "/"
+    if path_problem(entry) or not (prefix and pages):
+        return path_problem(entry)
+    if not inside(normal, prefix):
         return f"{entry!r} is outside path_prefix {prefix!r}"
-    if normal.rstrip("/") == prefix.rstrip("/"):
+    if normal == prefix:
         return "exempting the whole prefix disables the interface; use enabled: false"
-    covers = inside(pages, normal.rstrip("/") or "/") if normal.endswith("/") else normal.rstrip("/") == pages
+    covers = inside(pages, normal) if entry.endswith("/") else normal == pages
     if covers:
         return f"{entry!r} covers pages_path {pages!r}, so the challenge pages could never be reached"
     return None

@@ -19,8 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import ConfigError
-from .identity import IDENTITY_SOURCES, SOURCE_MODELS
-from .interfaces import InterfaceSettings, ManageSettings
+from .interfaces import IDENTITY_SOURCES, SOURCE_MODELS, InterfaceSettings, ManageSettings
 from .model import Settings
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import INVALID, PROBLEMS, Section, kind

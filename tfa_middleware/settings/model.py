@@ -20,26 +20,21 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
-    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
-from .identity import HeaderSource, StarletteSessionCookieSource
-from .interfaces import InterfaceSettings
+from .interfaces import HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, raise_any
+from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
 MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
 NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 InterfaceName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-
-
-def _one_as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
 
 
 def _signing_keys(keys: tuple[Secret, ...]) -> tuple[Secret, ...]:
@@ -93,7 +88,7 @@ def _directory(text: str) -> str:
 
 class Settings(Section):
     secret_keys: Annotated[
-        tuple[Secret, ...], BeforeValidator(_one_as_list), AfterValidator(_signing_keys)
+        tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)
     ]  # newest last; the older ones still verify (rotation)
     database_url: Annotated[Secret, BeforeValidator(_database_url)] = Secret(DEFAULT_DATABASE_URL)
     revocation_check_seconds: Annotated[StrictFloat, between(0, 300)] = 10.0
@@ -135,7 +130,7 @@ class Settings(Section):
 
     @field_validator("interfaces", mode="wrap")
     @classmethod
-    def _named(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Mapping[str, InterfaceSettings]:
+    def _named(cls, value: Any, handler: Handler) -> Mapping[str, InterfaceSettings]:
         """Each interface learns its name, the key it has in the file; ``tfa_<name>`` is its cookie
         unless the file names one."""
         if isinstance(value, dict):

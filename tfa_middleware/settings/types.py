@@ -1,10 +1,9 @@
 """The building blocks of the settings models: the section base, :class:`Secret`, the value types
-the file's keys share, and the two errors our own checks raise.
+the keys share, and the errors our own checks raise in the words users read.
 
-pydantic checks types, required and unknown keys; the checks here give the words users read
-(``must start with '/'``), which :mod:`.loader` prints by key path. A check that finds several
-problems at once, or one at another key than its own, raises :func:`problems` with key paths
-relative to where it runs.
+pydantic checks types, required and unknown keys; :mod:`.loader` words those. A check of ours
+raises :func:`invalid` for the value at hand, or :func:`problems` for several problems or one at
+another key, each with a key path relative to where the check runs.
 """
 
 from __future__ import annotations
@@ -21,17 +20,16 @@ from pydantic import (
     ConfigDict,
     SecretStr,
     StrictStr,
-    ValidatorFunctionWrapHandler,
     WrapValidator,
 )
+from pydantic import ValidatorFunctionWrapHandler as Handler
 from pydantic_core import PydanticCustomError
 
-INVALID = "tfa_invalid"
-PROBLEMS = "tfa_problems"
+INVALID, PROBLEMS = "tfa_invalid", "tfa_problems"
 
 
 class Section(BaseModel):
-    """One mapping of the file: immutable once loaded, and a key it does not know is refused,
+    """One mapping of the file: immutable once loaded; a key it does not know is refused,
     because a typo must never silently switch protection off."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,13 +51,12 @@ class Secret(SecretStr):
 
 
 def invalid(message: str) -> PydanticCustomError:
-    """The value at hand is wrong, in the words the user reads."""
     return PydanticCustomError(INVALID, "{message}", {"message": message})
 
 
 def problems(found: Iterable[tuple[str, str]]) -> PydanticCustomError:
-    """Problems of one check, each ``(key path relative to the check's place, message)``:
-    ``("[1]", ...)`` is an item of the list checked, ``("allow_roles", ...)`` a key below it."""
+    """``(key path, message)`` pairs: ``"[1]"`` is an item of the list checked, ``"allow_roles"``
+    a key below the place checked."""
     return PydanticCustomError(PROBLEMS, "{problems}", {"problems": tuple(found)})
 
 
@@ -77,29 +74,24 @@ def kind(value: object) -> str:
 def between(low: float, high: float) -> WrapValidator:
     """A number in ``[low, high]``; the message shows the value as it was written."""
 
-    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    def run(value: Any, handler: Handler) -> Any:
         number = handler(value)
         if not low <= number <= high:
             raise invalid(f"must be between {low} and {high}, got {value}")
         return number
 
-    return WrapValidator(check)
+    return WrapValidator(run)
 
 
-def _checked(check: Callable[[str], str | None], transform: Callable[[str], str] = str) -> AfterValidator:
+def check(ok: Callable[[str], object], message: str, then: Callable[[str], str] = str) -> AfterValidator:
+    """Text for which ``ok`` holds, as ``then`` makes it."""
+
     def run(text: str) -> str:
-        message = check(text)
-        if message:
+        if not ok(text):
             raise invalid(message)
-        return transform(text)
+        return then(text)
 
     return AfterValidator(run)
-
-
-def _nonempty(text: str) -> str:
-    if not text.strip():
-        raise invalid("must not be empty")
-    return text.strip()
 
 
 def path_problem(text: str) -> str | None:
@@ -113,6 +105,13 @@ def path_problem(text: str) -> str | None:
     return None
 
 
+def _path(text: str) -> str:
+    problem = path_problem(text)
+    if problem:
+        raise invalid(problem)
+    return text
+
+
 def as_prefix(text: str) -> str:
     return text.lower().rstrip("/") or "/"
 
@@ -121,48 +120,45 @@ def inside(path: str, prefix: str) -> bool:
     return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
-def _one_as_list(value: Any) -> Any:
+def one_as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-def _secret_text(value: Any) -> Any:
-    return _nonempty(value) if isinstance(value, str) else value
-
-
-_COOKIE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+def _stripped(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise invalid("must not be empty")
+    return value.strip() if isinstance(value, str) else value
 
 
 def sid(prefix: str) -> AfterValidator:
     """Twilio ids: two letters and 32 hexadecimal digits (``AC…``, ``SK…``, ``VA…``)."""
-    message = f"must be {prefix} followed by 32 hexadecimal digits"
-    return _checked(
-        lambda t: None if re.fullmatch(prefix + r"[0-9a-fA-F]{32}", t.strip()) else message, str.strip
+    pattern = re.compile(prefix + r"[0-9a-fA-F]{32}")
+    return check(
+        lambda t: pattern.fullmatch(t.strip()),
+        f"must be {prefix} followed by 32 hexadecimal digits",
+        str.strip,
     )
 
 
-NonEmpty = Annotated[StrictStr, AfterValidator(_nonempty)]
+_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
+NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
 StrList = tuple[StrictStr, ...]
-OneOrMore = Annotated[StrList, BeforeValidator(_one_as_list)]  # a single string is a list of one
-SecretText = Annotated[Secret, BeforeValidator(_secret_text)]
-Path = Annotated[StrictStr, _checked(path_problem)]
-Prefix = Annotated[StrictStr, _checked(path_problem, as_prefix)]
+OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
+SecretText = Annotated[Secret, BeforeValidator(_stripped)]
+Path = Annotated[StrictStr, AfterValidator(_path)]
+Prefix = Annotated[Path, AfterValidator(as_prefix)]
 CookieName = Annotated[
     StrictStr,
-    _checked(
-        lambda t: (
-            None
-            if _COOKIE.match(t) and not t.startswith("__")
-            else "must be 1-64 letters, digits, '_' or '-' and not start with '__'"
-        )
+    check(
+        re.compile("(?!__)" + _COOKIE).fullmatch,
+        "must be 1-64 letters, digits, '_' or '-' and not start with '__'",
     ),
 ]
 ShopCookieName = Annotated[
-    StrictStr, _checked(lambda t: None if _COOKIE.match(t) else "must be 1-64 letters, digits, '_' or '-'")
+    StrictStr, check(re.compile(_COOKIE).fullmatch, "must be 1-64 letters, digits, '_' or '-'")
 ]
-Identifier = Annotated[
-    StrictStr, _checked(lambda t: None if t.isidentifier() else "must be a Python attribute name")
-]
+Identifier = Annotated[StrictStr, check(str.isidentifier, "must be a Python attribute name")]
 Dotted = Annotated[
-    StrictStr, _checked(lambda t: None if _DOTTED.match(t) else "must look like package.module:function")
+    StrictStr,
+    check(re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*").fullmatch, "must look like package.module:function"),
 ]
