@@ -389,6 +389,11 @@ SOURCES = "session, starlette_session_cookie, scope_user, header, callable"
             id="interface-key-typo",
         ),
         pytest.param(
+            admin(name="shop"),
+            f"interfaces.admin.name: unknown key (expected one of: {INTERFACE_KEYS})",
+            id="interface-name-is-its-key",
+        ),
+        pytest.param(
             {"provider": {"api_secret": "x"}},
             f"provider.api_secret: unknown key (expected one of: {PROVIDER_KEYS})",
             id="unknown-provider-key",
@@ -911,3 +916,17 @@ def test_manage_interfaces_must_name_configured_interfaces(
     tmp_path: Path, manage: dict[str, Any], expected: str
 ) -> None:
     assert expected in problems_of(tmp_path, patched({"interfaces": {"admin": {"manage": manage}}}))
+
+
+def test_each_identity_source_is_its_own_model_with_only_its_keys(good: Settings) -> None:
+    from tfa_middleware.settings import HeaderSource, SessionSource, StarletteSessionCookieSource
+
+    admin, customer, partner = (good.interface(n).identity for n in ("admin", "customer", "partner"))
+    assert isinstance(admin, StarletteSessionCookieSource) and admin.secret_key.reveal() == SHOP_SECRET
+    assert isinstance(customer, SessionSource) and not hasattr(customer, "secret_key")
+    assert isinstance(partner, HeaderSource) and not hasattr(partner, "key")
+
+
+def test_settings_are_immutable(good: Settings) -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        good.interface("admin").path_prefix = "/"  # type: ignore[misc]

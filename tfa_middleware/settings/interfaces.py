@@ -16,7 +16,6 @@ from pydantic import (
     AfterValidator,
     Discriminator,
     Field,
-    PrivateAttr,
     StrictBool,
     StrictInt,
     ValidationInfo,
@@ -125,13 +124,19 @@ class ManageSettings(Section):
     interfaces: Annotated[StrList, AfterValidator(_interface_names)] = ()
 
 
+NAME_KEY = "<name>"
+
+
 def _default_pages(data: dict[str, Any]) -> str:
     prefix = data.get("path_prefix", "/")
     return ("" if prefix == "/" else prefix) + "/_2fa"
 
 
 class InterfaceSettings(Section):
-    _name: str = PrivateAttr("")
+    # The interface's key in ``interfaces``, given by Settings: a plain field, because the
+    # middleware reads it on every request (a pydantic private attribute costs microseconds there);
+    # its alias keeps a ``name:`` in the file an unknown key.
+    name: str = Field(default="", validation_alias=NAME_KEY, exclude=True)
     enabled: StrictBool = True
     path_prefix: Prefix
     pages_path: Prefix = Field(default_factory=_default_pages)
@@ -149,11 +154,6 @@ class InterfaceSettings(Section):
     # The shop's own logout, relative to the application's root: a link on every page, and a
     # request there ends this browser's proof in the same response.
     logout_url: Path | None = None
-
-    @property
-    def name(self) -> str:
-        """The interface's key in ``interfaces``."""
-        return self._name
 
     @property
     def manage_user_ids(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ..errors import ConfigError
-from .interfaces import IDENTITY_SOURCES, SOURCE_MODELS, InterfaceSettings, ManageSettings
+from .interfaces import IDENTITY_SOURCES, NAME_KEY, SOURCE_MODELS, InterfaceSettings, ManageSettings
 from .model import Settings
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import INVALID, PROBLEMS, Section, kind
@@ -191,7 +191,9 @@ def _known_keys(section: tuple[int | str, ...]) -> list[str]:
         model = InterfaceSettings if len(section) == 2 else ManageSettings
     else:
         model = _SECTIONS[str(section[0])]
-    return sorted(field.alias or name for name, field in model.model_fields.items())
+    return sorted(
+        field.alias or key for key, field in model.model_fields.items() if field.validation_alias != NAME_KEY
+    )
 
 
 def _tag_problem(error: ErrorDetails, path: str) -> str:

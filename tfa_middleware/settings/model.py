@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
-from .interfaces import HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
@@ -137,12 +137,12 @@ class Settings(Section):
             if not value:
                 raise invalid("needs at least one interface, e.g. admin: {path_prefix: /admin, ...}")
             value = {
-                name: {"proof_cookie": f"tfa_{name}", **body} if isinstance(body, dict) else body
+                name: {"proof_cookie": f"tfa_{name}", **body, NAME_KEY: str(name)}
+                if isinstance(body, dict)
+                else body
                 for name, body in value.items()
             }
         interfaces: Mapping[str, InterfaceSettings] = handler(value)
-        for name, iface in interfaces.items():
-            iface._name = name
         return interfaces
 
     @model_validator(mode="after")
