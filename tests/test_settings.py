@@ -922,9 +922,12 @@ def test_each_identity_source_is_its_own_model_with_only_its_keys(good: Settings
     from tfa_middleware.settings import HeaderSource, SessionSource, StarletteSessionCookieSource
 
     admin, customer, partner = (good.interface(n).identity for n in ("admin", "customer", "partner"))
-    assert isinstance(admin, StarletteSessionCookieSource) and admin.secret_key.reveal() == SHOP_SECRET
-    assert isinstance(customer, SessionSource) and not hasattr(customer, "secret_key")
-    assert isinstance(partner, HeaderSource) and not hasattr(partner, "key")
+    assert isinstance(admin, StarletteSessionCookieSource)
+    assert admin.secret_key.reveal() == SHOP_SECRET
+    assert isinstance(customer, SessionSource)
+    assert not hasattr(customer, "secret_key")
+    assert isinstance(partner, HeaderSource)
+    assert not hasattr(partner, "key")
 
 
 def test_settings_are_immutable(good: Settings) -> None:
