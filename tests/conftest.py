@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ async def make_harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Callab
     async def make(
         app: Any = None, *, on_event: Any = None, limits: LimitSettings = RELAXED_LIMITS, **overrides: Any
     ) -> Harness:
-        settings = replace(settings_from_mapping(config(tmp_path, **overrides)), limits=limits)
+        settings = settings_from_mapping(config(tmp_path, **overrides)).model_copy(update={"limits": limits})
         service = TwoFactor.from_settings(settings, clock=clock, on_event=on_event)
         queries = QueryCounter()
         event.listen(service.store.engine.sync_engine, "before_cursor_execute", queries)

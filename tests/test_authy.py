@@ -360,7 +360,9 @@ async def test_register_refusals_say_whose_fault_it_is(client: httpx.AsyncClient
     authy = AuthyProvider(settings(), Secret(SECRET), client=client)
     with pytest.raises(ProviderBlocked, match="phone number"):
         await authy.register(target(phone="+1201"))  # too short for Authy
-    odd_domain = AuthyProvider(settings(email_domain="localhost"), Secret(SECRET), client=client)
+    # The settings file refuses such a domain; the provider still must not trust it (copied past validation).
+    odd = settings().model_copy(update={"email_domain": "localhost"})
+    odd_domain = AuthyProvider(odd, Secret(SECRET), client=client)
     with pytest.raises(ProviderMisconfigured, match="email_domain"):
         await odd_domain.register(target())
     assert fake.users == {}

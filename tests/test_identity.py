@@ -35,7 +35,15 @@ from tfa_middleware.identity import (
     UnusableIdentity,
     build_resolver,
 )
-from tfa_middleware.settings import IdentitySettings, Secret
+from tfa_middleware.settings import (
+    CallableSource,
+    HeaderSource,
+    IdentitySettings,
+    ScopeUserSource,
+    Secret,
+    SessionSource,
+    StarletteSessionCookieSource,
+)
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -422,7 +430,7 @@ async def test_callable_resolver_passes_the_scope() -> None:
 def test_build_resolver_refuses_a_bad_callable_path(path: str, problem: str) -> None:
     with pytest.raises(ConfigError) as exc:
         build_resolver(
-            IdentitySettings(source="callable", callable_path=path),
+            CallableSource(path=path),
             trusted_proxies=(),
             where="interfaces.admin.identity",
         )
@@ -432,17 +440,15 @@ def test_build_resolver_refuses_a_bad_callable_path(path: str, problem: str) -> 
 @pytest.mark.parametrize(
     ("settings", "kind"),
     [
-        (IdentitySettings(source="session", key="admin_id"), SessionKeyResolver),
+        (SessionSource(key="admin_id"), SessionKeyResolver),
         (
-            IdentitySettings(
-                source="starlette_session_cookie", key="admin_id", secret_key=Secret(SHOP_SECRET)
-            ),
+            StarletteSessionCookieSource(key="admin_id", secret_key=Secret(SHOP_SECRET)),
             StarletteSessionCookieResolver,
         ),
-        (IdentitySettings(source="scope_user"), ScopeUserResolver),
-        (IdentitySettings(source="header", header="X-Remote-User"), HeaderResolver),
+        (ScopeUserSource(), ScopeUserResolver),
+        (HeaderSource(header="X-Remote-User"), HeaderResolver),
         (
-            IdentitySettings(source="callable", callable_path="tests.harness:header_resolver"),
+            CallableSource(path="tests.harness:header_resolver"),
             CallableResolver,
         ),
     ],

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ PHONE = ("1", "2015550123")
 def make_service(
     store: Store, tmp_path: Path, clock: FakeClock, limits: LimitSettings = DEFAULTS
 ) -> TwoFactor:
-    settings = replace(settings_from_mapping(config(tmp_path)), limits=limits)
+    settings = settings_from_mapping(config(tmp_path)).model_copy(update={"limits": limits})
     provider = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
     return TwoFactor(settings, store, provider, clock=clock)
 
@@ -115,7 +114,7 @@ async def test_failures_count_per_account_whatever_the_address_or_session(
     store: Store, tmp_path: Path
 ) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"verify_delay_base_seconds": 0}))
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     await tfa.set_phone("admin", "bob", "1", "2015550124", confirmed=True)
     await tfa.send_code("admin", "alice")
@@ -135,7 +134,7 @@ async def test_parallel_wrong_guesses_are_each_counted_and_the_lock_lands_exactl
     store: Store, tmp_path: Path, limit: int
 ) -> None:
     clock = FakeClock()
-    limits = replace(DEFAULTS, verify_max_failures=limit, verify_delay_base_seconds=0)
+    limits = DEFAULTS.model_copy(update={"verify_max_failures": limit, "verify_delay_base_seconds": 0})
     tfa = make_service(store, tmp_path, clock, limits)
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     await tfa.send_code("admin", "alice")
@@ -152,7 +151,7 @@ async def test_parallel_wrong_guesses_are_each_counted_and_the_lock_lands_exactl
 
 async def test_twenty_parallel_right_codes_give_exactly_one_success(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"verify_delay_base_seconds": 0}))
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     await tfa.send_code("admin", "alice")
     code = await latest_code(store)
@@ -162,8 +161,8 @@ async def test_twenty_parallel_right_codes_give_exactly_one_success(store: Store
 
 async def test_never_more_than_the_hourly_ceiling_of_failures(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    limits = replace(
-        DEFAULTS, verify_max_failures=20, verify_delay_base_seconds=0, verify_max_failures_per_hour=3
+    limits = DEFAULTS.model_copy(
+        update={"verify_max_failures": 20, "verify_delay_base_seconds": 0, "verify_max_failures_per_hour": 3}
     )
     tfa = make_service(store, tmp_path, clock, limits)
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
@@ -198,7 +197,7 @@ def test_the_hourly_ceiling_cannot_be_configured_above_one_hundred(tmp_path: Pat
 
 async def test_an_admin_unlocks_and_the_unlock_is_audited(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, verify_delay_base_seconds=0))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"verify_delay_base_seconds": 0}))
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     await tfa.send_code("admin", "alice")
     code = await latest_code(store)
@@ -241,7 +240,7 @@ class BrokenProvider:
 
 async def test_a_provider_outage_counts_against_nobody(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    settings = replace(settings_from_mapping(config(tmp_path)), limits=DEFAULTS)
+    settings = settings_from_mapping(config(tmp_path)).model_copy(update={"limits": DEFAULTS})
     tfa = TwoFactor(settings, store, BrokenProvider(), clock=clock)
     await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     for _ in range(8):
@@ -298,7 +297,7 @@ async def test_parallel_sends_for_one_account_send_exactly_one_code(store: Store
 
 async def test_per_phone_limit_holds_across_accounts(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, send_max_per_phone_per_hour=3))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"send_max_per_phone_per_hour": 3}))
     for user in ("u1", "u2", "u3", "u4"):
         await tfa.set_phone("admin", user, *PHONE, confirmed=True)  # one number, many accounts
     results = [await tfa.send_code("admin", user) for user in ("u1", "u2", "u3", "u4")]
@@ -308,7 +307,7 @@ async def test_per_phone_limit_holds_across_accounts(store: Store, tmp_path: Pat
 
 async def test_per_address_limit_holds_across_accounts(store: Store, tmp_path: Path) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, send_max_per_ip_per_hour=3))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"send_max_per_ip_per_hour": 3}))
     pumper = RequestInfo(ip="203.0.113.5")
     outcomes = []
     for i in range(4):
@@ -325,7 +324,10 @@ async def test_the_global_budget_refuses_sends_loudly_and_lets_nobody_in(
 ) -> None:
     clock = FakeClock()
     tfa = make_service(
-        store, tmp_path, clock, replace(DEFAULTS, send_budget_per_hour=2, send_budget_per_day=2)
+        store,
+        tmp_path,
+        clock,
+        DEFAULTS.model_copy(update={"send_budget_per_hour": 2, "send_budget_per_day": 2}),
     )
     for user in ("u1", "u2", "u3"):
         await tfa.set_phone("admin", user, "1", f"20155501{user[1]}0", confirmed=True)
@@ -342,7 +344,7 @@ async def test_numbers_outside_the_allowed_regions_are_refused_at_enrollment(
     store: Store, tmp_path: Path
 ) -> None:
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("GB",)))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"allowed_regions": ("GB",)}))
     with pytest.raises(InvalidPhoneNumber, match=r"We can't send text messages to numbers from US \(\+1\)"):
         await tfa.set_phone("admin", "alice", *PHONE, confirmed=True)
     assert await enrollment_rows.get(store, "admin", "alice") is None
@@ -363,7 +365,7 @@ async def test_a_shared_calling_code_does_not_let_an_unlisted_region_through(
 ) -> None:
     """Security requirement 28: +1 is the US, Canada and 23 other regions; [US, CA] means those two."""
     clock = FakeClock()
-    tfa = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("US", "CA")))
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"allowed_regions": ("US", "CA")}))
     for user, number in (("jm", JAMAICA), ("vg", VIRGIN_ISLANDS)):
         with pytest.raises(
             InvalidPhoneNumber, match=r"We can't send text messages to numbers from (JM|VG) \(\+1\)"
@@ -379,9 +381,11 @@ async def test_a_shared_calling_code_does_not_let_an_unlisted_region_through(
 async def test_the_send_itself_checks_the_region(store: Store, tmp_path: Path) -> None:
     """A number stored while the list was wider is refused at the next send, not only at enrollment."""
     clock = FakeClock()
-    wide = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("*",)))
+    wide = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"allowed_regions": ("*",)}))
     await wide.set_phone("admin", "alice", *JAMAICA, confirmed=True)
-    narrow = make_service(store, tmp_path, clock, replace(DEFAULTS, allowed_regions=("US", "CA")))
+    narrow = make_service(
+        store, tmp_path, clock, DEFAULTS.model_copy(update={"allowed_regions": ("US", "CA")})
+    )
     outcome = await narrow.send_code("admin", "alice")
     assert (outcome.status, outcome.refusal) == (SendStatus.REFUSED, Refusal.COUNTRY)
     assert (await wide.send_code("admin", "alice")).status is SendStatus.SENT
@@ -453,7 +457,7 @@ async def test_a_locked_account_is_told_when_to_retry_with_the_wrong_code_status
 async def test_a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(
     make_harness: Callable[..., Awaitable[Harness]],
 ) -> None:
-    h = await make_harness(limits=replace(DEFAULTS, send_max_per_ip_per_hour=2))
+    h = await make_harness(limits=DEFAULTS.model_copy(update={"send_max_per_ip_per_hour": 2}))
     for user in ("u1", "u2", "u3"):
         await h.service.set_phone("admin", user, "1", f"20155501{user[1]}1", confirmed=True)
     statuses = []
@@ -469,7 +473,7 @@ async def test_a_trusted_proxy_passes_on_the_client_address(
     make_harness: Callable[..., Awaitable[Harness]],
 ) -> None:
     h = await make_harness(
-        limits=replace(DEFAULTS, send_max_per_ip_per_hour=2), trusted_proxies=["127.0.0.1"]
+        limits=DEFAULTS.model_copy(update={"send_max_per_ip_per_hour": 2}), trusted_proxies=["127.0.0.1"]
     )
     for user in ("u1", "u2", "u3"):
         await h.service.set_phone("admin", user, "1", f"20155501{user[1]}2", confirmed=True)

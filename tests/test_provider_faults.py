@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,9 @@ async def shop(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock)
     )
     with ExitStack() as servers:
         url = servers.enter_context(serve(fake))
-        settings = replace(
-            settings_from_mapping(config(tmp_path, provider=provider_section(request.param, url))),
-            limits=RELAXED_LIMITS,
-        )
+        settings = settings_from_mapping(
+            config(tmp_path, provider=provider_section(request.param, url))
+        ).model_copy(update={"limits": RELAXED_LIMITS})
         store = Store(settings.database_url.reveal())
         service = TwoFactor(settings, store, build_provider(settings, store, clock), clock=clock)
         middleware = TwoFactorMiddleware(shop_app(), service=service, clock=clock)

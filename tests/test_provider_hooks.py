@@ -6,7 +6,6 @@ users and codes in dictionaries and can be told to forget a user.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,7 @@ class RegisteringProvider:
 
 
 def service_with(tmp_path: Path, provider: RegisteringProvider) -> TwoFactor:
-    settings = replace(settings_from_mapping(config(tmp_path)), limits=RELAXED_LIMITS)
+    settings = settings_from_mapping(config(tmp_path)).model_copy(update={"limits": RELAXED_LIMITS})
     return TwoFactor(settings, Store(settings.database_url.reveal()), provider, clock=FakeClock())
 
 

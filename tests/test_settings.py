@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from tfa_middleware import ConfigError, load_settings, settings_from_mapping
-from tfa_middleware.settings import Secret, Settings
+from tfa_middleware.settings import (
+    HeaderSource,
+    ScopeUserSource,
+    Secret,
+    Settings,
+    StarletteSessionCookieSource,
+)
 
 TFA_KEY = "tfa-signing-key-0123456789-abcdefghijklmnopq"
 OLD_KEY = "older-signing-key-0123456789-abcdefghijklmnop"
@@ -81,7 +87,8 @@ def test_good_file_loads_with_typed_values(good: Settings, tmp_path: Path) -> No
     )
     assert good.provider.name == "sandbox"
     assert good.provider.production_mode is False
-    assert good.provider.api_key is not None and good.provider.api_key.reveal() == PROVIDER_KEY
+    assert good.provider.api_key is not None
+    assert good.provider.api_key.reveal() == PROVIDER_KEY
     assert good.source == str(tmp_path / "tfa.yaml")
     assert list(good.interfaces) == ["admin", "customer", "partner"]
 
@@ -92,7 +99,8 @@ def test_good_file_loads_with_typed_values(good: Settings, tmp_path: Path) -> No
     assert admin.identity.source == "starlette_session_cookie"
     assert admin.identity.key == "admin_id"
     assert admin.identity.session_id_key == "sid"
-    assert admin.identity.secret_key is not None and admin.identity.secret_key.reveal() == SHOP_SECRET
+    assert admin.identity.secret_key is not None
+    assert admin.identity.secret_key.reveal() == SHOP_SECRET
 
     customer = good.interface("customer")
     assert customer.enabled is False
@@ -100,10 +108,12 @@ def test_good_file_loads_with_typed_values(good: Settings, tmp_path: Path) -> No
     assert customer.proof_cookie == "tfa_cust"
     assert customer.proof_max_age_seconds == 3600
     assert customer.on_missing_phone == "skip"
-    assert customer.identity.source == "session" and customer.identity.key == "customer_id"
+    assert customer.identity.source == "session"
+    assert customer.identity.key == "customer_id"
 
     partner = good.interface("partner")
     assert partner.path_prefix == "/"
+    assert isinstance(partner.identity, HeaderSource)
     assert partner.identity.header == "X-Remote-User"
 
 
@@ -113,6 +123,7 @@ def test_good_file_fills_in_defaults(good: Settings) -> None:
     assert admin.proof_cookie == "tfa_admin"
     assert admin.proof_max_age_seconds == 43200
     assert admin.on_missing_phone == "enroll"
+    assert isinstance(admin.identity, StarletteSessionCookieSource)
     assert admin.identity.cookie == "session"
     # No age check of the shop's session unless asked: the shop's own middleware judges its age,
     # and a stricter one here would read a session the shop still honours as "nobody".
@@ -141,7 +152,9 @@ def test_minimal_mapping_gets_the_sqlite_default_and_a_single_key() -> None:
     assert [k.reveal() for k in settings.secret_keys] == [TFA_KEY]
     assert settings.database_url.reveal() == "sqlite+aiosqlite:///./tfa.sqlite3"
     assert settings.trusted_proxies == ()
-    assert settings.interface("admin").identity.attribute == "identity"
+    identity = settings.interface("admin").identity
+    assert isinstance(identity, ScopeUserSource)
+    assert identity.attribute == "identity"
     assert settings.source is None
 
 
@@ -387,6 +400,11 @@ SOURCES = "session, starlette_session_cookie, scope_user, header, callable"
             admin(path_prefix=DROP, path_prefx="/admin"),
             f"interfaces.admin.path_prefx: unknown key (expected one of: {INTERFACE_KEYS})",
             id="interface-key-typo",
+        ),
+        pytest.param(
+            admin(name="shop"),
+            f"interfaces.admin.name: unknown key (expected one of: {INTERFACE_KEYS})",
+            id="interface-name-is-its-key",
         ),
         pytest.param(
             {"provider": {"api_secret": "x"}},
@@ -723,7 +741,8 @@ def test_secret_shows_stars_and_reveals_on_request() -> None:
     assert repr(secret) == "Secret('**********')"
     assert str(secret) == f"{secret}" == "**********"
     assert secret.reveal() == TFA_KEY
-    assert secret == Secret(TFA_KEY) and secret != Secret(OLD_KEY)
+    assert secret == Secret(TFA_KEY)
+    assert secret != Secret(OLD_KEY)
 
 
 def test_secrets_never_show_in_a_config_error(tmp_path: Path) -> None:
@@ -911,3 +930,20 @@ def test_manage_interfaces_must_name_configured_interfaces(
     tmp_path: Path, manage: dict[str, Any], expected: str
 ) -> None:
     assert expected in problems_of(tmp_path, patched({"interfaces": {"admin": {"manage": manage}}}))
+
+
+def test_each_identity_source_is_its_own_model_with_only_its_keys(good: Settings) -> None:
+    from tfa_middleware.settings import HeaderSource, SessionSource, StarletteSessionCookieSource
+
+    admin, customer, partner = (good.interface(n).identity for n in ("admin", "customer", "partner"))
+    assert isinstance(admin, StarletteSessionCookieSource)
+    assert admin.secret_key.reveal() == SHOP_SECRET
+    assert isinstance(customer, SessionSource)
+    assert not hasattr(customer, "secret_key")
+    assert isinstance(partner, HeaderSource)
+    assert not hasattr(partner, "key")
+
+
+def test_settings_are_immutable(good: Settings) -> None:
+    with pytest.raises(ValueError, match="frozen"):
+        good.interface("admin").path_prefix = "/"  # type: ignore[misc]

@@ -35,7 +35,7 @@ from .identity import (
     build_resolver,
     import_callable,
 )
-from .settings import InterfaceSettings, Settings
+from .settings import CallableSource, HeaderSource, InterfaceSettings, Settings, StarletteSessionCookieSource
 from .store import Store
 from .store import enrollments as enrollment_rows
 
@@ -110,7 +110,7 @@ async def _examine(
         if isinstance(resolver, StarletteSessionCookieResolver):
             reading = resolver.read(scope)
             _cookie_steps(resolver, reading, sent, say)
-        elif isinstance(resolver, HeaderResolver):
+        elif isinstance(resolver, HeaderResolver) and isinstance(iface.identity, HeaderSource):
             name, peer = iface.identity.header, scope["client"][0]
             if in_networks(peer, settings.trusted_proxies):
                 say(f"{OK}the peer {peer} (--peer) is in trusted_proxies: it may set {name}")
@@ -118,7 +118,7 @@ async def _examine(
                 say(f"  the peer {peer} (--peer) is not in trusted_proxies: {name} from it fails closed")
             reading = resolver.read(scope)
             say((OK if reading.identity else STOP) + reading.why)
-        elif isinstance(resolver, CallableResolver):
+        elif isinstance(resolver, CallableResolver) and isinstance(iface.identity, CallableSource):
             kind = "async: awaited" if resolver.is_async else "sync: run in a worker thread"
             say(f"{OK}imported {iface.identity.callable_path} ({kind}); called with this request:")
             reading = await resolver.read(scope)
@@ -244,7 +244,10 @@ def setting_warnings(settings: Settings) -> list[str]:
                 f"{at}.unidentified: warn gives up the safety net: when the identity settings do not "
                 "match the shop's login, protected pages are served without a second factor"
             )
-        if iface.identity.max_age_seconds is not None:
+        if (
+            isinstance(iface.identity, StarletteSessionCookieSource)
+            and iface.identity.max_age_seconds is not None
+        ):
             out.append(
                 f"{at}.identity.max_age_seconds is set: an age stricter than the shop's own can only "
                 "read sessions the shop still honours as nobody; leave it null"
@@ -284,7 +287,7 @@ def import_problems(settings: Settings) -> list[str]:
     targets = [
         (f"interfaces.{i.name}.identity.path", i.identity.callable_path)
         for i in settings.interfaces.values()
-        if i.enabled and i.identity.callable_path
+        if i.enabled and isinstance(i.identity, CallableSource)
     ]
     if settings.on_event:
         targets.append(("on_event", settings.on_event))

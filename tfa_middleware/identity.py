@@ -54,7 +54,14 @@ from starlette.types import Scope
 from .asgi import Network, cookie, in_networks, peer_address
 from .errors import IdentityUnreadable, UnusableIdentity
 from .imports import import_callable as import_callable
-from .settings import IdentitySettings
+from .settings import (
+    CallableSource,
+    HeaderSource,
+    IdentitySettings,
+    ScopeUserSource,
+    SessionSource,
+    StarletteSessionCookieSource,
+)
 from .signing import ClockedTimestampSigner
 from .tables import MAX_USER_ID_LENGTH as MAX_USER_ID_LENGTH
 
@@ -444,28 +451,26 @@ def build_resolver(
     where: str,
 ) -> Resolver:
     """The resolver an interface's ``identity`` section asks for; ``where`` labels its log lines."""
-    if settings.source == "session":
-        assert settings.key is not None
-        return SessionKeyResolver(settings.key, settings.session_id_key, settings.roles_key, label=where)
-    if settings.source == "starlette_session_cookie":
-        assert settings.key is not None and settings.secret_key is not None
-        # The shop judges its cookie's age by the real time; to agree with it, so do we.
-        return StarletteSessionCookieResolver(
-            settings.cookie,
-            settings.secret_key.reveal(),
-            settings.key,
-            settings.session_id_key,
-            settings.max_age_seconds,
-            clock=time.time,
-            roles_key=settings.roles_key,
-            label=where,
-        )
-    if settings.source == "scope_user":
-        return ScopeUserResolver(settings.attribute, settings.require, label=where)
-    if settings.source == "header":
-        assert settings.header is not None
-        return HeaderResolver(settings.header, trusted_proxies, label=where)
-    assert settings.callable_path is not None
-    return CallableResolver(
-        import_callable(settings.callable_path, f"{where}.path"), blocking=settings.blocking
-    )
+    match settings:
+        case SessionSource():
+            return SessionKeyResolver(settings.key, settings.session_id_key, settings.roles_key, label=where)
+        case StarletteSessionCookieSource():
+            # The shop judges its cookie's age by the real time; to agree with it, so do we.
+            return StarletteSessionCookieResolver(
+                settings.cookie,
+                settings.secret_key.reveal(),
+                settings.key,
+                settings.session_id_key,
+                settings.max_age_seconds,
+                clock=time.time,
+                roles_key=settings.roles_key,
+                label=where,
+            )
+        case ScopeUserSource():
+            return ScopeUserResolver(settings.attribute, settings.require, label=where)
+        case HeaderSource():
+            return HeaderResolver(settings.header, trusted_proxies, label=where)
+        case CallableSource():
+            return CallableResolver(
+                import_callable(settings.callable_path, f"{where}.path"), blocking=settings.blocking
+            )

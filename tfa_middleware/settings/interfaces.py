@@ -1,0 +1,230 @@
+"""``interfaces.<name>``: one protected part of the shop, chosen by path prefix, and its
+``identity``: one model per ``from:`` (a discriminated union), so each source carries exactly its
+own keys, typed and required where it needs them; :mod:`tfa_middleware.identity` builds the
+resolvers from them.
+
+The checks between keys of one interface (pages and exemptions inside the prefix, a logout that
+opens nothing, roles that can be read) are validators of the later key, run on the earlier keys
+that validated: a type error elsewhere in the interface hides none of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
+
+from .types import (
+    CookieName,
+    Dotted,
+    Identifier,
+    NonEmpty,
+    OneOrMore,
+    Path,
+    Prefix,
+    SecretText,
+    Section,
+    ShopCookieName,
+    StrList,
+    as_prefix,
+    between,
+    inside,
+    invalid,
+    path_problem,
+    problems,
+)
+
+
+class _SessionKeys(Section):
+    key: NonEmpty  # the session key holding the user id
+    session_id_key: NonEmpty | None = None  # the session key holding a login id: the proof is bound to it
+    roles_key: NonEmpty | None = None  # the session key with the user's role or roles (manage page)
+
+
+class SessionSource(_SessionKeys):
+    """``scope["session"]``, as the shop's own ``SessionMiddleware`` left it."""
+
+    source: Literal["session"] = Field(default="session", alias="from")
+
+
+class StarletteSessionCookieSource(_SessionKeys):
+    """The shop's Starlette session cookie, read and checked here with the shop's secret."""
+
+    source: Literal["starlette_session_cookie"] = Field(default="starlette_session_cookie", alias="from")
+    cookie: ShopCookieName = "session"
+    secret_key: SecretText
+    # None: the signature alone decides, as the shop's own middleware judges the age; a stricter
+    # age here would read a session the shop still honours as "nobody".
+    max_age_seconds: Annotated[StrictInt, between(60, 366 * 24 * 3600)] | None = None
+
+
+def _identifiers(names: tuple[str, ...]) -> tuple[str, ...]:
+    for name in names:
+        if not name.isidentifier():
+            raise invalid(f"{name!r} is not a Python attribute name")
+    return names
+
+
+class ScopeUserSource(Section):
+    """``scope["user"]`` (Starlette's ``AuthenticationMiddleware``)."""
+
+    source: Literal["scope_user"] = Field(default="scope_user", alias="from")
+    attribute: Identifier = "identity"
+    require: Annotated[OneOrMore, AfterValidator(_identifiers)] = ()  # attributes that must be true
+
+
+class HeaderSource(Section):
+    """A header set by a proxy in ``trusted_proxies``."""
+
+    source: Literal["header"] = Field(default="header", alias="from")
+    header: NonEmpty
+
+
+class CallableSource(Section):
+    """The shop's own function, ``package.module:function``."""
+
+    source: Literal["callable"] = Field(default="callable", alias="from")
+    callable_path: Dotted = Field(alias="path")
+    # A sync function may block (Django's ORM), so it runs in a worker thread; false runs it on
+    # the event loop, saving the thread hop, for a function that never blocks.
+    blocking: StrictBool = True
+
+
+IdentitySettings = Annotated[
+    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
+    Discriminator("source"),
+]
+SOURCE_MODELS: dict[str, type[Section]] = {
+    model.model_fields["source"].default: model
+    for model in (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
+}
+IDENTITY_SOURCES = tuple(SOURCE_MODELS)
+
+
+def _interface_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    if not names:
+        raise invalid("must name at least one interface")
+    return tuple(dict.fromkeys(names))
+
+
+class ManageSettings(Section):
+    """Who may open ``<pages_path>/manage``: these user ids, or users with one of these roles."""
+
+    allow_user_ids: StrList = ()
+    allow_roles: StrList = ()
+    # The interfaces whose users those managers may list and act on (empty: this one alone).
+    interfaces: Annotated[StrList, AfterValidator(_interface_names)] = ()
+
+
+NAME_KEY = "<name>"
+
+
+def _default_pages(data: dict[str, Any]) -> str:
+    prefix = data.get("path_prefix", "/")
+    return ("" if prefix == "/" else prefix) + "/_2fa"
+
+
+class InterfaceSettings(Section):
+    # The interface's key in ``interfaces``, given by Settings: a plain field, because the
+    # middleware reads it on every request (a pydantic private attribute costs microseconds there);
+    # its alias keeps a ``name:`` in the file an unknown key.
+    name: str = Field(default="", validation_alias=NAME_KEY, exclude=True)
+    enabled: StrictBool = True
+    path_prefix: Prefix
+    pages_path: Prefix = Field(default_factory=_default_pages)
+    exempt: StrList = ()
+    proof_max_age_seconds: Annotated[StrictInt, between(60, 30 * 24 * 3600)] = 12 * 3600
+    proof_cookie: CookieName  # the file's default, tfa_<name>, is filled in by Settings
+    on_missing_phone: Literal["enroll", "skip"] = "enroll"
+    # A phone change needs a second factor at most this old; older, and the old number is asked first.
+    phone_change_fresh_seconds: Annotated[StrictInt, between(60, 24 * 3600)] = 600
+    identity: IdentitySettings
+    manage: ManageSettings = ManageSettings()
+    # When the resolver sees nobody and the shop serves the protected page anyway (2xx): "block"
+    # (withheld) or "warn" (served, and logged), for a shop whose login answers 200 right there.
+    unidentified: Literal["block", "warn"] = "block"
+    # The shop's own logout, relative to the application's root: a link on every page, and a
+    # request there ends this browser's proof in the same response.
+    logout_url: Path | None = None
+
+    @property
+    def manage_user_ids(self) -> tuple[str, ...]:
+        return self.manage.allow_user_ids
+
+    @property
+    def manage_roles(self) -> tuple[str, ...]:
+        return self.manage.allow_roles
+
+    @property
+    def manage_interfaces(self) -> tuple[str, ...]:
+        return self.manage.interfaces or (self.name,)
+
+    @field_validator("pages_path")
+    @classmethod
+    def _pages_inside(cls, pages: str, info: ValidationInfo) -> str:
+        prefix = info.data.get("path_prefix")
+        if prefix and (not inside(pages, prefix) or pages == prefix):
+            raise invalid(f"must be below path_prefix {prefix!r}, e.g. {_default_pages(info.data)!r}")
+        return pages
+
+    @field_validator("exempt")
+    @classmethod
+    def _exemptions(cls, entries: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
+        found = [
+            (f"[{i}]", p)
+            for i, entry in enumerate(entries)
+            if (p := _exemption_problem(entry, prefix, pages))
+        ]
+        if found:
+            raise problems(found)
+        return tuple(entry.lower() for entry in entries)
+
+    @field_validator("manage")
+    @classmethod
+    def _roles_readable(cls, manage: ManageSettings, info: ValidationInfo) -> ManageSettings:
+        identity = info.data.get("identity")
+        readable = (
+            identity is None or isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
+        )
+        if manage.allow_roles and not readable:
+            why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
+            raise problems([("allow_roles", why)])
+        return manage
+
+    @field_validator("logout_url")
+    @classmethod
+    def _logout_opens_nothing(cls, logout_url: str | None, info: ValidationInfo) -> str | None:
+        # The logout is open to everybody (nobody needs a code to leave): it must be the shop's
+        # logout and nothing else, never the interface itself or our own pages.
+        prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
+        leaving = as_prefix(logout_url or "")
+        if logout_url and prefix and pages and (leaving == prefix or inside(leaving, pages)):
+            opened = "our pages" if inside(leaving, pages) else "the whole interface"
+            raise invalid(
+                f"{logout_url!r} would open {opened} to everybody: "
+                "give the shop's own logout page, e.g. /admin/logout"
+            )
+        return logout_url
+
+
+def _exemption_problem(entry: str, prefix: str | None, pages: str | None) -> str | None:
+    normal = entry.lower().rstrip("/") or "/"
+    if path_problem(entry) or not (prefix and pages):
+        return path_problem(entry)
+    if not inside(normal, prefix):
+        return f"{entry!r} is outside path_prefix {prefix!r}"
+    if normal == prefix:
+        return "exempting the whole prefix disables the interface; use enabled: false"
+    covers = inside(pages, normal) if entry.endswith("/") else normal == pages
+    if covers:
+        return f"{entry!r} covers pages_path {pages!r}, so the challenge pages could never be reached"
+    return None

@@ -1,0 +1,245 @@
+"""The whole file: :class:`Settings`, and the checks between its sections.
+
+Those checks (two interfaces on one prefix or one cookie, a header identity without
+``trusted_proxies``, ``manage.interfaces`` naming an interface the file lacks, public example
+keys in production) run once every section has validated.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidatorFunctionWrapHandler as Handler
+
+from ..public_keys import is_public
+from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
+from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
+
+MIN_SECRET_KEY_LENGTH = 32
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
+NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+InterfaceName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
+def _signing_keys(keys: tuple[Secret, ...]) -> tuple[Secret, ...]:
+    if not keys:
+        raise invalid("needs at least one key")
+    short = f"must be at least {MIN_SECRET_KEY_LENGTH} characters (make one with: {NEW_KEY})"
+    raise_any([("", f"item {i}: {short}") for i, key in enumerate(keys) if len(key) < MIN_SECRET_KEY_LENGTH])
+    return keys
+
+
+def _database_url(value: Any) -> Any:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        raise invalid("must not be empty")
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise invalid("is not a database URL (expected e.g. sqlite+aiosqlite:///./tfa.sqlite3)") from None
+    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise invalid(
+            f"driver {url.drivername!r} is not supported "
+            "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB)"
+        )
+    return text
+
+
+def _networks(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    networks = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise invalid(f"item {i}: expected a string, got {kind(item)}")
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise invalid(f"{item!r} is not an IP address or network") from None
+    return networks
+
+
+def _directory(text: str) -> str:
+    if not Path(text).is_dir():
+        raise invalid(f"{text!r} is not a directory")
+    return text
+
+
+class Settings(Section):
+    secret_keys: Annotated[
+        tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)
+    ]  # newest last; the older ones still verify (rotation)
+    database_url: Annotated[Secret, BeforeValidator(_database_url)] = Secret(DEFAULT_DATABASE_URL)
+    revocation_check_seconds: Annotated[StrictFloat, between(0, 300)] = 10.0
+    trusted_proxies: Annotated[tuple[Network, ...], BeforeValidator(_networks)] = ()
+    templates_dir: Annotated[NonEmpty, AfterValidator(_directory)] | None = None
+    max_form_bytes: Annotated[StrictInt, between(1024, 1024 * 1024)] = 16 * 1024
+    on_event: Dotted | None = None  # package.module:function given every audit event
+    provider: ProviderSettings = ProviderSettings()
+    limits: LimitSettings = LimitSettings()
+    database_pool: PoolSettings = PoolSettings()
+    auto_migrate: StrictBool | None = None  # None: yes for SQLite, no for PostgreSQL
+    branding: BrandingSettings = BrandingSettings()
+    interfaces: Mapping[InterfaceName, InterfaceSettings]
+    _source: str | None = PrivateAttr(None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the settings were read from, if any."""
+        return self._source
+
+    def interface(self, name: str) -> InterfaceSettings:
+        from ..errors import UnknownInterface
+
+        try:
+            return self.interfaces[name]
+        except KeyError:
+            known = ", ".join(sorted(self.interfaces)) or "none"
+            raise UnknownInterface(f"unknown interface {name!r} (configured: {known})") from None
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved settings as plain data with every secret masked (for check-config)."""
+        out = self.model_dump(mode="json", by_alias=True)
+        out["database_url"] = mask_database_url(self.database_url.reveal())
+        for name, iface in self.interfaces.items():
+            described = out["interfaces"][name]
+            described["manage"]["interfaces"] = list(iface.manage_interfaces)
+            described["identity"] = {"from": described["identity"].pop("from"), **described["identity"]}
+        return dict(out)
+
+    @field_validator("interfaces", mode="wrap")
+    @classmethod
+    def _named(cls, value: Any, handler: Handler) -> Mapping[str, InterfaceSettings]:
+        """Each interface learns its name, the key it has in the file; ``tfa_<name>`` is its cookie
+        unless the file names one."""
+        if isinstance(value, dict):
+            if not value:
+                raise invalid("needs at least one interface, e.g. admin: {path_prefix: /admin, ...}")
+            value = {
+                name: {"proof_cookie": f"tfa_{name}", **body, NAME_KEY: str(name)}
+                if isinstance(body, dict)
+                else body
+                for name, body in value.items()
+            }
+        interfaces: Mapping[str, InterfaceSettings] = handler(value)
+        return interfaces
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        found = [*_shared_places(self.interfaces.values()), *_unknown_managed(self.interfaces)]
+        found += [
+            (
+                f"interfaces.{iface.name}.identity",
+                "from: header needs trusted_proxies (the addresses allowed to set that header)",
+            )
+            for iface in self.interfaces.values()
+            if isinstance(iface.identity, HeaderSource) and not self.trusted_proxies
+        ]
+        if self.provider.production_mode:
+            found += _public_keys(self)
+        raise_any(found)
+        return self
+
+
+def _shared_places(interfaces: Collection[InterfaceSettings]) -> list[tuple[str, str]]:
+    """Two interfaces on one prefix, or one browser cookie for two purposes: one browser holds
+    every interface's proof, and a proof named like the shop's session would replace its login."""
+    found: list[tuple[str, str]] = []
+    prefixes: dict[str, str] = {}
+    cookies: dict[str, str] = {}
+    session_cookies = {
+        i.identity.cookie: i.name for i in interfaces if isinstance(i.identity, StarletteSessionCookieSource)
+    }
+    for iface in interfaces:
+        at = f"interfaces.{iface.name}"
+        other = prefixes.setdefault(iface.path_prefix, iface.name) if iface.enabled else iface.name
+        if other != iface.name:
+            found.append(
+                (f"{at}.path_prefix", f"{iface.path_prefix!r} is already used by interfaces.{other}")
+            )
+        other = cookies.setdefault(iface.proof_cookie, iface.name)
+        if other != iface.name:
+            found.append(
+                (f"{at}.proof_cookie", f"{iface.proof_cookie!r} is already used by interfaces.{other}")
+            )
+        if iface.proof_cookie in session_cookies:
+            found.append(
+                (
+                    f"{at}.proof_cookie",
+                    f"{iface.proof_cookie!r} is the shop's session cookie "
+                    f"(interfaces.{session_cookies[iface.proof_cookie]}.identity.cookie)",
+                )
+            )
+    return found
+
+
+def _unknown_managed(interfaces: Mapping[str, InterfaceSettings]) -> list[tuple[str, str]]:
+    known = ", ".join(sorted(interfaces))
+    return [
+        (f"interfaces.{iface.name}.manage.interfaces", f"unknown interface {other!r} (configured: {known})")
+        for iface in interfaces.values()
+        for other in iface.manage.interfaces
+        if other not in interfaces
+    ]
+
+
+def _public_keys(settings: Settings) -> list[tuple[str, str]]:
+    """Production mode starts with no key this project publishes (security requirement 29)."""
+    why = "is a public example key from tfa-middleware's own files, so anyone can sign with it"
+    found = [
+        ("secret_keys", f"item {i}: {why}; make a new one with: {NEW_KEY}")
+        for i, key in enumerate(settings.secret_keys)
+        if is_public(key.reveal())
+    ]
+    for name, iface in settings.interfaces.items():
+        if isinstance(iface.identity, StarletteSessionCookieSource) and is_public(
+            iface.identity.secret_key.reveal()
+        ):
+            found.append(
+                (
+                    f"interfaces.{name}.identity.secret_key",
+                    f"{why}; give the shop's SessionMiddleware a secret of its own and the same one here",
+                )
+            )
+    return found
+
+
+def mask_database_url(url: str) -> str:
+    """The URL with its password and every query value masked (asyncpg takes ?password=...).
+
+    Done by hand on the text: the last '@' ends the credentials even when a password holds an
+    unescaped '@', which a URL parser would split in the wrong place.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "**********"
+    rest, qmark, query = rest.partition("?")
+    if "@" in rest:
+        credentials, _, rest = rest.rpartition("@")
+        user, colon, _ = credentials.partition(":")
+        rest = f"{user}:**********@{rest}" if colon else f"{user}@{rest}"
+    if qmark:
+        masked = "&".join(f"{part.partition('=')[0]}=***" for part in query.split("&") if part)
+        rest = f"{rest}?{masked}"
+    return f"{scheme}://{rest}"

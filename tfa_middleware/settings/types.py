@@ -1,0 +1,164 @@
+"""The building blocks of the settings models: the section base, :class:`Secret`, the value types
+the keys share, and the errors our own checks raise in the words users read.
+
+pydantic checks types, required and unknown keys; :mod:`.loader` words those. A check of ours
+raises :func:`invalid` for the value at hand, or :func:`problems` for several problems or one at
+another key, each with a key path relative to where the check runs.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    StrictStr,
+    WrapValidator,
+)
+from pydantic import ValidatorFunctionWrapHandler as Handler
+from pydantic_core import PydanticCustomError
+
+INVALID, PROBLEMS = "tfa_invalid", "tfa_problems"
+
+
+class Section(BaseModel):
+    """One mapping of the file: immutable once loaded; a key it does not know is refused,
+    because a typo must never silently switch protection off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Secret(SecretStr):
+    """A secret string that shows as ``'**********'`` in ``repr``, ``str``, logs and dumps."""
+
+    def reveal(self) -> str:
+        return self.get_secret_value()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return secrets.compare_digest(self.reveal().encode(), other.reveal().encode())
+
+    def __hash__(self) -> int:  # by length only: a hash of the value could be matched against guesses
+        return hash(("Secret", len(self.reveal())))
+
+
+def invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError(INVALID, "{message}", {"message": message})
+
+
+def problems(found: Iterable[tuple[str, str]]) -> PydanticCustomError:
+    """``(key path, message)`` pairs: ``"[1]"`` is an item of the list checked, ``"allow_roles"``
+    a key below the place checked."""
+    return PydanticCustomError(PROBLEMS, "{problems}", {"problems": tuple(found)})
+
+
+def raise_any(found: list[tuple[str, str]]) -> None:
+    if found:
+        raise problems(found)
+
+
+def kind(value: object) -> str:
+    """How a value read from YAML is named to the user."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
+    return {**names, dict: "a mapping", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def between(low: float, high: float) -> WrapValidator:
+    """A number in ``[low, high]``; the message shows the value as it was written."""
+
+    def run(value: Any, handler: Handler) -> Any:
+        number = handler(value)
+        if not low <= number <= high:
+            raise invalid(f"must be between {low} and {high}, got {value}")
+        return number
+
+    return WrapValidator(run)
+
+
+def check(ok: Callable[[str], object], message: str, then: Callable[[str], str] = str) -> AfterValidator:
+    """Text for which ``ok`` holds, as ``then`` makes it."""
+
+    def run(text: str) -> str:
+        if not ok(text):
+            raise invalid(message)
+        return then(text)
+
+    return AfterValidator(run)
+
+
+def path_problem(text: str) -> str | None:
+    if not text.startswith("/"):
+        return "must start with '/'"
+    if any(ord(c) < 0x21 or c in "\\?#%" for c in text):
+        return "must be a plain path (no spaces, control characters, '\\', '?', '#', '%')"
+    segments = text.split("/")
+    if "" in segments[1:-1] or "." in segments or ".." in segments:
+        return "must not contain '//', '/./' or '/../'"
+    return None
+
+
+def _path(text: str) -> str:
+    problem = path_problem(text)
+    if problem:
+        raise invalid(problem)
+    return text
+
+
+def as_prefix(text: str) -> str:
+    return text.lower().rstrip("/") or "/"
+
+
+def inside(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+def one_as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _stripped(value: Any) -> Any:
+    if isinstance(value, str) and not value.strip():
+        raise invalid("must not be empty")
+    return value.strip() if isinstance(value, str) else value
+
+
+def sid(prefix: str) -> AfterValidator:
+    """Twilio ids: two letters and 32 hexadecimal digits (``AC…``, ``SK…``, ``VA…``)."""
+    pattern = re.compile(prefix + r"[0-9a-fA-F]{32}")
+    return check(
+        lambda t: pattern.fullmatch(t.strip()),
+        f"must be {prefix} followed by 32 hexadecimal digits",
+        str.strip,
+    )
+
+
+_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
+NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
+StrList = tuple[StrictStr, ...]
+OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
+SecretText = Annotated[Secret, BeforeValidator(_stripped)]
+Path = Annotated[StrictStr, AfterValidator(_path)]
+Prefix = Annotated[Path, AfterValidator(as_prefix)]
+CookieName = Annotated[
+    StrictStr,
+    check(
+        re.compile("(?!__)" + _COOKIE).fullmatch,
+        "must be 1-64 letters, digits, '_' or '-' and not start with '__'",
+    ),
+]
+ShopCookieName = Annotated[
+    StrictStr, check(re.compile(_COOKIE).fullmatch, "must be 1-64 letters, digits, '_' or '-'")
+]
+Identifier = Annotated[StrictStr, check(str.isidentifier, "must be a Python attribute name")]
+Dotted = Annotated[
+    StrictStr,
+    check(re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*").fullmatch, "must look like package.module:function"),
+]
