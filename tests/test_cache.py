@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from itsdangerous import TimestampSigner
+from starlette.types import Scope
 
 import tfa_middleware
 from tfa_middleware import Identity, TwoFactorMiddleware
 from tfa_middleware.asgi import COOKIE_PARSER_KEY, CookieParser, cookie
 from tfa_middleware.cache import BoundedCache
+from tfa_middleware.identity import StarletteSessionCookieResolver
 
 from .conftest import Harness, Recorder, asgi_request, shop_app
 
@@ -92,37 +97,65 @@ def test_cookie_outside_the_middleware_remembers_nothing() -> None:
 # ------------------------------------------------------------------- who owns the parsed cookies
 
 
-class CookieResolver:
-    """A resolver that reads the shop's cookie the way the built-in ones do (asgi.cookie), and
-    notes the parser the middleware lent it."""
+SHOP_SECRET = "shop-secret-for-the-cache-tests-0123456789"
 
-    def __init__(self) -> None:
-        self.lent: list[CookieParser] = []
 
-    def __call__(self, scope: dict[str, Any]) -> Identity | None:
-        self.lent.append(scope[COOKIE_PARSER_KEY])
-        user = cookie(scope, "shop_session")
-        return Identity(user, f"login-of-{user}") if user else None
+def shop_session(user: str) -> str:
+    """The cookie the shop's Starlette SessionMiddleware sets for ``user`` (signed as it signs)."""
+    data = base64.b64encode(json.dumps({"admin_id": user, "sid": f"login-of-{user}"}).encode())
+    return TimestampSigner(SHOP_SECRET).sign(data).decode()
+
+
+class RecordingCookieResolver(StarletteSessionCookieResolver):
+    """The built-in cookie resolver, noting the parser the middleware lent it."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        super().__init__("session", SHOP_SECRET, "admin_id", "sid", clock=clock)
+        self.lent: list[CookieParser | None] = []
+
+    def __call__(self, scope: Scope) -> Identity | None:
+        self.lent.append(scope.get(COOKIE_PARSER_KEY))
+        return super().__call__(scope)
 
 
 async def test_two_middlewares_in_one_process_share_no_parsed_cookies(harness: Harness) -> None:
-    first_resolver, second_resolver = CookieResolver(), CookieResolver()
+    first_resolver = RecordingCookieResolver(harness.clock)
+    second_resolver = RecordingCookieResolver(harness.clock)
     shop = Recorder(shop_app())
     first = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": first_resolver})
     second = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": second_resolver})
 
-    await asgi_request(first, "/admin/orders", headers={"cookie": "shop_session=alice"})
-    await asgi_request(second, "/admin/orders", headers={"cookie": "shop_session=bob"})
-    await asgi_request(first, "/admin/login", headers={"cookie": "shop_session=carol"})  # exempt
+    alice, bob = f"session={shop_session('alice')}", f"session={shop_session('bob')}"
+    assert (await asgi_request(first, "/admin/orders", headers={"cookie": alice})).status == 303
+    assert (await asgi_request(second, "/admin/orders", headers={"cookie": bob})).status == 303
+    await asgi_request(first, "/admin/login", headers={"cookie": bob})  # exempt: no resolver, no parse
 
     (mine,), (theirs,) = first_resolver.lent, second_resolver.lent
+    assert mine is not None
+    assert theirs is not None
     assert mine is not theirs
     assert (mine.remembered(), theirs.remembered()) == (1, 1)
-    assert mine.read(with_cookie_header(b"shop_session=bob"), "shop_session") == "bob"
+    assert mine.read(with_cookie_header(bob.encode()), "session") == shop_session("bob")
     assert mine.remembered() == 2  # bob's header was not in the first middleware's cache
     # The parser is lent to the resolver only: the shop never finds it in its scope.
     assert shop.scopes
     assert all(COOKIE_PARSER_KEY not in scope for scope in shop.scopes)
+
+
+async def test_a_resolver_of_the_shops_own_reads_cookies_too(harness: Harness) -> None:
+    # Only the built-in cookie resolver is lent the parser; another resolver that reads a cookie
+    # with asgi.cookie() gets the same answer, parsed without a cache.
+    seen: list[Scope] = []
+
+    def own_resolver(scope: Scope) -> Identity | None:
+        seen.append(dict(scope))
+        user = cookie(scope, "shop_user")
+        return Identity(user, None) if user else None
+
+    app = TwoFactorMiddleware(shop_app(), service=harness.service, resolvers={"admin": own_resolver})
+    response = await asgi_request(app, "/admin/orders", headers={"cookie": "a=1; shop_user=alice"})
+    assert response.status == 303  # alice, identified, is sent to the challenge
+    assert COOKIE_PARSER_KEY not in seen[0]
 
 
 def _contents(value: Any, depth: int = 3) -> Iterator[Any]:
@@ -144,19 +177,21 @@ def _contents(value: Any, depth: int = 3) -> Iterator[Any]:
 
 
 async def test_no_module_keeps_request_data(harness: Harness) -> None:
-    # The cookie header, the shop's session id and our proof of one request, each with a marker
-    # that no module holds unless it kept them.
+    # The cookie header, the shop's session id and our proof of a few requests, each with a
+    # marker that no module holds unless it kept them.
     marker = "m4rk3r-7f3a"
     value = await harness.pass_challenge("alice", session=f"login-{marker}")
-    resolver = CookieResolver()
+    resolver = RecordingCookieResolver(harness.clock)
     app = TwoFactorMiddleware(shop_app(), service=harness.service, resolvers={"admin": resolver})
-    headers = {"cookie": f"shop_session=alice-{marker}; tfa_admin={value}"}
+    headers = {"cookie": f"session={shop_session(marker)}; tfa_admin={value}"}
     await asgi_request(app, "/admin/orders", headers=headers)
     await asgi_request(
         harness.app, "/admin/orders", headers={**harness.as_user("alice", f"login-{marker}"), **headers}
     )
 
-    assert resolver.lent[0].remembered() == 1  # the instance did remember it: the search can see it
+    lent = resolver.lent[0]
+    assert lent is not None
+    assert lent.remembered() == 1  # the instance did remember it: the search below can see it
     found = []
     for name, module in list(sys.modules.items()):
         if name != tfa_middleware.__name__ and not name.startswith(f"{tfa_middleware.__name__}."):

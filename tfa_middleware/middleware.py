@@ -20,7 +20,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from starlette.responses import RedirectResponse, Response
@@ -34,7 +35,7 @@ from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
 from .logout import ShopLogout
 from .pages import SECURITY_HEADERS, Pages
-from .proof import CLOCK_SKEW_SECONDS, Proof
+from .proof import CLOCK_SKEW_SECONDS, Proof, session_digest
 from .responses import BAD_PATH_TEXT, MISCONFIGURED_HTML, UNAVAILABLE_HTML, close_websocket, refuse
 from .routes import Interface, Router, build_interfaces, relative, warn_unrouted
 from .service import Revocations, TwoFactor
@@ -43,6 +44,7 @@ from .settings import Settings, load_settings
 log = logging.getLogger("tfa_middleware")
 SCOPE_KEY = "tfa_middleware"  # what the app finds in its scope after we let a request through
 _GENERATION_CACHE_SIZE = 100_000
+_DIGEST_CACHE_SIZE = 10_000
 
 
 class TwoFactorMiddleware:
@@ -92,6 +94,7 @@ class TwoFactorMiddleware:
         # The shop's session cookie and our proof come from the same Cookie header: parsed once,
         # in a cache of this instance (lent to the resolver through the scope, see _identify).
         self._cookies = CookieParser()
+        self._digests: BoundedCache[str | None, str] = BoundedCache(_DIGEST_CACHE_SIZE)  # shop session ids
         self._errors = ErrorLog()
         interfaces = build_interfaces(settings, resolvers)
         self._router = Router(interfaces)
@@ -117,10 +120,8 @@ class TwoFactorMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self._not_http(scope, receive, send)
             return
-        raw = scope["path"]
         root = scope.get("root_path") or ""
-        if root:
-            raw = relative(raw, root)
+        raw = relative(scope["path"], root) if root else scope["path"]
         route = self._cached_route(raw)
         if route is None:
             try:
@@ -136,9 +137,10 @@ class TwoFactorMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # The resolver's cookie reads go through this instance's parser, lent for the call only:
-        # inlined here rather than through _identify, the hot path saves a coroutine.
-        scope[COOKIE_PARSER_KEY] = self._cookies
+        # The cookie resolver's reads go through this instance's parser, lent for the call only
+        # (inlined here rather than through _identify: the hot path saves a coroutine).
+        if iface.reads_cookies:
+            scope[COOKIE_PARSER_KEY] = self._cookies
         try:
             result = iface.resolver(scope)
             identity = as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
@@ -155,7 +157,8 @@ class TwoFactorMiddleware:
 
         now = self.clock()
         try:
-            proof = await self._valid_proof(iface, scope, identity, now)
+            checked = self._valid_proof(iface, scope, identity, now)
+            proof = checked if checked is None or isinstance(checked, Proof) else await checked
         except StoreUnavailable as exc:
             log.error("cannot check revocation for %s: %s", iface.settings.name, exc)
             await self._unavailable(scope, receive, send)
@@ -194,59 +197,49 @@ class TwoFactorMiddleware:
 
     async def _identify(self, iface: Interface, scope: Scope) -> Identity | None:
         """The interface's resolver on this request (what __call__ does inline), for the logout."""
-        scope[COOKIE_PARSER_KEY] = self._cookies
+        if iface.reads_cookies:
+            scope[COOKIE_PARSER_KEY] = self._cookies
         try:
             result = iface.resolver(scope)
             return as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
         finally:
             scope.pop(COOKIE_PARSER_KEY, None)
 
-    async def _valid_proof(
+    def _valid_proof(
         self, iface: Interface, scope: Scope, identity: Identity | None, now: float
-    ) -> Proof | None:
+    ) -> Proof | Coroutine[Any, Any, Proof | None] | None:
+        """The request's valid proof, or None. Answered at once while the user's revocations are
+        cached (the usual case: not even a coroutine to create); a coroutine to await when the
+        database must be asked."""
         if identity is None:
             return None  # on our pages: nobody logged in has no proof
         value = self._cookies.read(scope, iface.cookie_https if is_https(scope) else iface.cookie_http)
         if not value:
             return None
-        codec = iface.codec
-        proof = codec.read(value, now)
-        if (
-            proof is None
-            or proof.user_id != identity.user_id
-            or proof.session_digest != codec.digest(identity.session_id)
-        ):
+        proof = iface.codec.read(value, now)
+        if proof is None or proof.user_id != identity.user_id:
+            return None
+        digest = self._digests.get(identity.session_id)
+        if digest is None:
+            digest = session_digest(identity.session_id)
+            self._digests.put(identity.session_id, digest)
+        if proof.session_digest != digest:
             return None
         key = (iface.settings.name, identity.user_id)
-        # The usual case needs no await: the user's revocations are in the cache and fresh.
-        current = self._cached_generation(key, proof.generation, now)
-        if current is None:
-            current = await self._generation(key, now)
-        if proof.generation != current.generation:
-            return None
-        if proof.session_digest and current.sessions:
-            # That login was signed out by the shop: its proofs from before then are void. A
-            # clock a little ahead on the host that issued the proof must not save it.
-            revoked_at = current.sessions.get(proof.session_digest)
-            if revoked_at is not None and proof.issued_at <= revoked_at + CLOCK_SKEW_SECONDS:
-                return None
-        return proof
-
-    def _cached_generation(self, key: tuple[str, str], claimed: int, now: float) -> Revocations | None:
-        """The cached revocations (generation and signed-out logins) while younger than
-        revocation_check_seconds, else None.
-
-        A cookie claiming a newer generation than the cache knows (just verified, perhaps on
-        another worker) gets None too, so the database is asked at once instead of refusing it.
-        """
+        # The user's revocations (generation, signed-out logins) come from the cache while younger
+        # than revocation_check_seconds. A cookie claiming a newer generation than the cache knows
+        # (just verified, perhaps on another worker) asks the database at once, not to be refused.
         cached = self._generations.get(key)
         if (
-            cached is not None
-            and claimed <= cached[0].generation
-            and now - cached[1] < self._revocation_seconds
+            cached is None
+            or proof.generation > cached[0].generation
+            or now - cached[1] >= self._revocation_seconds
         ):
-            return cached[0]
-        return None
+            return self._checked_in_database(proof, key, now)
+        return _unrevoked(proof, cached[0])
+
+    async def _checked_in_database(self, proof: Proof, key: tuple[str, str], now: float) -> Proof | None:
+        return _unrevoked(proof, await self._generation(key, now))
 
     async def _generation(self, key: tuple[str, str], now: float) -> Revocations:
         """The user's current revocations from the database (one query), remembered for the cache."""
@@ -328,6 +321,19 @@ class TwoFactorMiddleware:
     @staticmethod
     async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
         await refuse(scope, receive, send, 503, UNAVAILABLE_HTML, retry_after=30, close_code=1011)
+
+
+def _unrevoked(proof: Proof, current: Revocations) -> Proof | None:
+    """``proof`` unless the user's generation moved on or the shop signed its login out."""
+    if proof.generation != current.generation:
+        return None
+    if proof.session_digest and current.sessions:
+        # That login was signed out by the shop: its proofs from before then are void. A
+        # clock a little ahead on the host that issued the proof must not save it.
+        revoked_at = current.sessions.get(proof.session_digest)
+        if revoked_at is not None and proof.issued_at <= revoked_at + CLOCK_SKEW_SECONDS:
+            return None
+    return proof
 
 
 def _wants_json(scope: Scope) -> bool:

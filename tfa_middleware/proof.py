@@ -10,9 +10,9 @@ from the payload's own issue time; a time in the future is refused.
 
 Verifying is the hot path. A bounded map from cookie values already verified to their payload
 means a returning browser costs one dictionary look-up; only values that passed the HMAC check
-ever enter it, so a forged value always pays for (and fails) the check. The codec also remembers
-the digests of the shop's session ids it compared. Both caches belong to the codec (one per
-interface of one middleware): no module-level map holds a session id.
+ever enter it, so a forged value always pays for (and fails) the check. The map belongs to the
+codec (one per interface of one middleware); :func:`session_digest` remembers nothing, so no
+module holds a shop's session id (the middleware keeps its own map of the digests it compares).
 
 The cookie's name and its ``Set-Cookie`` headers (set, and clear) are written here once, for the
 pages and for the middleware's shop-logout hook alike: over https the name takes the ``__Host-``
@@ -103,7 +103,6 @@ class ProofCodec:
             digest_method=hashlib.sha256,
         )
         self._verified: BoundedCache[str, Proof] = BoundedCache(cache_size)
-        self._digests: BoundedCache[str | None, str] = BoundedCache(cache_size)
 
     def issue(self, user_id: str, generation: int, now: float, method: str, session_id: str | None) -> str:
         payload = json.dumps(
@@ -128,14 +127,6 @@ class ProofCodec:
         if age >= self.max_age_seconds or age < -CLOCK_SKEW_SECONDS:
             return None
         return proof
-
-    def digest(self, session_id: str | None) -> str:
-        """:func:`session_digest`, remembered: the hot path compares it on every request."""
-        digest = self._digests.get(session_id)
-        if digest is None:
-            digest = session_digest(session_id)
-            self._digests.put(session_id, digest)
-        return digest
 
     def _verify(self, value: str) -> Proof | None:
         if len(value) > MAX_COOKIE_BYTES:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 from .app_routes import covers, route_paths
 from .asgi import canonical_path, inside, simple_path
 from .cache import BoundedCache
-from .identity import Resolver, build_resolver
+from .identity import Resolver, StarletteSessionCookieResolver, build_resolver
 from .proof import ProofCodec
 from .settings import InterfaceSettings, Settings
 
@@ -38,6 +38,7 @@ class Interface:
     codec: ProofCodec
     resolver: Resolver
     resolver_is_async: bool
+    reads_cookies: bool  # the built-in cookie resolver: the middleware lends it its CookieParser
     cookie_http: str
     cookie_https: str
     logout_path: str | None
@@ -81,6 +82,7 @@ def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | Non
                 resolver=resolver,
                 resolver_is_async=inspect.iscoroutinefunction(resolver)
                 or inspect.iscoroutinefunction(type(resolver).__call__),
+                reads_cookies=isinstance(resolver, StarletteSessionCookieResolver),
                 cookie_http=iface.proof_cookie,
                 cookie_https=f"__Host-{iface.proof_cookie}",
                 logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
