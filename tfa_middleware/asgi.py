@@ -34,9 +34,9 @@ COOKIE_PARSER_KEY = "tfa_middleware.cookie_parser"
 def cookie(scope: Scope, name: str) -> str | None:
     """The value of cookie ``name`` exactly as a Starlette app reads it, or None.
 
-    Inside the middleware this goes through the middleware's own :class:`CookieParser` (lent in
-    the scope while the identity resolver runs); anywhere else (a resolver called on its own,
-    ``doctor``) the headers are parsed and nothing is remembered.
+    Inside the middleware the cookie resolver reads through the middleware's own
+    :class:`CookieParser`, lent in the scope for its call; anywhere else (another resolver, one
+    called on its own, ``doctor``) the headers are parsed and nothing is remembered.
     """
     parser: CookieParser | None = scope.get(COOKIE_PARSER_KEY)
     return (_UNREMEMBERED if parser is None else parser).read(scope, name)

@@ -92,7 +92,7 @@ class TwoFactorMiddleware:
             _GENERATION_CACHE_SIZE
         )
         # The shop's session cookie and our proof come from the same Cookie header: parsed once,
-        # in a cache of this instance (lent to the resolver through the scope, see _identify).
+        # in a cache of this instance (lent to the cookie resolver through the scope: __call__).
         self._cookies = CookieParser()
         self._digests: BoundedCache[str | None, str] = BoundedCache(_DIGEST_CACHE_SIZE)  # shop session ids
         self._errors = ErrorLog()
