@@ -62,6 +62,15 @@ def test_pop_and_clear() -> None:
     assert cache.get("b") is None
 
 
+def test_the_mapping_is_the_live_entries() -> None:
+    cache: BoundedCache[str, int] = BoundedCache(1)
+    entries = cache.mapping
+    cache.put("a", 1)
+    assert entries.get("a") == 1
+    cache.put("b", 2)
+    assert dict(entries) == {"b": 2}
+
+
 @pytest.mark.parametrize("limit", [0, -1])
 def test_a_cache_holds_at_least_one_entry(limit: int) -> None:
     with pytest.raises(ValueError, match="at least one"):

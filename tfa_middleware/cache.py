@@ -13,7 +13,7 @@ nothing, and a flood of made-up keys can only push out the oldest entries, never
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -41,6 +41,12 @@ class BoundedCache(Generic[K, V]):
         self.limit = limit
         self._items: dict[K, V] = {}
         self.get = self._items.get
+
+    @property
+    def mapping(self) -> Mapping[K, V]:
+        """The entries, read-only: ``mapping.get(key)`` is the fastest look-up there is, for a
+        caller on the hot path that keeps it (the dictionary itself, not a copy)."""
+        return self._items
 
     def put(self, key: K, value: V) -> None:
         items = self._items

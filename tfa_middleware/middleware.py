@@ -98,7 +98,7 @@ class TwoFactorMiddleware:
         self._errors = ErrorLog()
         interfaces = build_interfaces(settings, resolvers)
         self._router = Router(interfaces)
-        self._cached_route = self._router.cached
+        self._routes = self._router.cached
         self._interfaces = self._router.interfaces
         warn_unrouted(app, interfaces)
         self._logout = ShopLogout(self.service, self._identify, self._generations.pop)
@@ -122,7 +122,7 @@ class TwoFactorMiddleware:
             return
         root = scope.get("root_path") or ""
         raw = relative(scope["path"], root) if root else scope["path"]
-        route = self._cached_route(raw)
+        route = self._routes.get(raw)
         if route is None:
             try:
                 route = self._router.route(raw)

@@ -103,7 +103,7 @@ class Router:
             if i.logout_path:
                 self._logouts[i.logout_path] = (*self._logouts.get(i.logout_path, ()), i)
         self._routes: BoundedCache[str, Route] = BoundedCache(ROUTE_CACHE_SIZE)
-        self.cached = self._routes.get  # the hot path: one dictionary look-up
+        self.cached = self._routes.mapping  # the hot path: routes.get(path), a plain dict look-up
 
     def route(self, raw: str) -> Route:
         """The route of ``raw`` (relative to the root), remembered. Raises HostilePath."""
