@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from itsdangerous import TimestampSigner
 from starlette.types import Scope
 
 import tfa_middleware
+from tests.asgi_helpers import Recorder, asgi_request
+from tests.harness import Harness, shop_app
+from tests.sessions import SHOP_SECRET, real_session_cookie
 from tfa_middleware import Identity, TwoFactorMiddleware
 from tfa_middleware.asgi import COOKIE_PARSER_KEY, CookieParser, cookie
 from tfa_middleware.cache import BoundedCache
 from tfa_middleware.identity import StarletteSessionCookieResolver
-
-from .conftest import Harness, Recorder, asgi_request, shop_app
 
 # ------------------------------------------------------------------------------ BoundedCache
 
@@ -106,13 +104,9 @@ def test_cookie_outside_the_middleware_remembers_nothing() -> None:
 # ------------------------------------------------------------------- who owns the parsed cookies
 
 
-SHOP_SECRET = "shop-secret-for-the-cache-tests-0123456789"
-
-
-def shop_session(user: str) -> str:
-    """The cookie the shop's Starlette SessionMiddleware sets for ``user`` (signed as it signs)."""
-    data = base64.b64encode(json.dumps({"admin_id": user, "sid": f"login-of-{user}"}).encode())
-    return TimestampSigner(SHOP_SECRET).sign(data).decode()
+async def shop_session(user: str) -> str:
+    """The cookie the shop's Starlette SessionMiddleware sets when ``user`` logs in."""
+    return await real_session_cookie({"admin_id": user, "sid": f"login-of-{user}"})
 
 
 class RecordingCookieResolver(StarletteSessionCookieResolver):
@@ -134,7 +128,7 @@ async def test_two_middlewares_in_one_process_share_no_parsed_cookies(harness: H
     first = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": first_resolver})
     second = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": second_resolver})
 
-    alice, bob = f"session={shop_session('alice')}", f"session={shop_session('bob')}"
+    alice, bob = f"session={await shop_session('alice')}", f"session={await shop_session('bob')}"
     assert (await asgi_request(first, "/admin/orders", headers={"cookie": alice})).status == 303
     assert (await asgi_request(second, "/admin/orders", headers={"cookie": bob})).status == 303
     await asgi_request(first, "/admin/login", headers={"cookie": bob})  # exempt: no resolver, no parse
@@ -144,7 +138,7 @@ async def test_two_middlewares_in_one_process_share_no_parsed_cookies(harness: H
     assert theirs is not None
     assert mine is not theirs
     assert (mine.remembered(), theirs.remembered()) == (1, 1)
-    assert mine.read(with_cookie_header(bob.encode()), "session") == shop_session("bob")
+    assert mine.read(with_cookie_header(bob.encode()), "session") == bob.removeprefix("session=")
     assert mine.remembered() == 2  # bob's header was not in the first middleware's cache
     # The parser is lent to the resolver only: the shop never finds it in its scope.
     assert shop.scopes
@@ -192,7 +186,7 @@ async def test_no_module_keeps_request_data(harness: Harness) -> None:
     value = await harness.pass_challenge("alice", session=f"login-{marker}")
     resolver = RecordingCookieResolver(harness.clock)
     app = TwoFactorMiddleware(shop_app(), service=harness.service, resolvers={"admin": resolver})
-    headers = {"cookie": f"session={shop_session(marker)}; tfa_admin={value}"}
+    headers = {"cookie": f"session={await shop_session(marker)}; tfa_admin={value}"}
     await asgi_request(app, "/admin/orders", headers=headers)
     await asgi_request(
         harness.app, "/admin/orders", headers={**harness.as_user("alice", f"login-{marker}"), **headers}
