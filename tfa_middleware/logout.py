@@ -13,17 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .asgi import is_https
 from .errors import StoreUnavailable
 from .identity import Identity
+from .proof import proof_clear_cookie
 from .routes import Interface
 from .service import TwoFactor
 
 log = logging.getLogger("tfa_middleware")
-
-
-def clear_cookie_header(iface: Interface, https: bool) -> bytes:
-    """The Set-Cookie value that removes the interface's proof cookie from the browser."""
-    if https:
-        return f"{iface.cookie_https}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=lax".encode("latin-1")
-    return f"{iface.cookie_http}=; Max-Age=0; Path=/; HttpOnly; SameSite=lax".encode("latin-1")
 
 
 class ShopLogout:
@@ -50,7 +44,7 @@ class ShopLogout:
             await app(scope, receive, send)
             return
         https = is_https(scope)
-        clear = [clear_cookie_header(i, https) for i in ifaces]
+        clear = [proof_clear_cookie(i.proof_cookie(https), https).encode("latin-1") for i in ifaces]
         for iface in ifaces:
             await self._revoke_login(iface, scope)
 

@@ -18,7 +18,7 @@ from .app_routes import covers, route_paths
 from .asgi import canonical_path, inside, simple_path
 from .cache import BoundedCache
 from .identity import Resolver, StarletteSessionCookieResolver, build_resolver
-from .proof import ProofCodec
+from .proof import ProofCodec, proof_cookie_name
 from .settings import InterfaceSettings, Settings
 
 log = logging.getLogger("tfa_middleware")
@@ -83,8 +83,8 @@ def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | Non
                 resolver_is_async=inspect.iscoroutinefunction(resolver)
                 or inspect.iscoroutinefunction(type(resolver).__call__),
                 reads_cookies=isinstance(resolver, StarletteSessionCookieResolver),
-                cookie_http=iface.proof_cookie,
-                cookie_https=f"__Host-{iface.proof_cookie}",
+                cookie_http=proof_cookie_name(iface.proof_cookie, https=False),
+                cookie_https=proof_cookie_name(iface.proof_cookie, https=True),
                 logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
             )
         )
