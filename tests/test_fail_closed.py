@@ -35,6 +35,8 @@ from tests.harness import ADMIN_PHONE, SECRET, Harness
 from tests.servers import uvicorn_server
 from tests.sessions import cookie_signed_at
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, settings_from_mapping
+from tfa_middleware.guard import Guard
+from tfa_middleware.proof import proof_clear_cookie
 from tfa_middleware.store import outbox as outbox_rows
 
 LOG = "tfa_middleware"
@@ -478,7 +480,7 @@ async def test_the_guard_costs_nothing_with_an_identity(harness: Harness) -> Non
         "/admin/orders", headers={**harness.as_user("alice"), "cookie": f"tfa_admin={value}"}
     )
     assert response.status_code == 200
-    assert type(seen[0]).__name__ != "_Guard"
+    assert not isinstance(seen[0], Guard)
 
 
 # ------------------------------------------------------------- the header resolver behind a proxy
@@ -541,8 +543,7 @@ async def test_the_shops_logout_ends_the_proof_in_the_same_response(make_harness
     out = await h.client.get("/admin/logout")
     assert out.status_code == 303
     cleared = [v for k, v in out.headers.multi_items() if k == "set-cookie" and v.startswith("tfa_admin=")]
-    assert cleared
-    assert "Max-Age=0" in cleared[0]
+    assert cleared == [proof_clear_cookie("tfa_admin", https=False)]  # as the pages clear it
     assert "tfa_admin" not in h.client.cookies
 
     # A copy of the session and proof taken before the logout: the shop's cookie session is still

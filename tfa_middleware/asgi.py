@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from .cache import BoundedCache
 from .errors import HostilePath as HostilePath  # its old home: still importable from here
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -26,37 +27,67 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+COOKIE_PARSER_KEY = "tfa_middleware.cookie_parser"
+"""Where the middleware lends its :class:`CookieParser` to the resolver (removed before the app runs)."""
+
+
 def cookie(scope: Scope, name: str) -> str | None:
     """The value of cookie ``name`` exactly as a Starlette app reads it, or None.
+
+    Inside the middleware the cookie resolver reads through the middleware's own
+    :class:`CookieParser`, lent in the scope for its call; anywhere else (another resolver, one
+    called on its own, ``doctor``) the headers are parsed and nothing is remembered.
+    """
+    parser: CookieParser | None = scope.get(COOKIE_PARSER_KEY)
+    return (_UNREMEMBERED if parser is None else parser).read(scope, name)
+
+
+class CookieParser:
+    """Reads one cookie from a scope, remembering the last ``limit`` distinct Cookie headers parsed.
 
     The shop and the middleware must agree on who is logged in, so this uses Starlette's own
     parser the way ``Request.cookies`` does: every Cookie header in order, the last duplicate
     wins, spaces around ``=`` are ignored, quotes are removed. A header that does not contain
     the name cannot define it, so only those are parsed.
+
+    A browser sends the same Cookie header again and again, and the middleware reads two cookies
+    from it (the shop's session, our proof): each distinct header is parsed once. The headers hold
+    the shop's sessions, so each middleware owns its parser: nothing is shared between apps, and
+    nothing of a request stays at module level.
     """
-    found: str | None = None
-    for key, value in scope.get("headers", ()):
-        if key == b"cookie" and name.encode() in value:
-            found = _parsed(value).get(name, found)
-    return found
 
+    __slots__ = ("_parsed",)
 
-# A browser sends the same Cookie header again and again, and the middleware reads two cookies
-# from it (the shop's session, our proof): parse each distinct header once.
-_PARSED: dict[bytes, dict[str, str]] = {}
-_PARSED_MAX = 4096
-_PARSED_MAX_HEADER = 4096
+    MAX_HEADER = 4096  # a longer header is parsed every time: it would only crowd the cache
 
+    def __init__(self, limit: int | None = 4096) -> None:
+        self._parsed: BoundedCache[bytes, dict[str, str]] | None = BoundedCache(limit) if limit else None
 
-def _parsed(value: bytes) -> dict[str, str]:
-    parsed = _PARSED.get(value)
-    if parsed is None:
+    def read(self, scope: Scope, name: str) -> str | None:
+        found: str | None = None
+        encoded = name.encode()
+        cache = self._parsed
+        for key, value in scope.get("headers", ()):
+            if key == b"cookie" and encoded in value:
+                # The look-up is inline: a returning browser's header costs no further call.
+                parsed = None if cache is None else cache.get(value)
+                if parsed is None:
+                    parsed = self._parse(value)
+                found = parsed.get(name, found)
+        return found
+
+    def _parse(self, value: bytes) -> dict[str, str]:
         parsed = cookie_parser(value.decode("latin-1"))
-        if len(value) <= _PARSED_MAX_HEADER:
-            if len(_PARSED) >= _PARSED_MAX:
-                del _PARSED[next(iter(_PARSED))]
-            _PARSED[value] = parsed
-    return parsed
+        if self._parsed is not None and len(value) <= self.MAX_HEADER:
+            self._parsed.put(value, parsed)
+        return parsed
+
+    def remembered(self) -> int:
+        """How many parsed headers are remembered."""
+        return len(self._parsed) if self._parsed is not None else 0
+
+
+_UNREMEMBERED = CookieParser(limit=None)  # holds nothing: parses and forgets
 
 
 def is_https(scope: Scope) -> bool:

@@ -10,7 +10,9 @@ from the payload's own issue time; a time in the future is refused.
 
 Verifying is the hot path. A bounded map from cookie values already verified to their payload
 means a returning browser costs one dictionary look-up; only values that passed the HMAC check
-ever enter it, so a forged value always pays for (and fails) the check.
+ever enter it, so a forged value always pays for (and fails) the check. The map belongs to the
+codec (one per interface of one middleware); :func:`session_digest` remembers nothing, so no
+module holds a shop's session id (the middleware keeps its own map of the digests it compares).
 
 The cookie's name and its ``Set-Cookie`` headers (set, and clear) are written here once, for the
 pages and for the middleware's shop-logout hook alike: over https the name takes the ``__Host-``
@@ -20,7 +22,6 @@ prefix (``Secure``, ``Path=/``, no ``Domain``), so no sibling subdomain can plan
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 from itsdangerous import BadSignature, Signer
 
+from .cache import BoundedCache
 from .settings import Secret
 
 MAX_COOKIE_BYTES = 4096  # security requirement 11
@@ -75,7 +77,6 @@ def _secure(https: bool) -> str:
     return "; Secure" if https else ""
 
 
-@functools.lru_cache(maxsize=10_000)
 def session_digest(session_id: str | None) -> str:
     """A short digest of the shop's session id ("" when the shop gives none)."""
     if not session_id:
@@ -101,8 +102,7 @@ class ProofCodec:
             salt=f"tfa-middleware.proof.{interface}",
             digest_method=hashlib.sha256,
         )
-        self._verified: dict[str, Proof] = {}
-        self._cache_size = cache_size
+        self._verified: BoundedCache[str, Proof] = BoundedCache(cache_size)
 
     def issue(self, user_id: str, generation: int, now: float, method: str, session_id: str | None) -> str:
         payload = json.dumps(
@@ -122,9 +122,7 @@ class ProofCodec:
             proof = self._verify(value)
             if proof is None:
                 return None
-            if len(self._verified) >= self._cache_size:
-                del self._verified[next(iter(self._verified))]
-            self._verified[value] = proof
+            self._verified.put(value, proof)
         age = now - proof.issued_at
         if age >= self.max_age_seconds or age < -CLOCK_SKEW_SECONDS:
             return None

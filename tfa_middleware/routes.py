@@ -1,0 +1,163 @@
+"""What a path means to the middleware: which interface protects it, or whose shop logout it is.
+
+The interfaces are built once from the settings (the resolver, the proof codec, the exemptions,
+precomputed); :class:`Router` answers per path and remembers the answer, because it depends on
+the path alone. Paths are relative to the application's root (``scope["root_path"]``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp
+
+from .app_routes import covers, route_paths
+from .asgi import canonical_path, inside, simple_path
+from .cache import BoundedCache
+from .identity import Resolver, StarletteSessionCookieResolver, build_resolver
+from .proof import ProofCodec, proof_cookie_name
+from .settings import InterfaceSettings, Settings
+
+log = logging.getLogger("tfa_middleware")
+ROUTE_CACHE_SIZE = 4096
+ROUTE_CACHE_MAX_PATH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One enabled interface, ready for requests."""
+
+    settings: InterfaceSettings
+    prefix: str
+    pages_path: str
+    exempt_exact: frozenset[str]
+    exempt_folders: tuple[str, ...]
+    codec: ProofCodec
+    resolver: Resolver
+    resolver_is_async: bool
+    reads_cookies: bool  # the built-in cookie resolver: the middleware lends it its CookieParser
+    cookie_http: str
+    cookie_https: str
+    logout_path: str | None
+
+    def exempt(self, path: str) -> bool:
+        return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
+
+    def proof_cookie(self, https: bool) -> str:
+        return self.cookie_https if https else self.cookie_http
+
+
+Route = tuple[Interface | None, str, tuple[Interface, ...]]
+"""The interface protecting a path (None: unprotected or exempt), the path's canonical form, and
+the interfaces whose shop logout it is."""
+
+
+def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | None) -> list[Interface]:
+    interfaces = []
+    for name, iface in settings.interfaces.items():
+        if not iface.enabled:
+            continue  # a disabled interface is simply absent: its paths fall to a wider one, if any
+        if iface.on_missing_phone == "skip":
+            log.warning(
+                "interfaces.%s.on_missing_phone is 'skip': users without a phone get in "
+                "with the password alone",
+                name,
+            )
+        resolver = (resolvers or {}).get(name) or build_resolver(
+            iface.identity,
+            trusted_proxies=settings.trusted_proxies,
+            where=f"interfaces.{name}.identity",
+        )
+        interfaces.append(
+            Interface(
+                settings=iface,
+                prefix=iface.path_prefix,
+                pages_path=iface.pages_path,
+                exempt_exact=frozenset(e.rstrip("/") for e in iface.exempt if not e.endswith("/")),
+                exempt_folders=tuple(e.rstrip("/") for e in iface.exempt if e.endswith("/")),
+                codec=ProofCodec(name, settings.secret_keys, iface.proof_max_age_seconds),
+                resolver=resolver,
+                resolver_is_async=inspect.iscoroutinefunction(resolver)
+                or inspect.iscoroutinefunction(type(resolver).__call__),
+                reads_cookies=isinstance(resolver, StarletteSessionCookieResolver),
+                cookie_http=proof_cookie_name(iface.proof_cookie, https=False),
+                cookie_https=proof_cookie_name(iface.proof_cookie, https=True),
+                logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
+            )
+        )
+    return interfaces
+
+
+class Router:
+    """The route of each path, worked out once per distinct path. The cache is bounded and only
+    short paths are remembered, so a flood of made-up paths evicts entries but never grows it."""
+
+    def __init__(self, interfaces: list[Interface]) -> None:
+        # Longest prefix first, so /admin/vendor wins over /admin.
+        self.interfaces = tuple(sorted(interfaces, key=lambda i: len(i.prefix), reverse=True))
+        self._logouts: dict[str, tuple[Interface, ...]] = {}
+        for i in interfaces:
+            if i.logout_path:
+                self._logouts[i.logout_path] = (*self._logouts.get(i.logout_path, ()), i)
+        self._routes: BoundedCache[str, Route] = BoundedCache(ROUTE_CACHE_SIZE)
+        self.cached = self._routes.mapping  # the hot path: routes.get(path), a plain dict look-up
+
+    def route(self, raw: str) -> Route:
+        """The route of ``raw`` (relative to the root), remembered. Raises HostilePath."""
+        literal = simple_path(raw)
+        path = _canonical(raw, literal)
+        # Match both readings: a lenient router resolves "..", a strict one (Starlette) does not,
+        # so /admin/files/../../x must be protected although it names /x.
+        iface = self._match(path) or (self._match(literal) if literal != path else None)
+        logouts = self._logouts.get(path, ()) if literal is path or literal in self._logouts else ()
+        if logouts:
+            iface = None  # the shop's logout is always open: nobody must need a code to leave
+        elif iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
+            iface = None
+        route = (iface, path, logouts)
+        if len(raw) <= ROUTE_CACHE_MAX_PATH:
+            self._routes.put(raw, route)
+        return route
+
+    def _match(self, path: str) -> Interface | None:
+        for iface in self.interfaces:
+            if inside(path, iface.prefix):
+                return iface
+        return None
+
+
+def relative(path: str, root: str) -> str:
+    """``path`` relative to the application's root: ASGI puts the root path in front of it."""
+    root = root.rstrip("/")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path  # a server that left the root out of the path: the path is already relative
+
+
+def _canonical(path: str, literal: str) -> str:
+    # Most paths are plain; only those that could hide something pay for the full canonical form.
+    if "%" in path or "\\" in path or "//" in path or "/." in path:
+        return canonical_path(path)
+    return literal
+
+
+def warn_unrouted(app: ASGIApp, interfaces: list[Interface]) -> None:
+    """A prefix that no route of the app can serve protects nothing: say so at start."""
+    templates = route_paths(app)
+    if not templates:
+        return
+    for iface in interfaces:
+        if not covers(iface.prefix, templates):
+            shown = ", ".join(sorted(set(templates))[:8])
+            log.warning(
+                "interfaces.%s.path_prefix %r matches no route of the app (its routes: %s%s); "
+                "nothing is protected there. A typo, or an app mounted under a root path "
+                "(then the prefix is relative to where TwoFactorMiddleware sits)?",
+                iface.settings.name,
+                iface.prefix,
+                shown,
+                ", …" if len(set(templates)) > 8 else "",
+            )
