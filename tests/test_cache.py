@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,10 @@ from starlette.types import Scope
 
 import tfa_middleware
 from tests.asgi_helpers import Recorder, asgi_request
-from tests.harness import Harness, shop_app
+from tests.harness import Harness, config, shop_app
 from tests.sessions import SHOP_SECRET, real_session_cookie
-from tfa_middleware import Identity, TwoFactorMiddleware
-from tfa_middleware.asgi import COOKIE_PARSER_KEY, CookieParser, cookie
+from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware, asgi, settings_from_mapping
+from tfa_middleware.asgi import CookieParser, cookie
 from tfa_middleware.cache import BoundedCache
 from tfa_middleware.identity import StarletteSessionCookieResolver
 
@@ -96,9 +97,9 @@ def test_a_parser_remembers_each_header_once_and_only_short_ones() -> None:
 def test_cookie_outside_the_middleware_remembers_nothing() -> None:
     scope = with_cookie_header(b"session=alone")
     assert cookie(scope, "session") == "alone"
-    lent = CookieParser()
-    assert cookie({**scope, COOKIE_PARSER_KEY: lent}, "session") == "alone"
-    assert lent.remembered() == 1
+    assert cookie(scope, "session") == "alone"
+    parsers = [held for held in vars(asgi).values() if isinstance(held, CookieParser)]
+    assert [parser.remembered() for parser in parsers] == [0]  # the one that parses and forgets
 
 
 # ------------------------------------------------------------------- who owns the parsed cookies
@@ -109,56 +110,62 @@ async def shop_session(user: str) -> str:
     return await real_session_cookie({"admin_id": user, "sid": f"login-of-{user}"})
 
 
-class RecordingCookieResolver(StarletteSessionCookieResolver):
-    """The built-in cookie resolver, noting the parser the middleware lent it."""
+@pytest.fixture
+async def cookie_service(tmp_path: Path) -> AsyncIterator[TwoFactor]:
+    """A service whose admin interface reads the shop's Starlette session cookie."""
+    identity = {
+        "from": "starlette_session_cookie",
+        "secret_key": SHOP_SECRET,
+        "key": "admin_id",
+        "session_id_key": "sid",
+    }
+    interfaces = {"admin": {"path_prefix": "/admin", "exempt": ["/admin/login"], "identity": identity}}
+    async with TwoFactor.from_settings(settings_from_mapping(config(tmp_path, interfaces=interfaces))) as tfa:
+        yield tfa
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        super().__init__("session", SHOP_SECRET, "admin_id", "sid", clock=clock)
-        self.lent: list[CookieParser | None] = []
 
-    def __call__(self, scope: Scope) -> Identity | None:
-        self.lent.append(scope.get(COOKIE_PARSER_KEY))
-        return super().__call__(scope)
+def cookie_resolver(app: TwoFactorMiddleware) -> StarletteSessionCookieResolver:
+    (iface,) = app._router.interfaces
+    assert isinstance(iface.resolver, StarletteSessionCookieResolver)
+    return iface.resolver
 
 
-async def test_two_middlewares_in_one_process_share_no_parsed_cookies(harness: Harness) -> None:
-    first_resolver = RecordingCookieResolver(harness.clock)
-    second_resolver = RecordingCookieResolver(harness.clock)
+async def test_two_middlewares_in_one_process_share_no_parsed_cookies(cookie_service: TwoFactor) -> None:
     shop = Recorder(shop_app())
-    first = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": first_resolver})
-    second = TwoFactorMiddleware(shop, service=harness.service, resolvers={"admin": second_resolver})
+    first = TwoFactorMiddleware(shop, service=cookie_service)
+    second = TwoFactorMiddleware(shop, service=cookie_service)
+    mine, theirs = cookie_resolver(first).cookies, cookie_resolver(second).cookies
+    # Each middleware's cookie resolver reads through that middleware's own parser.
+    assert mine is first._cookies
+    assert theirs is second._cookies
+    assert mine is not theirs
 
     alice, bob = f"session={await shop_session('alice')}", f"session={await shop_session('bob')}"
     assert (await asgi_request(first, "/admin/orders", headers={"cookie": alice})).status == 303
     assert (await asgi_request(second, "/admin/orders", headers={"cookie": bob})).status == 303
     await asgi_request(first, "/admin/login", headers={"cookie": bob})  # exempt: no resolver, no parse
 
-    (mine,), (theirs,) = first_resolver.lent, second_resolver.lent
-    assert mine is not None
-    assert theirs is not None
-    assert mine is not theirs
     assert (mine.remembered(), theirs.remembered()) == (1, 1)
     assert mine.read(with_cookie_header(bob.encode()), "session") == bob.removeprefix("session=")
     assert mine.remembered() == 2  # bob's header was not in the first middleware's cache
-    # The parser is lent to the resolver only: the shop never finds it in its scope.
-    assert shop.scopes
-    assert all(COOKIE_PARSER_KEY not in scope for scope in shop.scopes)
+
+
+def test_a_cookie_resolver_built_alone_has_a_parser_of_its_own() -> None:
+    first = StarletteSessionCookieResolver("session", SHOP_SECRET, "admin_id", clock=lambda: 0.0)
+    second = StarletteSessionCookieResolver("session", SHOP_SECRET, "admin_id", clock=lambda: 0.0)
+    assert first.cookies is not second.cookies
 
 
 async def test_a_resolver_of_the_shops_own_reads_cookies_too(harness: Harness) -> None:
-    # Only the built-in cookie resolver is lent the parser; another resolver that reads a cookie
-    # with asgi.cookie() gets the same answer, parsed without a cache.
-    seen: list[Scope] = []
-
+    # A resolver of the shop's that reads a cookie with asgi.cookie() gets Starlette's answer,
+    # parsed for the call and forgotten.
     def own_resolver(scope: Scope) -> Identity | None:
-        seen.append(dict(scope))
         user = cookie(scope, "shop_user")
         return Identity(user, None) if user else None
 
     app = TwoFactorMiddleware(shop_app(), service=harness.service, resolvers={"admin": own_resolver})
     response = await asgi_request(app, "/admin/orders", headers={"cookie": "a=1; shop_user=alice"})
     assert response.status == 303  # alice, identified, is sent to the challenge
-    assert COOKIE_PARSER_KEY not in seen[0]
 
 
 def _contents(value: Any, depth: int = 3) -> Iterator[Any]:
@@ -184,7 +191,7 @@ async def test_no_module_keeps_request_data(harness: Harness) -> None:
     # marker that no module holds unless it kept them.
     marker = "m4rk3r-7f3a"
     value = await harness.pass_challenge("alice", session=f"login-{marker}")
-    resolver = RecordingCookieResolver(harness.clock)
+    resolver = StarletteSessionCookieResolver("session", SHOP_SECRET, "admin_id", "sid", clock=harness.clock)
     app = TwoFactorMiddleware(shop_app(), service=harness.service, resolvers={"admin": resolver})
     headers = {"cookie": f"session={await shop_session(marker)}; tfa_admin={value}"}
     await asgi_request(app, "/admin/orders", headers=headers)
@@ -192,9 +199,9 @@ async def test_no_module_keeps_request_data(harness: Harness) -> None:
         harness.app, "/admin/orders", headers={**harness.as_user("alice", f"login-{marker}"), **headers}
     )
 
-    lent = resolver.lent[0]
-    assert lent is not None
-    assert lent.remembered() == 1  # the instance did remember it: the search below can see it
+    # The instances did remember them: the search below could see them in a module.
+    assert resolver.cookies.remembered() == 1
+    assert app._cookies.remembered() == 1
     found = []
     for name, module in list(sys.modules.items()):
         if name != tfa_middleware.__name__ and not name.startswith(f"{tfa_middleware.__name__}."):

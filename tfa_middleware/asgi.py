@@ -27,19 +27,10 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-COOKIE_PARSER_KEY = "tfa_middleware.cookie_parser"
-"""Where the middleware lends its :class:`CookieParser` to the resolver (removed before the app runs)."""
-
-
 def cookie(scope: Scope, name: str) -> str | None:
-    """The value of cookie ``name`` exactly as a Starlette app reads it, or None.
-
-    Inside the middleware the cookie resolver reads through the middleware's own
-    :class:`CookieParser`, lent in the scope for its call; anywhere else (another resolver, one
-    called on its own, ``doctor``) the headers are parsed and nothing is remembered.
-    """
-    parser: CookieParser | None = scope.get(COOKIE_PARSER_KEY)
-    return (_UNREMEMBERED if parser is None else parser).read(scope, name)
+    """The value of cookie ``name`` exactly as a Starlette app reads it, or None; parsed for this
+    call and forgotten (a middleware's resolver reads through the middleware's :class:`CookieParser`)."""
+    return _UNREMEMBERED.read(scope, name)
 
 
 class CookieParser:

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .asgi import COOKIE_PARSER_KEY, CookieParser, header, inside, is_https
+from .asgi import CookieParser, header, inside, is_https
 from .cache import BoundedCache
 from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .guard import ErrorLog, unidentified
@@ -92,11 +92,11 @@ class TwoFactorMiddleware:
             _GENERATION_CACHE_SIZE
         )
         # The shop's session cookie and our proof come from the same Cookie header: parsed once,
-        # in a cache of this instance (lent to the cookie resolver through the scope: __call__).
+        # in a cache of this instance, which the cookie resolvers built here read through too.
         self._cookies = CookieParser()
         self._digests: BoundedCache[str | None, str] = BoundedCache(_DIGEST_CACHE_SIZE)  # shop session ids
         self._errors = ErrorLog()
-        interfaces = build_interfaces(settings, resolvers)
+        interfaces = build_interfaces(settings, resolvers, self._cookies)
         self._router = Router(interfaces)
         self._routes = self._router.cached
         self._interfaces = self._router.interfaces
@@ -137,18 +137,13 @@ class TwoFactorMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # The cookie resolver's reads go through this instance's parser, lent for the call only
-        # (inlined here rather than through _identify: the hot path saves a coroutine).
-        if iface.reads_cookies:
-            scope[COOKIE_PARSER_KEY] = self._cookies
+        # Inlined here rather than through _identify: the hot path saves a coroutine.
         try:
             result = iface.resolver(scope)
             identity = as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
         except Exception as exc:
             await self._resolver_failed(iface, exc, scope, receive, send)
             return
-        finally:
-            scope.pop(COOKIE_PARSER_KEY, None)
 
         in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
@@ -197,13 +192,8 @@ class TwoFactorMiddleware:
 
     async def _identify(self, iface: Interface, scope: Scope) -> Identity | None:
         """The interface's resolver on this request (what __call__ does inline), for the logout."""
-        if iface.reads_cookies:
-            scope[COOKIE_PARSER_KEY] = self._cookies
-        try:
-            result = iface.resolver(scope)
-            return as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
-        finally:
-            scope.pop(COOKIE_PARSER_KEY, None)
+        result = iface.resolver(scope)
+        return as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
 
     def _valid_proof(
         self, iface: Interface, scope: Scope, identity: Identity | None, now: float

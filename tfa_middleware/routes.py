@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp
 
 from .app_routes import covers, route_paths
-from .asgi import canonical_path, inside, simple_path
+from .asgi import CookieParser, canonical_path, inside, simple_path
 from .cache import BoundedCache
-from .identity import Resolver, StarletteSessionCookieResolver, build_resolver
+from .identity import Resolver, build_resolver
 from .proof import ProofCodec, proof_cookie_name
 from .settings import InterfaceSettings, Settings
 
@@ -38,7 +38,6 @@ class Interface:
     codec: ProofCodec
     resolver: Resolver
     resolver_is_async: bool
-    reads_cookies: bool  # the built-in cookie resolver: the middleware lends it its CookieParser
     cookie_http: str
     cookie_https: str
     logout_path: str | None
@@ -55,7 +54,11 @@ Route = tuple[Interface | None, str, tuple[Interface, ...]]
 the interfaces whose shop logout it is."""
 
 
-def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | None) -> list[Interface]:
+def build_interfaces(
+    settings: Settings, resolvers: Mapping[str, Resolver] | None, cookies: CookieParser
+) -> list[Interface]:
+    """The enabled interfaces; a resolver built here reads cookies through ``cookies``, the
+    middleware's parser (its cache of Cookie headers, shared with the proof cookie's read)."""
     interfaces = []
     for name, iface in settings.interfaces.items():
         if not iface.enabled:
@@ -70,6 +73,7 @@ def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | Non
             iface.identity,
             trusted_proxies=settings.trusted_proxies,
             where=f"interfaces.{name}.identity",
+            cookies=cookies,
         )
         interfaces.append(
             Interface(
@@ -82,7 +86,6 @@ def build_interfaces(settings: Settings, resolvers: Mapping[str, Resolver] | Non
                 resolver=resolver,
                 resolver_is_async=inspect.iscoroutinefunction(resolver)
                 or inspect.iscoroutinefunction(type(resolver).__call__),
-                reads_cookies=isinstance(resolver, StarletteSessionCookieResolver),
                 cookie_http=proof_cookie_name(iface.proof_cookie, https=False),
                 cookie_https=proof_cookie_name(iface.proof_cookie, https=True),
                 logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
