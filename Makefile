@@ -54,7 +54,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict $(TYPED)
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
