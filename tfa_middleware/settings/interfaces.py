@@ -39,7 +39,7 @@ from .types import (
     inside,
     invalid,
     path_problem,
-    problems,
+    raise_any,
 )
 
 
@@ -185,7 +185,7 @@ class InterfaceSettings(Section):
             if (p := _exemption_problem(entry, prefix, pages))
         ]
         if found:
-            raise problems(found)
+            raise_any(found)
         return tuple(entry.lower() for entry in entries)
 
     @field_validator("manage")
@@ -197,7 +197,7 @@ class InterfaceSettings(Section):
         )
         if manage.allow_roles and not readable:
             why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
-            raise problems([("allow_roles", why)])
+            raise_any([("allow_roles", why)])
         return manage
 
     @field_validator("logout_url")

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from .interfaces import IDENTITY_SOURCES, NAME_KEY, SOURCE_MODELS, InterfaceSettings, ManageSettings
 from .model import Settings
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import INVALID, PROBLEMS, Section, kind
+from .types import PROBLEMS, Section, kind
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECTIONS: dict[str, type[Section]] = {
@@ -145,7 +145,7 @@ def explain(error: ErrorDetails) -> list[str]:
     under_identity = len(loc) > 3 and loc[0] == "interfaces" and loc[2] == "identity"
     tag = str(loc[3]) if under_identity else None
     keys = loc[:3] + loc[4:] if under_identity else loc
-    if keys and isinstance(keys[-1], int) and kind_ not in (INVALID, PROBLEMS):
+    if keys and isinstance(keys[-1], int) and kind_ != PROBLEMS:
         return [f"{_path(keys[:-1])}: item {keys[-1]}: {_message(error, keys, tag)}"]
     if kind_ == PROBLEMS:
         base = ".".join(str(k) for k in keys)
@@ -163,8 +163,6 @@ def _path(keys: tuple[int | str, ...]) -> str:
 
 def _message(error: ErrorDetails, keys: tuple[int | str, ...], tag: str | None) -> str:
     kind_, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
-    if kind_ == INVALID:
-        return str(ctx["message"])
     if kind_ == "missing":
         if keys == ("interfaces",):
             return "is required (at least one interface, e.g. admin)"
