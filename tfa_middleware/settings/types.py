@@ -89,31 +89,6 @@ def check(
     return AfterValidator(run)
 
 
-def path_problem(text: str) -> str | None:
-    if not text.startswith("/"):
-        return "must start with '/'"
-    if any(ord(c) < 0x21 or c in "\\?#%" for c in text):
-        return "must be a plain path (no spaces, control characters, '\\', '?', '#', '%')"
-    segments = text.split("/")
-    if "" in segments[1:-1] or "." in segments or ".." in segments:
-        return "must not contain '//', '/./' or '/../'"
-    return None
-
-
-def _path(text: str) -> str:
-    if problem := path_problem(text):
-        raise invalid(problem)
-    return text
-
-
-def as_prefix(text: str) -> str:
-    return text.lower().rstrip("/") or "/"
-
-
-def inside(path: str, prefix: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
-
-
 def one_as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -131,17 +106,10 @@ def sid(prefix: str) -> AfterValidator:
     return check(lambda t: pattern.fullmatch(t.strip()), message, str.strip)
 
 
-_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
-_NOT_COOKIE = "must be 1-64 letters, digits, '_' or '-'"
 NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
 StrList = tuple[StrictStr, ...]
 OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
 SecretText = Annotated[Secret, BeforeValidator(_stripped)]
-Path = Annotated[StrictStr, AfterValidator(_path)]
-Prefix = Annotated[Path, AfterValidator(as_prefix)]
-CookieName = Annotated[StrictStr, check("(?!__)" + _COOKIE, _NOT_COOKIE + " and not start with '__'")]
-ShopCookieName = Annotated[StrictStr, check(_COOKIE, _NOT_COOKIE)]
-Identifier = Annotated[StrictStr, check(str.isidentifier, "must be a Python attribute name")]
 Dotted = Annotated[
     StrictStr, check(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", "must look like package.module:function")
 ]
