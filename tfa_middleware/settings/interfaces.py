@@ -10,32 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Discriminator,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
-from .types import (
-    Dotted,
-    NonEmpty,
-    OneOrMore,
-    SecretText,
-    Section,
-    StrList,
-    between,
-    check,
-    invalid,
-    raise_any,
-)
+from .types import NonEmpty, OneOrMore, SecretText, Section, StrList, between, check, invalid, raise_any
 
 _COOKIE = r"[A-Za-z0-9_\-]{1,64}"
 _NOT_COOKIE = "must be 1-64 letters, digits, '_' or '-'"
+_DOTTED = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
 
 def path_problem(text: str) -> str | None:
@@ -66,6 +47,7 @@ def inside(path: str, prefix: str) -> bool:
 Path = Annotated[StrictStr, AfterValidator(_path)]
 Prefix = Annotated[Path, AfterValidator(as_prefix)]
 CookieName = Annotated[StrictStr, check("(?!__)" + _COOKIE, _NOT_COOKIE + " and not start with '__'")]
+Dotted = Annotated[StrictStr, check(_DOTTED, "must look like package.module:function")]
 
 
 class _SessionKeys(Section):
@@ -126,7 +108,7 @@ class CallableSource(Section):
 _SOURCES = (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
 IdentitySettings = Annotated[
     SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
-    Discriminator("source"),
+    Field(discriminator="source"),
 ]
 SOURCE_MODELS: dict[str, type[Section]] = {model.model_fields["source"].default: model for model in _SOURCES}
 IDENTITY_SOURCES = tuple(SOURCE_MODELS)

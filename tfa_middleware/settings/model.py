@@ -22,9 +22,9 @@ from pydantic import (
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
-from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
+from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
 MIN_SECRET_KEY_LENGTH = 32
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
@@ -79,10 +79,11 @@ def _directory(text: str) -> str:
     return text
 
 
+SigningKeys = Annotated[tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)]
+
+
 class Settings(Section):
-    secret_keys: Annotated[
-        tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)
-    ]  # newest last; the older ones still verify (rotation)
+    secret_keys: SigningKeys  # newest last; the older ones still verify (rotation)
     database_url: Annotated[Secret, BeforeValidator(_database_url)] = Secret(DEFAULT_DATABASE_URL)
     revocation_check_seconds: Annotated[StrictFloat, between(0, 300)] = 10.0
     trusted_proxies: Annotated[tuple[Network, ...], BeforeValidator(_networks)] = ()

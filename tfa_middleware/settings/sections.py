@@ -6,7 +6,8 @@ import re
 from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import urlsplit
 
-import phonenumbers
+from phonenumbers import SUPPORTED_REGIONS as REGIONS
+from phonenumbers import region_codes_for_country_code
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -129,12 +130,12 @@ def _regions(items: tuple[str, ...]) -> tuple[str, ...]:
     raise_any(
         (f"[{i}]", f"{items[i]!r} is not a region phonenumbers knows {known}{_REGION_HINTS.get(region, '')}")
         for i, region in enumerate(regions[:star])
-        if region not in phonenumbers.SUPPORTED_REGIONS
+        if region not in REGIONS
     )
     return ("*",) if star < len(items) else tuple(dict.fromkeys(regions))
 
 
-def _or_default(value: Any, handler: Handler, info: ValidationInfo) -> Any:
+def _default(value: Any, handler: Handler, info: ValidationInfo) -> Any:
     """Not given: the regions of ``allowed_country_codes`` when that is given, else the default."""
     if value is None:
         return info.data.get("allowed_country_codes") or DEFAULT_ALLOWED_REGIONS
@@ -159,9 +160,7 @@ def _code_regions(items: tuple[str, ...]) -> tuple[str, ...]:
         code = item.strip().lstrip("+")
         # Non-geographic codes (+800, +882 …) belong to region "001", where no SMS goes.
         shared = [
-            r
-            for r in phonenumbers.region_codes_for_country_code(int(code) if code.isdigit() else 0)
-            if r in phonenumbers.SUPPORTED_REGIONS
+            r for r in region_codes_for_country_code(int(code) if code.isdigit() else 0) if r in REGIONS
         ]
         if not (code.isdigit() and 1 <= len(code) <= 3):
             found.append((f"[{i}]", f'{item!r} is not a country calling code (1 to 3 digits, or "*")'))
@@ -180,9 +179,7 @@ def _code_regions(items: tuple[str, ...]) -> tuple[str, ...]:
 
 
 CallingCodes = Annotated[StrList, BeforeValidator(_codes_as_text), AfterValidator(_code_regions)]
-Regions = Annotated[
-    StrList, BeforeValidator(_no_booleans), AfterValidator(_regions), WrapValidator(_or_default)
-]
+Regions = Annotated[StrList, BeforeValidator(_no_booleans), AfterValidator(_regions), WrapValidator(_default)]
 
 
 class LimitSettings(Section):

@@ -110,6 +110,3 @@ NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
 StrList = tuple[StrictStr, ...]
 OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
 SecretText = Annotated[Secret, BeforeValidator(_stripped)]
-Dotted = Annotated[
-    StrictStr, check(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", "must look like package.module:function")
-]
