@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from .jwt_source import JwtSource
 from .types import (
     CookieName,
     Dotted,
@@ -99,12 +100,14 @@ class CallableSource(Section):
 
 
 IdentitySettings = Annotated[
-    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
+    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource
+    | JwtSource,
     Discriminator("source"),
 ]
 SOURCE_MODELS: dict[str, type[Section]] = {
     model.model_fields["source"].default: model
-    for model in (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
+    for model in (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource,
+                  JwtSource)
 }
 IDENTITY_SOURCES = tuple(SOURCE_MODELS)
 

@@ -27,6 +27,7 @@ from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
 from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .jwt_source import JwtSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
@@ -222,6 +223,10 @@ def _public_keys(settings: Settings) -> list[tuple[str, str]]:
                     f"{why}; give the shop's SessionMiddleware a secret of its own and the same one here",
                 )
             )
+        jwt_secret = iface.identity.secret if isinstance(iface.identity, JwtSource) else None
+        if jwt_secret is not None and is_public(jwt_secret.reveal()):
+            why_jwt = f"{why}; give the shop's JWT signing a secret of its own and the same one here"
+            found.append((f"interfaces.{name}.identity.secret", why_jwt))
     return found
 
 
