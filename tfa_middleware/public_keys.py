@@ -27,6 +27,8 @@ PUBLIC_KEY_DIGESTS = frozenset(
         "8bc81b93d2224d439467556c507867a375bcbe52fb7f4e3e395125bf9b38a6d3",
         # benchmarks/common.py: SHOP_SECRET, the benchmark shop's session key
         "e6670513fded601e8058f4110fe22bc321a5791c81857557eb649fcf335885bf",
+        # benchmarks/jwt_resolver.py: JWT_SECRET, the benchmark shop's JWT secret
+        "999d0014cd0b57471cba882ea9e5d5576e4e5b4e28ad5f05e19e82856c32c461",
         # examples/fastapi_users: the default of ${TFA_SECRET_KEY}
         "ca3420b302fe9bb8609368c344b34767f55798d294d1866cef67bddfe7566518",
         # examples/fastapi_users: the default of ${SHOP_JWT_SECRET}, the shop's JWT secret
