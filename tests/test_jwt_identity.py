@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.helpers import Cli
 from tests.tokens import (
     AUDIENCE,
     COOKIE,
@@ -531,3 +532,38 @@ def test_refused_tokens_are_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     assert r(scope) is None
     assert r(scope) is None
     assert decode.calls == 2
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+@pytest.mark.parametrize(
+    ("secret", "status", "expected"),
+    [
+        (SECRET, 0, "  [ok] it names a user in identity.claim 'sub'"),
+        (OTHER_SECRET, 1, "  [NO] the cookie 'fastapiusersauth' is present but its signature does not match"),
+    ],
+)
+def test_doctor_reads_the_token_step_by_step(
+    cli: Cli, tmp_path: Path, secret: str, status: int, expected: str
+) -> None:
+    path = tmp_path / "tfa.yaml"
+    path.write_text(
+        f"""
+secret_keys: ["{"k" * 40}"]
+database_url: "sqlite+aiosqlite:///{tmp_path / "tfa.sqlite3"}"
+interfaces:
+  admin:
+    path_prefix: /admin
+    identity: {{from: jwt, cookie: {COOKIE}, secret: "{SECRET}", audience: "{AUDIENCE}", session_claim: exp}}
+""",
+        encoding="utf-8",
+    )
+    token = sign(claims("42"), secret)
+    result = cli("doctor", "--config", str(path), "--cookie", f"{COOKIE}={token}")
+    assert result.returncode == status, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "  [ok] the request carries the cookie 'fastapiusersauth'" in lines
+    assert any(line.startswith(expected) for line in lines), result.stdout
+    for never in (token, token.split(".")[-1], SECRET, OTHER_SECRET):
+        assert never not in result.stdout
