@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.harness import ADMIN_PHONE, Harness
 from tests.helpers import Cli
 from tests.tokens import (
     AUDIENCE,
@@ -567,3 +568,38 @@ interfaces:
     assert any(line.startswith(expected) for line in lines), result.stdout
     for never in (token, token.split(".")[-1], SECRET, OTHER_SECRET):
         assert never not in result.stdout
+
+
+# --------------------------------------------------------------------------- behind the middleware
+
+
+async def test_behind_the_middleware_a_refused_token_never_reaches_the_page(
+    make_harness: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A careless shop that serves /admin/orders to anyone: only the guard stands between.
+    interfaces = {"admin": {"path_prefix": "/admin", "identity": FASTAPI_USERS}}
+    h: Harness = await make_harness(interfaces=interfaces)
+    await h.service.set_phone("admin", "42", *ADMIN_PHONE, confirmed=True)
+    html = {"accept": "text/html"}
+
+    def get(token: str) -> Any:
+        return h.client.get("/admin/orders", headers={**html, "cookie": f"{COOKIE}={token}"})
+
+    challenged = await get(sign(claims("42")))
+    assert challenged.status_code == 303
+    assert challenged.headers["location"].startswith("/admin/_2fa/challenge?")
+    with caplog.at_level(logging.WARNING, logger=LOG):
+        for forged in (
+            sign(claims("42"), OTHER_SECRET),
+            unsigned(claims("42")),
+            sign(claims("42", lifetime=-60)),
+        ):
+            withheld = await get(forged)
+            assert withheld.status_code == 403
+            assert "This page can't be shown" in withheld.text
+    said = [r.getMessage() for r in caplog.records if r.name == LOG]
+    assert any("signature does not match" in line for line in said), said
+    assert any("the shop served GET '/admin/orders' (200)" in line for line in said), said
+    unusable = await get(sign(claims(None)))
+    assert unusable.status_code == 500
+    assert "Sign-in check unavailable" in unusable.text
