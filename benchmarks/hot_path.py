@@ -108,10 +108,13 @@ async def timed(app: ASGIApp, path: str, cookie: str, n: int) -> list[float]:
     return samples
 
 
-async def pass_challenge(app: ASGIApp, service: TwoFactor, session: str) -> str:
-    """Walk the challenge like a browser (page, send, verify); return the proof cookie."""
+async def pass_challenge(
+    app: ASGIApp, service: TwoFactor, session: str, cookie_name: str = SESSION_COOKIE
+) -> str:
+    """Walk the challenge like a browser (page, send, verify) with the shop's cookie ``cookie_name``
+    holding ``session``; return the proof cookie."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        client.cookies.set(SESSION_COOKIE, session)
+        client.cookies.set(cookie_name, session)
         page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
         token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert token, page.text

@@ -30,6 +30,8 @@ ROWS = [
     "SQLite (file, WAL)",
     "5. Scale: service calls with 100 and 1,000 enrollments",
     "5b. Query plans",
+    "6. The JWT resolver in a request",
+    "6b. The JWT resolver alone",
     "SEARCH tfa_enrollment USING INDEX",
     "Targets",
     "database queries on the hot path",

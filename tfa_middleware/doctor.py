@@ -16,7 +16,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.engine import make_url
 from starlette.requests import cookie_parser
@@ -35,9 +35,19 @@ from .identity import (
     build_resolver,
     import_callable,
 )
-from .settings import CallableSource, HeaderSource, InterfaceSettings, Settings, StarletteSessionCookieSource
+from .settings import (
+    CallableSource,
+    HeaderSource,
+    InterfaceSettings,
+    JwtSource,
+    Settings,
+    StarletteSessionCookieSource,
+)
 from .store import Store
 from .store import enrollments as enrollment_rows
+
+if TYPE_CHECKING:  # PyJWT is an extra: the module is imported only for a from: jwt interface
+    from .identity.tokens import JwtResolver
 
 Outcome = Literal["user", "nobody", "broken", "blind"]  # blind: cannot be seen from outside the shop
 OK, NO, NOT_GIVEN = "  [ok] ", "  [NO] ", "  [--] "
@@ -110,6 +120,10 @@ async def _examine(
         if isinstance(resolver, StarletteSessionCookieResolver):
             reading = resolver.read(scope)
             _cookie_steps(resolver, reading, sent, say)
+        elif isinstance(iface.identity, JwtSource):
+            jwt_resolver: JwtResolver = resolver  # type: ignore[assignment]
+            reading = jwt_resolver.read(scope)
+            _jwt_steps(jwt_resolver, reading, say)
         elif isinstance(resolver, HeaderResolver) and isinstance(iface.identity, HeaderSource):
             name, peer = iface.identity.header, scope["client"][0]
             if in_networks(peer, settings.trusted_proxies):
@@ -191,6 +205,40 @@ def _cookie_steps(
             f"{OK}it holds identity.session_id_key {sid!r}: the proof is bound to this login"
             if bound
             else f"  it holds no identity.session_id_key {sid!r}: the proof is not bound to this login"
+        )
+
+
+def _jwt_steps(resolver: JwtResolver, reading: Reading, say: Callable[[str], None]) -> None:
+    """The token's checks in order, as for a session cookie; a claim that cannot be used is raised
+    (UnusableIdentity) and said by the caller."""
+    where = resolver.source
+    passed = {
+        "cookie": f"the request carries {where}",
+        "signature": f"its signature verifies ({', '.join(resolver.algorithms)})",
+        "age": "it has not expired (exp), and is already valid (nbf, iat)",
+        "session": "its audience, issuer and required claims match identity.audience and identity.issuer",
+        "key": f"it names a user in identity.claim {resolver.claim!r}",
+    }
+    hints = {
+        "cookie": f"{reading.why}: is identity.cookie the shop's token cookie (fastapi-users: "
+        "fastapiusersauth)?",
+        "signature": f"{reading.why}: identity.secret (or public_key) must be the one the shop signs with",
+        "age": f"{reading.why}: log in to the shop again (or check this machine's clock)",
+        "session": f"{reading.why}: check identity.audience and identity.issuer against the shop's tokens",
+        "key": reading.why,
+    }
+    for check in resolver.CHECKS:
+        if check == reading.check:
+            say(STOP + hints[check])
+            return
+        say(OK + passed[check])
+    claim = resolver.session_claim
+    if claim and reading.identity is not None:
+        bound = reading.identity.session_id is not None
+        say(
+            f"{OK}it holds identity.session_claim {claim!r}: the proof is bound to this login"
+            if bound
+            else f"  it holds no identity.session_claim {claim!r}: the proof is not bound to this login"
         )
 
 

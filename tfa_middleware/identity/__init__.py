@@ -1,7 +1,7 @@
 """Identity resolvers: who has the shop logged in, for this request?
 
 A resolver is any callable that takes the ASGI scope and returns an :class:`Identity` (or a plain
-user id string), or None when nobody is logged in. Five come built in and are chosen per
+user id string), or None when nobody is logged in. Six come built in and are chosen per
 interface in the YAML file (``identity: {from: ...}``). A shop with its own scheme points
 ``from: callable`` at a function, async or sync (a sync one runs in a worker thread, so it may
 block, e.g. on Django's ORM)::
@@ -30,7 +30,8 @@ When a resolver also gives a shop session id, the proof cookie is bound to it: l
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
 
 The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.request`
-(``scope["user"]``, a proxy's header, the shop's function); :mod:`.base` holds what they share.
+(``scope["user"]``, a proxy's header, the shop's function), :mod:`.tokens` (a JWT, with the
+``jwt`` extra; imported only when used); :mod:`.base` holds what they share.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ import time
 from collections.abc import Sequence
 
 from ..asgi import CookieParser, Network
-from ..errors import IdentityUnreadable, UnusableIdentity
+from ..errors import ConfigError, IdentityUnreadable, UnusableIdentity
 from ..imports import import_callable as import_callable
 from ..settings import (
     CallableSource,
     HeaderSource,
     IdentitySettings,
+    JwtSource,
     ScopeUserSource,
     SessionSource,
     StarletteSessionCookieSource,
@@ -105,3 +107,14 @@ def build_resolver(
             return CallableResolver(
                 import_callable(settings.callable_path, f"{where}.path"), blocking=settings.blocking
             )
+        case JwtSource():
+            return _jwt_resolver(settings, where, cookies)
+
+
+def _jwt_resolver(settings: JwtSource, where: str, cookies: CookieParser | None) -> Resolver:
+    try:  # PyJWT is an extra: imported only when an interface reads a JWT
+        from .tokens import build_jwt_resolver
+    except ImportError as exc:
+        raise ConfigError([f"{where}.from: jwt needs PyJWT: pip install 'tfa-middleware[jwt]'"]) from exc
+    # PyJWT judges exp by the real time, as the shop does; the cache follows the same clock.
+    return build_jwt_resolver(settings, clock=time.time, label=where, cookies=cookies)

@@ -20,6 +20,7 @@ from .interfaces import ManageSettings as ManageSettings
 from .interfaces import ScopeUserSource as ScopeUserSource
 from .interfaces import SessionSource as SessionSource
 from .interfaces import StarletteSessionCookieSource as StarletteSessionCookieSource
+from .jwt_source import JwtSource as JwtSource
 from .loader import load_settings as load_settings
 from .loader import settings_from_mapping as settings_from_mapping
 from .model import MIN_SECRET_KEY_LENGTH as MIN_SECRET_KEY_LENGTH

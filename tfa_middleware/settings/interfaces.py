@@ -12,10 +12,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
-from .types import NonEmpty, OneOrMore, SecretText, Section, StrList, between, check, invalid, raise_any
+from .jwt_source import JwtSource
+from .types import (
+    COOKIE_NAME,
+    NOT_A_COOKIE_NAME,
+    NonEmpty,
+    OneOrMore,
+    SecretText,
+    Section,
+    ShopCookieName,
+    StrList,
+    between,
+    check,
+    invalid,
+    raise_any,
+)
 
-_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
-_NOT_COOKIE = "must be 1-64 letters, digits, '_' or '-'"
 _DOTTED = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
 
@@ -46,7 +58,10 @@ def inside(path: str, prefix: str) -> bool:
 
 Path = Annotated[StrictStr, AfterValidator(_path)]
 Prefix = Annotated[Path, AfterValidator(as_prefix)]
-CookieName = Annotated[StrictStr, check("(?!__)" + _COOKIE, _NOT_COOKIE + " and not start with '__'")]
+# Our own cookie: never "__" first, the browser's prefixes are ours to add (__Host- over https).
+CookieName = Annotated[
+    StrictStr, check("(?!__)" + COOKIE_NAME, NOT_A_COOKIE_NAME + " and not start with '__'")
+]
 Dotted = Annotated[StrictStr, check(_DOTTED, "must look like package.module:function")]
 
 
@@ -66,7 +81,7 @@ class StarletteSessionCookieSource(_SessionKeys):
     """The shop's Starlette session cookie, read and checked here with the shop's secret."""
 
     source: Literal["starlette_session_cookie"] = Field(default="starlette_session_cookie", alias="from")
-    cookie: Annotated[StrictStr, check(_COOKIE, _NOT_COOKIE)] = "session"
+    cookie: ShopCookieName = "session"
     secret_key: SecretText
     # None: the signature alone decides, as the shop's own middleware judges the age; a stricter
     # age here would read a session the shop still honours as "nobody".
@@ -105,9 +120,21 @@ class CallableSource(Section):
     blocking: StrictBool = True
 
 
-_SOURCES = (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
+_SOURCES = (
+    SessionSource,
+    StarletteSessionCookieSource,
+    ScopeUserSource,
+    HeaderSource,
+    CallableSource,
+    JwtSource,
+)
 IdentitySettings = Annotated[
-    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
+    SessionSource
+    | StarletteSessionCookieSource
+    | ScopeUserSource
+    | HeaderSource
+    | CallableSource
+    | JwtSource,
     Field(discriminator="source"),
 ]
 SOURCE_MODELS: dict[str, type[Section]] = {model.model_fields["source"].default: model for model in _SOURCES}

@@ -23,6 +23,7 @@ from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
 from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .jwt_source import JwtSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
@@ -199,6 +200,14 @@ def _public_keys(settings: Settings) -> list[tuple[str, str]]:
         for name, iface in settings.interfaces.items()
         if isinstance(iface.identity, StarletteSessionCookieSource)
         and is_public(iface.identity.secret_key.reveal())
+    ]
+    own_jwt = "give the shop's JWT signing a secret of its own and the same one here"
+    found += [
+        (f"interfaces.{name}.identity.secret", f"{why}; {own_jwt}")
+        for name, iface in settings.interfaces.items()
+        if isinstance(iface.identity, JwtSource)
+        and iface.identity.secret is not None
+        and is_public(iface.identity.secret.reveal())
     ]
     return found
 

@@ -110,3 +110,7 @@ NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
 StrList = tuple[StrictStr, ...]
 OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
 SecretText = Annotated[Secret, BeforeValidator(_stripped)]
+
+COOKIE_NAME = r"[A-Za-z0-9_\-]{1,64}"
+NOT_A_COOKIE_NAME = "must be 1-64 letters, digits, '_' or '-'"
+ShopCookieName = Annotated[StrictStr, check(COOKIE_NAME, NOT_A_COOKIE_NAME)]  # a cookie the shop sets
