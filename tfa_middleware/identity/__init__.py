@@ -43,6 +43,7 @@ from ..errors import IdentityUnreadable, UnusableIdentity
 from ..imports import import_callable as import_callable
 from ..settings import (
     CallableSource,
+    FlaskSessionSource,
     HeaderSource,
     IdentitySettings,
     ScopeUserSource,
@@ -96,6 +97,23 @@ def build_resolver(
                 roles_key=settings.roles_key,
                 label=where,
                 cookies=cookies,
+            )
+        case FlaskSessionSource():
+            # Flask finds its cookie with Werkzeug's parser, not the middleware's (Starlette's): the
+            # resolver reads with one of its own (see .flask). flask is imported only here.
+            from .flask import FlaskSessionResolver
+
+            return FlaskSessionResolver(
+                settings.cookie,
+                [key.reveal() for key in (*settings.secret_key_fallbacks, settings.secret_key)],
+                clock=time.time,
+                key=settings.user_key,
+                session_id_key=settings.session_id_key,
+                roles_key=settings.roles_key,
+                max_age_seconds=settings.max_age_seconds,
+                salt=settings.salt,
+                require_fresh=settings.require_fresh,
+                label=where,
             )
         case ScopeUserSource():
             return ScopeUserResolver(settings.attribute, settings.require, label=where)

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
+from .flask_session import FlaskSessionSource
 from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
@@ -169,7 +170,9 @@ def _shared_places(interfaces: Collection[InterfaceSettings]) -> list[tuple[str,
     prefixes: dict[str, str] = {}
     cookies: dict[str, str] = {}
     session_cookies = {
-        i.identity.cookie: i.name for i in interfaces if isinstance(i.identity, StarletteSessionCookieSource)
+        i.identity.cookie: i.name
+        for i in interfaces
+        if isinstance(i.identity, StarletteSessionCookieSource | FlaskSessionSource)
     }
     for iface in interfaces:
         at = f"interfaces.{iface.name}"
@@ -213,7 +216,7 @@ def _public_keys(settings: Settings) -> list[tuple[str, str]]:
         if is_public(key.reveal())
     ]
     for name, iface in settings.interfaces.items():
-        if isinstance(iface.identity, StarletteSessionCookieSource) and is_public(
+        if isinstance(iface.identity, StarletteSessionCookieSource | FlaskSessionSource) and is_public(
             iface.identity.secret_key.reveal()
         ):
             found.append(
