@@ -31,6 +31,9 @@ ROWS = [
     "5. Scale: service calls with 100 and 1,000 enrollments",
     "5b. Query plans",
     "SEARCH tfa_enrollment USING INDEX",
+    "6. flask_session: cost per request",
+    "tfa flask_session resolver, warm cache",
+    "Flask: open_session on a new request",
     "Targets",
     "database queries on the hot path",
 ]
