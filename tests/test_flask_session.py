@@ -1,22 +1,20 @@
-"""``from: flask_session``: each refusal on its own, the cache, the settings, a real Flask-Login
-login read by the resolver, and the middleware in front of a shop that keeps a Flask session.
-(Agreement with Flask's own loader on generated cookies: tests/test_flask_agreement.py.)"""
+"""``from: flask_session``: what the resolver reads, each refusal on its own, the cache, the
+settings and the install. Agreement with Flask's own loader on generated cookies:
+tests/test_flask_agreement.py; a real Flask-Login login, the middleware and doctor:
+tests/test_flask_login.py."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, session
-from flask_login import LoginManager, login_user, logout_user
 
 from tests.flask_shop import OLD_SECRET, SECRET, flask_app, flask_sees, scope_with, sign, sign_payload
-from tests.harness import ADMIN_PHONE, T0, FakeClock, Harness
+from tests.harness import T0, FakeClock
 from tests.helpers import ROOT
 from tfa_middleware import settings_from_mapping
 from tfa_middleware.errors import ConfigError, UnusableIdentity
@@ -279,107 +277,3 @@ def test_the_package_imports_without_flask() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-
-
-# --------------------------------------------------------------------------- a real Flask-Login login
-
-
-class User:
-    """What Flask-Login asks of a user (its UserMixin, spelled out)."""
-
-    is_authenticated, is_active, is_anonymous = True, True, False
-
-    def __init__(self, user_id: str) -> None:
-        self.id = user_id
-
-    def get_id(self) -> str:
-        return self.id
-
-
-def login_shop() -> Flask:
-    app = flask_app()
-    manager = LoginManager(app)
-    manager.user_loader(User)
-
-    @app.get("/login/<user_id>")
-    def login(user_id: str) -> str:
-        session["csrf_token"] = "t"  # the shop's own key: the session outlives the logout
-        login_user(User(user_id))
-        return "in"
-
-    @app.get("/logout")
-    def logout() -> str:
-        logout_user()
-        return "out"
-
-    return app
-
-
-def test_a_real_flask_login_cookie_is_read() -> None:
-    app = login_shop()
-    r = FlaskSessionResolver("session", [SECRET], clock=time.time)
-    client = app.test_client()
-    client.get("/login/42", headers={"User-Agent": "browser-a"})
-    first = client.get_cookie("session")
-    assert first is not None
-    found = r(scope_with(f"session={first.value}".encode()))
-    assert found is not None
-    assert found.user_id == "42"
-    with client.session_transaction() as session:
-        assert found.session_id == session["_id"]
-
-    client.get("/logout", headers={"User-Agent": "browser-a"})
-    out = client.get_cookie("session")
-    assert out is not None
-    assert r(scope_with(f"session={out.value}".encode())) is None
-    assert not r.read(scope_with(f"session={out.value}".encode())).notable
-
-    # Logging in again from the same browser gives the same _id: it binds weakly (README).
-    client.get("/login/42", headers={"User-Agent": "browser-a"})
-    again = client.get_cookie("session")
-    assert again is not None
-    assert r(scope_with(f"session={again.value}".encode())) == found
-
-
-# --------------------------------------------------------------------------- behind the middleware
-
-
-async def _orders(_scope: Any, _receive: Any, send: Any) -> None:
-    """A shop page that is served to anybody: the middleware alone decides."""
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-    await send({"type": "http.response.body", "body": b"orders"})
-
-
-def flask_identity(**overrides: Any) -> dict[str, Any]:
-    identity = {"from": "flask_session", "secret_key": SECRET, **overrides}
-    return {"admin": {"path_prefix": "/admin", "identity": identity}}
-
-
-async def test_the_middleware_challenges_a_flask_login(make_harness: Callable[..., Any]) -> None:
-    h: Harness = await make_harness(_orders, interfaces=flask_identity())
-    await h.service.set_phone("admin", "7", *ADMIN_PHONE, confirmed=True)
-    headers = {"cookie": f"session={sign(LOGIN)}", "accept": "text/html"}
-    answer = await h.client.get("/admin/orders", headers=headers)
-    assert answer.status_code == 303
-    assert answer.headers["location"].startswith("/admin/_2fa/challenge?")
-
-
-async def test_the_middleware_with_another_secret_withholds_the_page(
-    make_harness: Callable[..., Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    h: Harness = await make_harness(_orders, interfaces=flask_identity(secret_key=OLD_SECRET))
-    with caplog.at_level(logging.WARNING, logger=LOG):
-        answer = await h.client.get("/admin/orders", headers={"cookie": f"session={sign(LOGIN)}"})
-    assert answer.status_code == 403
-    assert "orders" not in answer.text
-    assert any("signature does not match" in said for said in warnings(caplog))
-
-
-async def test_the_middleware_answers_an_unusable_user_id_with_an_error(
-    make_harness: Callable[..., Any],
-) -> None:
-    h: Harness = await make_harness(_orders, interfaces=flask_identity())
-    unusable = sign({**LOGIN, "_user_id": [7]})
-    answer = await h.client.get("/admin/orders", headers={"cookie": f"session={unusable}"})
-    assert answer.status_code >= 500
-    assert "orders" not in answer.text
