@@ -22,9 +22,8 @@ from werkzeug.test import EnvironBuilder
 
 from tfa_middleware.identity.flask import FlaskSessionResolver
 
-from .common import Report, Table
+from .common import SHOP_SECRET, Report, Table
 
-SECRET = "flask-bench-secret-key-0123456789abcdef"
 # Flask-Login's _id is a SHA-512 hex digest; Flask-WTF's token is random hex: neither compresses.
 LOGIN = {
     "_user_id": "1",
@@ -36,14 +35,14 @@ LOGIN = {
 
 def _cases() -> tuple[list[tuple[str, Callable[[], object]]], str]:
     app = Flask("bench")
-    app.config["SECRET_KEY"] = SECRET
+    app.config["SECRET_KEY"] = SHOP_SECRET
     serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
     value = serializer.dumps(LOGIN)
     header = f"session={value}; theme=dark"
     environ = EnvironBuilder(path="/admin/", environ_overrides={"HTTP_COOKIE": header}).get_environ()
     scope: dict[str, Any] = {"type": "http", "headers": [(b"cookie", header.encode("latin-1"))]}
-    warm = FlaskSessionResolver("session", [SECRET], clock=time.time)
-    cold = FlaskSessionResolver("session", [SECRET], clock=time.time)
+    warm = FlaskSessionResolver("session", [SHOP_SECRET], clock=time.time)
+    cold = FlaskSessionResolver("session", [SHOP_SECRET], clock=time.time)
     assert warm(scope) is not None
 
     def decode() -> object:
