@@ -3,7 +3,9 @@ read by the resolver, the middleware in front of a shop keeping a Flask session,
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,9 @@ from flask_login import LoginManager, login_user, logout_user
 
 from tests.flask_shop import OLD_SECRET, SECRET, flask_app, scope_with, sign
 from tests.harness import ADMIN_PHONE, Harness
+from tfa_middleware import load_settings
 from tfa_middleware.cli import main
+from tfa_middleware.identity import Identity, build_resolver
 from tfa_middleware.identity.flask import FlaskSessionResolver
 
 LOG = "tfa_middleware"
@@ -199,3 +203,33 @@ def test_doctor_explains_a_flask_cookie(
         assert line in lines
     assert value not in out
     assert SECRET not in out
+
+
+# --------------------------------------------------------------------------- examples/flask_login
+
+
+def test_the_flask_login_example_is_read_with_its_own_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "flask_login"
+    monkeypatch.setenv("FLASK_SECRET", SECRET)
+    monkeypatch.setenv("TFA_SECRET_KEY", "e" * 40)
+    spec = importlib.util.spec_from_file_location("flask_login_example", example / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    shop: Flask = module.app
+    client = shop.test_client()
+    assert client.get("/admin/").status_code == 302  # the shop's own login_required
+    client.post("/admin/login", data={"name": "alice", "password": "alice-password"})
+    assert "Orders of alice" in client.get("/admin/").text
+    value = client.get_cookie("session")
+    assert value is not None
+
+    settings = load_settings(example / "config.yaml")
+    admin = settings.interfaces["admin"]
+    resolver = build_resolver(admin.identity, trusted_proxies=(), where="interfaces.admin.identity")
+    found = resolver(scope_with(f"session={value.value}".encode()))
+    assert isinstance(found, Identity)
+    assert found.user_id == "1"
+    assert found.session_id is not None
