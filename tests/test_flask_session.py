@@ -73,6 +73,12 @@ def test_the_first_of_two_session_cookies_counts_as_in_flask() -> None:
     assert session["_user_id"] == "victim"
 
 
+def test_several_cookie_headers_are_joined_as_werkzeug_joins_them() -> None:
+    first, second = sign({**LOGIN, "_user_id": "first"}, at=T0), sign(LOGIN, at=T0)
+    scope = scope_with(f"theme=dark; session={first}".encode(), f"session={second}".encode())
+    assert resolver()(scope) == Identity("first", SID)
+
+
 def test_another_cookie_name_and_salt() -> None:
     custom = FlaskSessionResolver("shop", [SECRET], clock=FakeClock(), salt="my-salt")
     value = sign(LOGIN, at=T0, salt="my-salt").encode()

@@ -1,7 +1,7 @@
 """Identity resolvers: who has the shop logged in, for this request?
 
 A resolver is any callable that takes the ASGI scope and returns an :class:`Identity` (or a plain
-user id string), or None when nobody is logged in. Five come built in and are chosen per
+user id string), or None when nobody is logged in. Six come built in and are chosen per
 interface in the YAML file (``identity: {from: ...}``). A shop with its own scheme points
 ``from: callable`` at a function, async or sync (a sync one runs in a worker thread, so it may
 block, e.g. on Django's ORM)::
@@ -29,7 +29,8 @@ Three answers, and the difference matters:
 When a resolver also gives a shop session id, the proof cookie is bound to it: logging out of the
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
 
-The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.request`
+The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.flask` (a
+Flask shop's cookie; imported only when configured), :mod:`.request`
 (``scope["user"]``, a proxy's header, the shop's function); :mod:`.base` holds what they share.
 """
 

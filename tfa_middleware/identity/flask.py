@@ -57,7 +57,7 @@ def _werkzeug_parser() -> Callable[[str], Mapping[str, str]]:
     from werkzeug.sansio.http import parse_cookie
 
     def parse(header: str) -> dict[str, str]:
-        return dict(parse_cookie(header))  # a MultiDict: dict() keeps each name's first value
+        return parse_cookie(header).to_dict()  # each name's first value, as request.cookies.get
 
     return parse
 
