@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import text
@@ -25,8 +26,8 @@ def require_postgres() -> bool:
     return os.environ.get("TFA_REQUIRE_POSTGRES") == "1"
 
 
-async def postgres_store() -> AsyncIterator[Store]:
-    """A Store on a schema made for this test and dropped after it: runs never see each other's rows."""
+def _url_or_skip() -> str:
+    """The PostgreSQL URL; without one, a skip (a failure under CI, which requires PostgreSQL)."""
     url = postgres_url()
     if url is None:
         if require_postgres():
@@ -34,6 +35,18 @@ async def postgres_store() -> AsyncIterator[Store]:
         pytest.skip(
             "PostgreSQL tests need TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)"
         )
+    return url
+
+
+def _unusable(url: str, exc: Exception) -> NoReturn:
+    if require_postgres():
+        pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
+    pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+
+
+async def postgres_store() -> AsyncIterator[Store]:
+    """A Store on a schema made for this test and dropped after it: runs never see each other's rows."""
+    url = _url_or_skip()
     schema = f"tfa_test_{secrets.token_hex(6)}"
     admin = create_async_engine(url)
     try:
@@ -41,9 +54,7 @@ async def postgres_store() -> AsyncIterator[Store]:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
         await admin.dispose()
-        if require_postgres():
-            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
-        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+        _unusable(url, exc)
     engine = create_async_engine(url, connect_args={"server_settings": {"search_path": schema}})
     store = Store(url, engine=engine, auto_migrate=True)
     try:
@@ -56,14 +67,10 @@ async def postgres_store() -> AsyncIterator[Store]:
 
 
 async def fresh_postgres_database() -> AsyncIterator[str]:
-    """The URL of a PostgreSQL database of its own, dropped afterwards (the ``postgres_database`` fixture)."""
-    """The URL of a PostgreSQL database made for this test and dropped after it (for code that
-    takes a URL, like the CLI or a server in another process, where a schema cannot be set)."""
-    url = postgres_url()
-    if url is None:
-        if require_postgres():
-            pytest.fail("TFA_REQUIRE_POSTGRES=1 but TFA_TEST_POSTGRES_URL is not set")
-        pytest.skip("needs TFA_TEST_POSTGRES_URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test)")
+    """The URL of a PostgreSQL database made for this test and dropped after it (the
+    ``postgres_database`` fixture: for code that takes a URL, like the CLI or a server in another
+    process, where a schema cannot be set)."""
+    url = _url_or_skip()
     name = f"tfa_test_{secrets.token_hex(6)}"
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -71,9 +78,7 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         await admin.dispose()
-        if require_postgres():
-            pytest.fail(f"TFA_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unusable: {exc}")
-        pytest.skip(f"PostgreSQL at {url} is unusable: {exc}")
+        _unusable(url, exc)
     try:
         yield url.rsplit("/", 1)[0] + f"/{name}"
     finally:

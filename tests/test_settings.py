@@ -905,6 +905,8 @@ def test_bad_allowed_regions_are_refused_with_the_key_path(
 ) -> None:
     problems = problems_of(tmp_path, patched({"limits": limits}))
     assert any(p.startswith(expected) for p in problems), problems
+
+
 def test_a_manager_reaches_only_their_own_interface_unless_the_settings_say_more(tmp_path: Path) -> None:
     plain = load_settings(write(tmp_path, yaml.safe_dump(base_config())), environ={})
     assert plain.interface("admin").manage_interfaces == ("admin",)
@@ -947,3 +949,75 @@ def test_each_identity_source_is_its_own_model_with_only_its_keys(good: Settings
 def test_settings_are_immutable(good: Settings) -> None:
     with pytest.raises(ValueError, match="frozen"):
         good.interface("admin").path_prefix = "/"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- edges of the value checks
+
+
+def loaded(**sections: Any) -> Settings | list[str]:
+    """The base file with these sections; its settings, or the problems it is refused with."""
+    try:
+        return settings_from_mapping({**base_config(), **sections}, environ={})
+    except ConfigError as exc:
+        return exc.problems
+
+
+def regions_of(**limits: Any) -> tuple[str, ...]:
+    settings = loaded(limits=limits)
+    assert isinstance(settings, Settings), settings
+    return settings.limits.allowed_regions
+
+
+def test_a_region_list_is_read_up_to_its_star() -> None:
+    uk = "'uk' is not a region phonenumbers knows (ISO 3166-1 alpha-2, e.g. US, GB, DE)"
+    problems = loaded(limits={"allowed_regions": ["uk", " us ", "*", "XX"]})
+    assert problems == [f"limits.allowed_regions[0]: {uk}; the United Kingdom is GB"]
+    assert regions_of(allowed_regions=["us", "*", "XX"]) == ("*",)
+    assert regions_of(allowed_regions=[" gb", "us", "GB"]) == ("GB", "US")
+
+
+def test_a_calling_code_list_is_read_up_to_its_star() -> None:
+    problems = loaded(limits={"allowed_country_codes": ["+44", 999, "*", "abc"]})
+    assert isinstance(problems, list)
+    assert [p.partition(":")[0] for p in problems] == [f"limits.allowed_country_codes[{i}]" for i in (0, 1)]
+    assert problems[1] == "limits.allowed_country_codes[1]: '999' is not a country calling code"
+    assert regions_of(allowed_country_codes=["31", "+31", 49]) == ("NL", "DE")
+    assert regions_of(allowed_country_codes=["31", "*", "abc"]) == ("*",)
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [
+        ({"api_url": " https://api.example.com// "}, ("api_url", "https://api.example.com")),
+        ({"email_domain": "Users.Example.COM"}, ("email_domain", "users.example.com")),
+    ],
+)
+def test_provider_values_are_normalised(provider: dict[str, Any], expected: tuple[str, str]) -> None:
+    settings = loaded(provider=provider)
+    assert isinstance(settings, Settings)
+    assert getattr(settings.provider, expected[0]) == expected[1]
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"provider": {"api_url": "https://"}}, ["provider.api_url: must be an http:// or https:// URL"]),
+        ({"branding": {"title": "Shop\x7f"}}, ["branding.title: must be one line of at most 80 characters"]),
+        (
+            {"provider": {"name": "twilio_verify", "production_mode": True, "auth_token": ""}},
+            [
+                f"provider.{key}: is required with name: twilio_verify and production_mode: true"
+                for key in ("account_sid", "auth_token", "service_sid")
+            ],
+        ),
+        (
+            {"provider": {"production_mode": True, "api_url": "http://api.example.com"}},
+            [
+                "provider.production_mode: the sandbox provider never sends anything; set production_mode: "
+                "false, or choose the authy or twilio_verify provider"
+            ],
+        ),
+    ],
+)
+def test_edges_of_the_value_checks(sections: dict[str, Any], expected: list[str]) -> None:
+    assert loaded(**sections) == expected

@@ -4,12 +4,9 @@ Every problem in a file is reported at once by its key path
 (``interfaces.admin.path_prefix: must start with '/'``); unknown keys are refused, because a typo
 must never silently switch protection off. Strings may use ``${NAME}`` or ``${NAME:-default}`` so
 that secrets stay in the environment; secrets are kept in :class:`Secret`, which never prints.
-
-pydantic does the types, the required and unknown keys and the masking; our modules say what it
-cannot: ``types`` (shared value types, our error texts), ``interfaces`` (an interface and its
-identity source, one model per ``from:``), ``sections`` (provider, limits and regions, branding,
-pool), ``model`` (the whole file, the checks between sections), ``loader`` (YAML, ``${VAR}``, and
-pydantic's errors in the words users read).
+The modules: ``types`` (the section base, shared value types), ``interfaces`` (an interface and
+its identity sources), ``sections`` (provider, limits, branding, pool), ``model`` (the whole file),
+``loader`` (YAML, ``${VAR}``, pydantic's errors in the words users read).
 """
 
 from __future__ import annotations

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, StrictInt
+from pydantic import BeforeValidator, Field, StrictBool, StrictInt, StrictStr
 
-from .types import NonEmpty, SecretText, Section, ShopCookieName, between, one_as_list
+from .types import NonEmpty, SecretText, Section, between, check, one_as_list
 
 # Flask's PERMANENT_SESSION_LIFETIME default. Flask checks every session cookie's age against it,
 # permanent or not (SecureCookieSessionInterface.open_session), so the default agrees with Flask's.
 FLASK_SESSION_LIFETIME = 31 * 24 * 3600
+ShopCookieName = Annotated[
+    StrictStr, check(r"[A-Za-z0-9_\-]{1,64}", "must be 1-64 letters, digits, '_' or '-'")
+]
 
 
 class FlaskSessionSource(Section):

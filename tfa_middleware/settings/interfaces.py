@@ -1,10 +1,8 @@
 """``interfaces.<name>``: one protected part of the shop, chosen by path prefix, and its
 ``identity``: one model per ``from:`` (a discriminated union), so each source carries exactly its
-own keys, typed and required where it needs them; :mod:`tfa_middleware.identity` builds the
-resolvers from them.
+own keys; :mod:`tfa_middleware.identity` builds the resolvers from them.
 
-The checks between keys of one interface (pages and exemptions inside the prefix, a logout that
-opens nothing, roles that can be read) are validators of the later key, run on the earlier keys
+The checks between keys of one interface are validators of the later key, run on the earlier keys
 that validated: a type error elsewhere in the interface hides none of them.
 """
 
@@ -12,36 +10,45 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    Discriminator,
-    Field,
-    StrictBool,
-    StrictInt,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
 from .flask_session import FlaskSessionSource
-from .types import (
-    CookieName,
-    Dotted,
-    Identifier,
-    NonEmpty,
-    OneOrMore,
-    Path,
-    Prefix,
-    SecretText,
-    Section,
-    ShopCookieName,
-    StrList,
-    as_prefix,
-    between,
-    inside,
-    invalid,
-    path_problem,
-    problems,
-)
+from .types import NonEmpty, OneOrMore, SecretText, Section, StrList, between, check, invalid, raise_any
+
+_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
+_NOT_COOKIE = "must be 1-64 letters, digits, '_' or '-'"
+_DOTTED = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
+
+
+def path_problem(text: str) -> str | None:
+    if not text.startswith("/"):
+        return "must start with '/'"
+    if any(ord(c) < 0x21 or c in "\\?#%" for c in text):
+        return "must be a plain path (no spaces, control characters, '\\', '?', '#', '%')"
+    segments = text.split("/")
+    if "" in segments[1:-1] or "." in segments or ".." in segments:
+        return "must not contain '//', '/./' or '/../'"
+    return None
+
+
+def _path(text: str) -> str:
+    if problem := path_problem(text):
+        raise invalid(problem)
+    return text
+
+
+def as_prefix(text: str) -> str:
+    return text.lower().rstrip("/") or "/"
+
+
+def inside(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
+Path = Annotated[StrictStr, AfterValidator(_path)]
+Prefix = Annotated[Path, AfterValidator(as_prefix)]
+CookieName = Annotated[StrictStr, check("(?!__)" + _COOKIE, _NOT_COOKIE + " and not start with '__'")]
+Dotted = Annotated[StrictStr, check(_DOTTED, "must look like package.module:function")]
 
 
 class _SessionKeys(Section):
@@ -60,7 +67,7 @@ class StarletteSessionCookieSource(_SessionKeys):
     """The shop's Starlette session cookie, read and checked here with the shop's secret."""
 
     source: Literal["starlette_session_cookie"] = Field(default="starlette_session_cookie", alias="from")
-    cookie: ShopCookieName = "session"
+    cookie: Annotated[StrictStr, check(_COOKIE, _NOT_COOKIE)] = "session"
     secret_key: SecretText
     # None: the signature alone decides, as the shop's own middleware judges the age; a stricter
     # age here would read a session the shop still honours as "nobody".
@@ -78,7 +85,7 @@ class ScopeUserSource(Section):
     """``scope["user"]`` (Starlette's ``AuthenticationMiddleware``)."""
 
     source: Literal["scope_user"] = Field(default="scope_user", alias="from")
-    attribute: Identifier = "identity"
+    attribute: Annotated[StrictStr, check(str.isidentifier, "must be a Python attribute name")] = "identity"
     require: Annotated[OneOrMore, AfterValidator(_identifiers)] = ()  # attributes that must be true
 
 
@@ -99,6 +106,14 @@ class CallableSource(Section):
     blocking: StrictBool = True
 
 
+_SOURCES = (
+    SessionSource,
+    StarletteSessionCookieSource,
+    FlaskSessionSource,
+    ScopeUserSource,
+    HeaderSource,
+    CallableSource,
+)
 IdentitySettings = Annotated[
     SessionSource
     | StarletteSessionCookieSource
@@ -106,19 +121,9 @@ IdentitySettings = Annotated[
     | ScopeUserSource
     | HeaderSource
     | CallableSource,
-    Discriminator("source"),
+    Field(discriminator="source"),
 ]
-SOURCE_MODELS: dict[str, type[Section]] = {
-    model.model_fields["source"].default: model
-    for model in (
-        SessionSource,
-        StarletteSessionCookieSource,
-        FlaskSessionSource,
-        ScopeUserSource,
-        HeaderSource,
-        CallableSource,
-    )
-}
+SOURCE_MODELS: dict[str, type[Section]] = {model.model_fields["source"].default: model for model in _SOURCES}
 IDENTITY_SOURCES = tuple(SOURCE_MODELS)
 
 
@@ -192,25 +197,17 @@ class InterfaceSettings(Section):
     @classmethod
     def _exemptions(cls, entries: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
-        found = [
-            (f"[{i}]", p)
-            for i, entry in enumerate(entries)
-            if (p := _exemption_problem(entry, prefix, pages))
-        ]
-        if found:
-            raise problems(found)
+        raise_any((f"[{i}]", p) for i, e in enumerate(entries) if (p := _exemption_problem(e, prefix, pages)))
         return tuple(entry.lower() for entry in entries)
 
     @field_validator("manage")
     @classmethod
     def _roles_readable(cls, manage: ManageSettings, info: ValidationInfo) -> ManageSettings:
         identity = info.data.get("identity")
-        readable = (
-            identity is None or isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
-        )
-        if manage.allow_roles and not readable:
+        readable = isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
+        if manage.allow_roles and identity and not readable:
             why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
-            raise problems([("allow_roles", why)])
+            raise_any([("allow_roles", why)])
         return manage
 
     @field_validator("logout_url")
@@ -237,7 +234,6 @@ def _exemption_problem(entry: str, prefix: str | None, pages: str | None) -> str
         return f"{entry!r} is outside path_prefix {prefix!r}"
     if normal == prefix:
         return "exempting the whole prefix disables the interface; use enabled: false"
-    covers = inside(pages, normal) if entry.endswith("/") else normal == pages
-    if covers:
+    if inside(pages, normal) if entry.endswith("/") else normal == pages:
         return f"{entry!r} covers pages_path {pages!r}, so the challenge pages could never be reached"
     return None

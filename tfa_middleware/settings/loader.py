@@ -21,27 +21,12 @@ from pydantic_core import ErrorDetails
 from ..errors import ConfigError
 from .interfaces import IDENTITY_SOURCES, NAME_KEY, SOURCE_MODELS, InterfaceSettings, ManageSettings
 from .model import Settings
-from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import INVALID, PROBLEMS, Section, kind
+from .types import PROBLEMS, kind
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECTIONS: dict[str, type[Section]] = {
-    "provider": ProviderSettings,
-    "limits": LimitSettings,
-    "database_pool": PoolSettings,
-    "branding": BrandingSettings,
-}
-_TYPES = {
-    "bool_type": "expected true or false",
-    "int_type": "expected a whole number",
-    "float_type": "expected a number",
-    "string_type": "expected a string",
-    "tuple_type": "expected a list",
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "model_attributes_type": "expected a mapping",
-}
+_TYPES = {"bool_type": "true or false", "int_type": "a whole number", "float_type": "a number"}
+_TYPES |= {"string_type": "a string", "tuple_type": "a list", "list_type": "a list"}
+_TYPES |= dict.fromkeys(("dict_type", "model_type", "model_attributes_type"), "a mapping")
 IDENTITY_REQUIRED = (
     "is required, e.g. {from: starlette_session_cookie, cookie: session, "
     "secret_key: ${SHOP_SECRET}, key: user_id}"
@@ -145,7 +130,7 @@ def explain(error: ErrorDetails) -> list[str]:
     under_identity = len(loc) > 3 and loc[0] == "interfaces" and loc[2] == "identity"
     tag = str(loc[3]) if under_identity else None
     keys = loc[:3] + loc[4:] if under_identity else loc
-    if keys and isinstance(keys[-1], int) and kind_ not in (INVALID, PROBLEMS):
+    if keys and isinstance(keys[-1], int) and kind_ != PROBLEMS:
         return [f"{_path(keys[:-1])}: item {keys[-1]}: {_message(error, keys, tag)}"]
     if kind_ == PROBLEMS:
         base = ".".join(str(k) for k in keys)
@@ -163,8 +148,6 @@ def _path(keys: tuple[int | str, ...]) -> str:
 
 def _message(error: ErrorDetails, keys: tuple[int | str, ...], tag: str | None) -> str:
     kind_, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
-    if kind_ == INVALID:
-        return str(ctx["message"])
     if kind_ == "missing":
         if keys == ("interfaces",):
             return "is required (at least one interface, e.g. admin)"
@@ -180,20 +163,17 @@ def _message(error: ErrorDetails, keys: tuple[int | str, ...], tag: str | None) 
     if kind_ == "dict_type" and keys == ("interfaces",):
         return f"expected a mapping of interface names, got {kind(value)}"
     if kind_ in _TYPES:
-        return f"{_TYPES[kind_]}, got {kind(value)}"
+        return f"expected {_TYPES[kind_]}, got {kind(value)}"
     return str(error["msg"])  # not one the file can cause; pydantic's own words, then
 
 
 def _known_keys(section: tuple[int | str, ...]) -> list[str]:
-    if not section:
-        model: type[Section] = Settings
-    elif section[0] == "interfaces":
+    model: Any = Settings
+    if section and section[0] == "interfaces":
         model = InterfaceSettings if len(section) == 2 else ManageSettings
-    else:
-        model = _SECTIONS[str(section[0])]
-    return sorted(
-        field.alias or key for key, field in model.model_fields.items() if field.validation_alias != NAME_KEY
-    )
+    elif section:
+        model = Settings.model_fields[str(section[0])].annotation
+    return sorted(f.alias or key for key, f in model.model_fields.items() if f.validation_alias != NAME_KEY)
 
 
 def _tag_problem(error: ErrorDetails, path: str) -> str:

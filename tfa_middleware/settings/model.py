@@ -1,9 +1,5 @@
-"""The whole file: :class:`Settings`, and the checks between its sections.
-
-Those checks (two interfaces on one prefix or one cookie, a header identity without
-``trusted_proxies``, ``manage.interfaces`` naming an interface the file lacks, public example
-keys in production) run once every section has validated.
-"""
+"""The whole file: :class:`Settings`, and the checks between its sections, run once every
+section has validated."""
 
 from __future__ import annotations
 
@@ -27,11 +23,12 @@ from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
 from .flask_session import FlaskSessionSource
-from .interfaces import NAME_KEY, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
+from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import Dotted, NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
+from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
 MIN_SECRET_KEY_LENGTH = 32
+_SESSION_COOKIE_SOURCES = (StarletteSessionCookieSource, FlaskSessionSource)  # the shop's cookie, its secret
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
 NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,7 +39,7 @@ def _signing_keys(keys: tuple[Secret, ...]) -> tuple[Secret, ...]:
     if not keys:
         raise invalid("needs at least one key")
     short = f"must be at least {MIN_SECRET_KEY_LENGTH} characters (make one with: {NEW_KEY})"
-    raise_any([("", f"item {i}: {short}") for i, key in enumerate(keys) if len(key) < MIN_SECRET_KEY_LENGTH])
+    raise_any(("", f"item {i}: {short}") for i, key in enumerate(keys) if len(key) < MIN_SECRET_KEY_LENGTH)
     return keys
 
 
@@ -52,18 +49,15 @@ def _database_url(value: Any) -> Any:
 
     if not isinstance(value, str):
         return value
-    text = value.strip()
-    if not text:
+    if not (text := value.strip()):
         raise invalid("must not be empty")
     try:
-        url = make_url(text)
+        driver = make_url(text).drivername
     except ArgumentError:
         raise invalid("is not a database URL (expected e.g. sqlite+aiosqlite:///./tfa.sqlite3)") from None
-    if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
-        raise invalid(
-            f"driver {url.drivername!r} is not supported "
-            "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB)"
-        )
+    if driver not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        use = "(use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB)"
+        raise invalid(f"driver {driver!r} is not supported {use}")
     return text
 
 
@@ -87,10 +81,11 @@ def _directory(text: str) -> str:
     return text
 
 
+SigningKeys = Annotated[tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)]
+
+
 class Settings(Section):
-    secret_keys: Annotated[
-        tuple[Secret, ...], BeforeValidator(one_as_list), AfterValidator(_signing_keys)
-    ]  # newest last; the older ones still verify (rotation)
+    secret_keys: SigningKeys  # newest last; the older ones still verify (rotation)
     database_url: Annotated[Secret, BeforeValidator(_database_url)] = Secret(DEFAULT_DATABASE_URL)
     revocation_check_seconds: Annotated[StrictFloat, between(0, 300)] = 10.0
     trusted_proxies: Annotated[tuple[Network, ...], BeforeValidator(_networks)] = ()
@@ -127,7 +122,7 @@ class Settings(Section):
             described = out["interfaces"][name]
             described["manage"]["interfaces"] = list(iface.manage_interfaces)
             described["identity"] = {"from": described["identity"].pop("from"), **described["identity"]}
-        return dict(out)
+        return out
 
     @field_validator("interfaces", mode="wrap")
     @classmethod
@@ -149,17 +144,13 @@ class Settings(Section):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         found = [*_shared_places(self.interfaces.values()), *_unknown_managed(self.interfaces)]
+        header = "from: header needs trusted_proxies (the addresses allowed to set that header)"
         found += [
-            (
-                f"interfaces.{iface.name}.identity",
-                "from: header needs trusted_proxies (the addresses allowed to set that header)",
-            )
+            (f"interfaces.{iface.name}.identity", header)
             for iface in self.interfaces.values()
             if isinstance(iface.identity, HeaderSource) and not self.trusted_proxies
         ]
-        if self.provider.production_mode:
-            found += _public_keys(self)
-        raise_any(found)
+        raise_any(found + (_public_keys(self) if self.provider.production_mode else []))
         return self
 
 
@@ -169,31 +160,20 @@ def _shared_places(interfaces: Collection[InterfaceSettings]) -> list[tuple[str,
     found: list[tuple[str, str]] = []
     prefixes: dict[str, str] = {}
     cookies: dict[str, str] = {}
-    session_cookies = {
-        i.identity.cookie: i.name
-        for i in interfaces
-        if isinstance(i.identity, StarletteSessionCookieSource | FlaskSessionSource)
+    sessions = {
+        i.identity.cookie: i.name for i in interfaces if isinstance(i.identity, _SESSION_COOKIE_SOURCES)
     }
     for iface in interfaces:
-        at = f"interfaces.{iface.name}"
-        other = prefixes.setdefault(iface.path_prefix, iface.name) if iface.enabled else iface.name
-        if other != iface.name:
+        at, cookie = f"interfaces.{iface.name}", iface.proof_cookie
+        if iface.enabled and (other := prefixes.setdefault(iface.path_prefix, iface.name)) != iface.name:
             found.append(
                 (f"{at}.path_prefix", f"{iface.path_prefix!r} is already used by interfaces.{other}")
             )
-        other = cookies.setdefault(iface.proof_cookie, iface.name)
-        if other != iface.name:
-            found.append(
-                (f"{at}.proof_cookie", f"{iface.proof_cookie!r} is already used by interfaces.{other}")
-            )
-        if iface.proof_cookie in session_cookies:
-            found.append(
-                (
-                    f"{at}.proof_cookie",
-                    f"{iface.proof_cookie!r} is the shop's session cookie "
-                    f"(interfaces.{session_cookies[iface.proof_cookie]}.identity.cookie)",
-                )
-            )
+        if (other := cookies.setdefault(cookie, iface.name)) != iface.name:
+            found.append((f"{at}.proof_cookie", f"{cookie!r} is already used by interfaces.{other}"))
+        if cookie in sessions:
+            session = f"interfaces.{sessions[cookie]}.identity.cookie"
+            found.append((f"{at}.proof_cookie", f"{cookie!r} is the shop's session cookie ({session})"))
     return found
 
 
@@ -215,16 +195,13 @@ def _public_keys(settings: Settings) -> list[tuple[str, str]]:
         for i, key in enumerate(settings.secret_keys)
         if is_public(key.reveal())
     ]
-    for name, iface in settings.interfaces.items():
-        if isinstance(iface.identity, StarletteSessionCookieSource | FlaskSessionSource) and is_public(
-            iface.identity.secret_key.reveal()
-        ):
-            found.append(
-                (
-                    f"interfaces.{name}.identity.secret_key",
-                    f"{why}; give the shop's SessionMiddleware a secret of its own and the same one here",
-                )
-            )
+    own = "give the shop's session a secret of its own and the same one here"
+    found += [
+        (f"interfaces.{name}.identity.secret_key", f"{why}; {own}")
+        for name, iface in settings.interfaces.items()
+        if isinstance(iface.identity, _SESSION_COOKIE_SOURCES)
+        and is_public(iface.identity.secret_key.reveal())
+    ]
     return found
 
 

@@ -6,7 +6,8 @@ import re
 from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import urlsplit
 
-import phonenumbers
+from phonenumbers import SUPPORTED_REGIONS as REGIONS
+from phonenumbers import region_codes_for_country_code
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -21,7 +22,7 @@ from pydantic import (
 )
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
-from .types import NonEmpty, Secret, Section, between, check, invalid, problems, raise_any, sid
+from .types import NonEmpty, Secret, Section, StrList, between, check, invalid, raise_any, sid
 
 ProviderName = Literal["sandbox", "authy", "twilio_verify"]
 PROVIDER_NAMES: tuple[str, ...] = get_args(ProviderName)
@@ -30,10 +31,20 @@ MAX_CODE_TTL_SECONDS = 600  # security requirement 4: a code lives at most 10 mi
 HOURLY_FAILURE_CEILING = 100  # security requirement 6: never more, whatever the file says
 MIN_BRAND_CONTRAST = 4.5  # WCAG AA for normal text: white on the colour, the colour on white
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HTTP = r"(?s)https?://[^\s/]+.*"
+Url = Annotated[NonEmpty, check(_HTTP, "must be an http:// or https:// URL", lambda t: t.rstrip("/"))]
 
 
-def _default_api_url(data: dict[str, Any]) -> str | None:
-    return DEFAULT_API_URLS.get(data.get("name", "sandbox"))
+def _domain(text: str) -> str:
+    if len(text) > 200 or not re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})+", text.lower()):
+        raise invalid("must be a domain name, e.g. users.invalid or 2fa.example.com")
+    return text.lower()
+
+
+_HTTPS_ONLY = (
+    "must be an https:// URL in production mode (http:// only to 127.0.0.1 or localhost, "
+    "e.g. `tfa-middleware fake-provider`): the credentials travel with every request"
+)
 
 
 def _loopback(url: str) -> bool:
@@ -51,28 +62,11 @@ class ProviderSettings(Section):
     name: ProviderName = "sandbox"
     production_mode: StrictBool = False
     #: The provider's base URL: ``DEFAULT_API_URLS[name]`` unless the file says otherwise.
-    api_url: (
-        Annotated[
-            NonEmpty,
-            check(
-                re.compile(r"https?://[^\s/]+").match,
-                "must be an http:// or https:// URL",
-                lambda t: t.rstrip("/"),
-            ),
-        ]
-        | None
-    ) = Field(default_factory=_default_api_url)
+    api_url: Url | None = Field(default_factory=lambda data: DEFAULT_API_URLS.get(data.get("name")))
     timeout_seconds: Annotated[StrictFloat, between(0.1, 60)] = 5.0
     # authy; emails are pseudonymous (<keyed hash of the user id>@email_domain) unless email_from_user
     api_key: Secret | None = None
-    email_domain: Annotated[
-        NonEmpty,
-        check(
-            lambda t: len(t) <= 200 and re.fullmatch(rf"{_LABEL}(?:\.{_LABEL})+", t.lower()),
-            "must be a domain name, e.g. users.invalid or 2fa.example.com",
-            str.lower,
-        ),
-    ] = "users.invalid"
+    email_domain: Annotated[NonEmpty, AfterValidator(_domain)] = "users.invalid"
     email_from_user: StrictBool = False  # opt-in: send the user id when it is an email address
     # twilio_verify; with api_key_sid (SK...), Basic auth with that API key, auth_token being its secret
     account_sid: Annotated[StrictStr, sid("AC")] | None = None
@@ -90,28 +84,12 @@ class ProviderSettings(Section):
             return self
         if self.name == "sandbox":
             why = "the sandbox provider never sends anything; set production_mode: false, or choose "
-            why += "the authy or twilio_verify provider"
-            raise problems([("production_mode", why)])
-        needed: dict[str, object] = (
-            {"api_key": self.api_key}
-            if self.name == "authy"
-            else {
-                "account_sid": self.account_sid,
-                "auth_token": self.auth_token,
-                "service_sid": self.service_sid,
-            }
-        )
-        found = [
-            (key, f"is required with name: {self.name} and production_mode: true")
-            for key, value in needed.items()
-            if not (value.reveal() if isinstance(value, Secret) else value)
-        ]
+            raise_any([("production_mode", why + "the authy or twilio_verify provider")])
+        needed = ("api_key",) if self.name == "authy" else ("account_sid", "auth_token", "service_sid")
+        required = f"is required with name: {self.name} and production_mode: true"
+        found = [(key, required) for key in needed if not getattr(self, key)]  # an empty Secret is false
         if self.api_url and not self.api_url.startswith("https://") and not _loopback(self.api_url):
-            why = (
-                "must be an https:// URL in production mode (http:// only to 127.0.0.1 or localhost, "
-                "e.g. `tfa-middleware fake-provider`): the credentials travel with every request"
-            )
-            found.append(("api_url", why))
+            found.append(("api_url", _HTTPS_ONLY))
         raise_any(found)
         return self
 
@@ -131,42 +109,37 @@ _REGION_HINTS = {"UK": "; the United Kingdom is GB", "EL": "; Greece is GR", "KO
 def _no_booleans(value: Any) -> Any:
     """YAML 1.1 reads an unquoted NO (Norway) as false: say so rather than "expected a string"."""
     quote = 'not a region: quote the codes, e.g. ["NO"] (YAML reads an unquoted NO as false)'
-    if isinstance(value, list) and (bad := [(i, v) for i, v in enumerate(value) if isinstance(v, bool)]):
-        raise problems((f"[{i}]", f"got {str(v).lower()}, {quote}") for i, v in bad)
+    if isinstance(value, list):
+        raise_any(
+            (f"[{i}]", f"got {str(v).lower()}, {quote}") for i, v in enumerate(value) if isinstance(v, bool)
+        )
     return value
+
+
+def _star(items: list[str]) -> int:
+    """Where ``"*"`` (every region) is: the items after it are not read."""
+    return items.index("*") if "*" in items else len(items)
 
 
 def _regions(items: tuple[str, ...]) -> tuple[str, ...]:
     if not items:
         raise invalid('needs at least one region (or "*" for every region)')
-    regions: list[str] = []
-    found: list[tuple[str, str]] = []
-    for i, item in enumerate(items):
-        region = item.strip().upper()
-        if region == "*":
-            regions = ["*"]
-            break
-        if region not in phonenumbers.SUPPORTED_REGIONS:
-            known = "(ISO 3166-1 alpha-2, e.g. US, GB, DE)"
-            found.append(
-                (
-                    f"[{i}]",
-                    f"{item!r} is not a region phonenumbers knows {known}{_REGION_HINTS.get(region, '')}",
-                )
-            )
-        elif region not in regions:
-            regions.append(region)
-    raise_any(found)
-    return tuple(regions)
-
-
-def _given_or_default(value: Any, handler: Handler, info: ValidationInfo) -> Any:
-    """Not given: the regions of ``allowed_country_codes`` when that is given, else the default."""
-    return (
-        handler(value)
-        if value is not None
-        else info.data.get("allowed_country_codes") or DEFAULT_ALLOWED_REGIONS
+    regions = [item.strip().upper() for item in items]
+    star = _star(regions)
+    known = "(ISO 3166-1 alpha-2, e.g. US, GB, DE)"
+    raise_any(
+        (f"[{i}]", f"{items[i]!r} is not a region phonenumbers knows {known}{_REGION_HINTS.get(region, '')}")
+        for i, region in enumerate(regions[:star])
+        if region not in REGIONS
     )
+    return ("*",) if star < len(items) else tuple(dict.fromkeys(regions))
+
+
+def _default(value: Any, handler: Handler, info: ValidationInfo) -> Any:
+    """Not given: the regions of ``allowed_country_codes`` when that is given, else the default."""
+    if value is None:
+        return info.data.get("allowed_country_codes") or DEFAULT_ALLOWED_REGIONS
+    return handler(value)
 
 
 def _codes_as_text(value: Any) -> Any:
@@ -180,36 +153,33 @@ def _code_regions(items: tuple[str, ...]) -> tuple[str, ...]:
     let Jamaica through for a shop that means the US and Canada."""
     if not items:
         raise invalid('needs at least one calling code (or "*" for every country)')
+    star = _star([item.strip() for item in items])
     regions: list[str] = []
     found: list[tuple[str, str]] = []
-    for i, item in enumerate(items):
-        if item.strip() == "*":
-            regions = ["*"]
-            break
+    for i, item in enumerate(items[:star]):
         code = item.strip().lstrip("+")
         # Non-geographic codes (+800, +882 …) belong to region "001", where no SMS goes.
         shared = [
-            r
-            for r in phonenumbers.region_codes_for_country_code(int(code) if code.isdigit() else 0)
-            if r in phonenumbers.SUPPORTED_REGIONS
+            r for r in region_codes_for_country_code(int(code) if code.isdigit() else 0) if r in REGIONS
         ]
         if not (code.isdigit() and 1 <= len(code) <= 3):
             found.append((f"[{i}]", f'{item!r} is not a country calling code (1 to 3 digits, or "*")'))
         elif not shared:
             found.append((f"[{i}]", f"{item!r} is not a country calling code"))
         elif len(shared) > 1:
-            example = "[US, CA]" if code == "1" else f"[{shared[0]}]"
-            why = (
-                f"list the ones you mean under limits.allowed_regions instead, "
-                f"e.g. allowed_regions: {example}"
-            )
+            why = "list the ones you mean under limits.allowed_regions instead, e.g. allowed_regions: "
+            why += "[US, CA]" if code == "1" else f"[{shared[0]}]"
             found.append(
                 (f"[{i}]", f"+{code} is shared by {len(shared)} regions ({', '.join(shared)}): {why}")
             )
-        elif shared[0] not in regions:
+        else:
             regions.append(shared[0])
     raise_any(found)
-    return tuple(regions)
+    return ("*",) if star < len(items) else tuple(dict.fromkeys(regions))
+
+
+CallingCodes = Annotated[StrList, BeforeValidator(_codes_as_text), AfterValidator(_code_regions)]
+Regions = Annotated[StrList, BeforeValidator(_no_booleans), AfterValidator(_regions), WrapValidator(_default)]
 
 
 class LimitSettings(Section):
@@ -229,16 +199,8 @@ class LimitSettings(Section):
     send_budget_per_hour: Annotated[StrictInt, between(1, 1_000_000)] = 300
     send_budget_per_day: Annotated[StrictInt, between(1, 1_000_000)] = 2000
     # The older spelling: calling codes, each read as its one region (not described).
-    allowed_country_codes: (
-        Annotated[tuple[StrictStr, ...], BeforeValidator(_codes_as_text), AfterValidator(_code_regions)]
-        | None
-    ) = Field(default=None, exclude=True, repr=False)
-    allowed_regions: Annotated[
-        tuple[StrictStr, ...],
-        BeforeValidator(_no_booleans),
-        AfterValidator(_regions),
-        WrapValidator(_given_or_default),
-    ] = Field(default=None, validate_default=True)
+    allowed_country_codes: CallingCodes | None = Field(default=None, exclude=True, repr=False)
+    allowed_regions: Regions = Field(default=None, validate_default=True)
 
     def region_allowed(self, region: str | None) -> bool:
         """``region`` as ``phonenumbers.region_code_for_number`` gives it (None: no region)."""
@@ -246,12 +208,13 @@ class LimitSettings(Section):
 
     @model_validator(mode="after")
     def _in_order(self) -> Self:
+        pairs = (
+            ("send_max_per_10_minutes", "send_max_per_hour"),
+            ("send_budget_per_hour", "send_budget_per_day"),
+        )
         found = [
             (key, f"must not be more than {than}")
-            for key, than in (
-                ("send_max_per_10_minutes", "send_max_per_hour"),
-                ("send_budget_per_hour", "send_budget_per_day"),
-            )
+            for key, than in pairs
             if getattr(self, key) > getattr(self, than)
         ]
         if self.allowed_country_codes is not None and "allowed_regions" in self.model_fields_set:
@@ -279,13 +242,11 @@ def _plain_logo(text: str) -> bool:
 
 
 def _brand_color(text: str) -> str:
-    text = text.strip()
-    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", text):
+    if not re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", text := text.strip()):
         raise invalid(f"must be a colour as #rgb or #rrggbb, got {text!r}")
     digits = text[1:].lower()
     color = "#" + (digits if len(digits) == 6 else "".join(c * 2 for c in digits))
-    ratio = contrast_with_white(color)
-    if ratio < MIN_BRAND_CONTRAST:
+    if (ratio := contrast_with_white(color)) < MIN_BRAND_CONTRAST:
         shown = int(ratio * 10) / 10  # rounded down: 4.46 must not read as the 4.5 it misses
         raise invalid(
             f"{color} has a contrast of {shown}:1 with white; the pages put white text on it and "
@@ -306,34 +267,19 @@ def contrast_with_white(color: str) -> float:
     return 1.05 / (luminance + 0.05)
 
 
+_NOT_LOGO = "must be a path on this site (e.g. /static/logo.svg) or an https:// URL, without spaces, quotes, "
+Title = Annotated[NonEmpty, check(r"[^\x00-\x1f\x7f]{0,80}", "must be one line of at most 80 characters")]
+Logo = Annotated[NonEmpty, check(_plain_logo, _NOT_LOGO + "'<', '>' or '\\'")]
+Color = Annotated[StrictStr, AfterValidator(_brand_color)]
+
+
 class BrandingSettings(Section):
     """What the challenge pages show of the shop, without editing a template."""
 
     # Shown at the top and in the window title; the logo's alt text.
-    title: (
-        Annotated[
-            NonEmpty,
-            check(
-                lambda t: len(t) <= 80 and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in t),
-                "must be one line of at most 80 characters",
-            ),
-        ]
-        | None
-    ) = None
-    logo_url: (
-        Annotated[
-            NonEmpty,
-            check(
-                _plain_logo,
-                "must be a path on this site (e.g. /static/logo.svg) or an https:// URL, "
-                "without spaces, quotes, '<', '>' or '\\'",
-            ),
-        ]
-        | None
-    ) = None
-    primary_color: Annotated[StrictStr, AfterValidator(_brand_color)] | None = (
-        None  # buttons, links, focus rings
-    )
+    title: Title | None = None
+    logo_url: Logo | None = None
+    primary_color: Color | None = None  # buttons, links, focus rings
 
     @property
     def logo_origin(self) -> str | None:

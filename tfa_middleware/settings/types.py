@@ -1,9 +1,6 @@
 """The building blocks of the settings models: the section base, :class:`Secret`, the value types
-the keys share, and the errors our own checks raise in the words users read.
-
-pydantic checks types, required and unknown keys; :mod:`.loader` words those. A check of ours
-raises :func:`invalid` for the value at hand, or :func:`problems` for several problems or one at
-another key, each with a key path relative to where the check runs.
+the keys share, and how our own checks fail: :func:`invalid` for the value at hand,
+:func:`raise_any` for problems at key paths below it, both worded by :mod:`.loader`.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ from pydantic import (
 from pydantic import ValidatorFunctionWrapHandler as Handler
 from pydantic_core import PydanticCustomError
 
-INVALID, PROBLEMS = "tfa_invalid", "tfa_problems"
+PROBLEMS = "tfa_problems"
 
 
 class Section(BaseModel):
@@ -50,19 +47,15 @@ class Secret(SecretStr):
         return hash(("Secret", len(self.reveal())))
 
 
-def invalid(message: str) -> PydanticCustomError:
-    return PydanticCustomError(INVALID, "{message}", {"message": message})
-
-
-def problems(found: Iterable[tuple[str, str]]) -> PydanticCustomError:
+def raise_any(found: Iterable[tuple[str, str]]) -> None:
     """``(key path, message)`` pairs: ``"[1]"`` is an item of the list checked, ``"allow_roles"``
-    a key below the place checked."""
-    return PydanticCustomError(PROBLEMS, "{problems}", {"problems": tuple(found)})
+    a key below the place checked, ``""`` the place itself."""
+    if found := tuple(found):
+        raise PydanticCustomError(PROBLEMS, "{problems}", {"problems": found})
 
 
-def raise_any(found: list[tuple[str, str]]) -> None:
-    if found:
-        raise problems(found)
+def invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError(PROBLEMS, "{problems}", {"problems": (("", message),)})
 
 
 def kind(value: object) -> str:
@@ -75,49 +68,25 @@ def between(low: float, high: float) -> WrapValidator:
     """A number in ``[low, high]``; the message shows the value as it was written."""
 
     def run(value: Any, handler: Handler) -> Any:
-        number = handler(value)
-        if not low <= number <= high:
+        if not low <= (number := handler(value)) <= high:
             raise invalid(f"must be between {low} and {high}, got {value}")
         return number
 
     return WrapValidator(run)
 
 
-def check(ok: Callable[[str], object], message: str, then: Callable[[str], str] = str) -> AfterValidator:
-    """Text for which ``ok`` holds, as ``then`` makes it."""
+def check(
+    ok: Callable[[str], object] | str, message: str, then: Callable[[str], str] = str
+) -> AfterValidator:
+    """Text for which ``ok`` holds (a pattern: that the whole text matches), as ``then`` makes it."""
+    test = re.compile(ok).fullmatch if isinstance(ok, str) else ok
 
     def run(text: str) -> str:
-        if not ok(text):
+        if not test(text):
             raise invalid(message)
         return then(text)
 
     return AfterValidator(run)
-
-
-def path_problem(text: str) -> str | None:
-    if not text.startswith("/"):
-        return "must start with '/'"
-    if any(ord(c) < 0x21 or c in "\\?#%" for c in text):
-        return "must be a plain path (no spaces, control characters, '\\', '?', '#', '%')"
-    segments = text.split("/")
-    if "" in segments[1:-1] or "." in segments or ".." in segments:
-        return "must not contain '//', '/./' or '/../'"
-    return None
-
-
-def _path(text: str) -> str:
-    problem = path_problem(text)
-    if problem:
-        raise invalid(problem)
-    return text
-
-
-def as_prefix(text: str) -> str:
-    return text.lower().rstrip("/") or "/"
-
-
-def inside(path: str, prefix: str) -> bool:
-    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
 
 
 def one_as_list(value: Any) -> Any:
@@ -133,32 +102,11 @@ def _stripped(value: Any) -> Any:
 def sid(prefix: str) -> AfterValidator:
     """Twilio ids: two letters and 32 hexadecimal digits (``AC…``, ``SK…``, ``VA…``)."""
     pattern = re.compile(prefix + r"[0-9a-fA-F]{32}")
-    return check(
-        lambda t: pattern.fullmatch(t.strip()),
-        f"must be {prefix} followed by 32 hexadecimal digits",
-        str.strip,
-    )
+    message = f"must be {prefix} followed by 32 hexadecimal digits"
+    return check(lambda t: pattern.fullmatch(t.strip()), message, str.strip)
 
 
-_COOKIE = r"[A-Za-z0-9_\-]{1,64}"
 NonEmpty = Annotated[StrictStr, BeforeValidator(_stripped)]
 StrList = tuple[StrictStr, ...]
 OneOrMore = Annotated[StrList, BeforeValidator(one_as_list)]  # a single string is a list of one
 SecretText = Annotated[Secret, BeforeValidator(_stripped)]
-Path = Annotated[StrictStr, AfterValidator(_path)]
-Prefix = Annotated[Path, AfterValidator(as_prefix)]
-CookieName = Annotated[
-    StrictStr,
-    check(
-        re.compile("(?!__)" + _COOKIE).fullmatch,
-        "must be 1-64 letters, digits, '_' or '-' and not start with '__'",
-    ),
-]
-ShopCookieName = Annotated[
-    StrictStr, check(re.compile(_COOKIE).fullmatch, "must be 1-64 letters, digits, '_' or '-'")
-]
-Identifier = Annotated[StrictStr, check(str.isidentifier, "must be a Python attribute name")]
-Dotted = Annotated[
-    StrictStr,
-    check(re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*").fullmatch, "must look like package.module:function"),
-]
