@@ -6,14 +6,15 @@ Runs, in order, and prints each table as it completes:
 3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
 4. the challenge path at 50 concurrent clients on SQLite and PostgreSQL (``challenge.py``);
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
-6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``).
+6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
+7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
 drops it). A full run of every part writes benchmarks/RESULTS.md with the machine's details;
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,jwt] [--requests N] [--results PATH]
+    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,jwt,flask] [--requests N] [--results PATH]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 from . import challenge, end_to_end, hot_path, jwt_resolver, scale
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "e2e", "challenge", "scale", "jwt")
+PARTS = ("hot", "e2e", "challenge", "scale", "jwt", "flask")
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -49,6 +50,8 @@ PACKAGES = (
     "httpx",
     "PyJWT",
     "cryptography",
+    "Flask",
+    "Werkzeug",
 )
 
 
@@ -63,6 +66,10 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
         await scale.run(report, quick=quick)
     if "jwt" in parts:
         await jwt_resolver.run(report, requests=requests, rounds=2 if quick else 6)
+    if "flask" in parts:
+        from . import flask_session  # Flask is the [flask] extra's: imported only for its part
+
+        flask_session.run(report, number=200 if quick else 20_000)
     url = postgres_url()
     if url and ("challenge" in parts or "scale" in parts):
         report.facts["PostgreSQL server"] = await postgres_version(url)

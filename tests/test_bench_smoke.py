@@ -33,6 +33,9 @@ ROWS = [
     "6. The JWT resolver in a request",
     "6b. The JWT resolver alone",
     "SEARCH tfa_enrollment USING INDEX",
+    "6. flask_session: cost per request",
+    "tfa flask_session resolver, warm cache",
+    "Flask: open_session on a new request",
     "Targets",
     "database queries on the hot path",
 ]

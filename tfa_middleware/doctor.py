@@ -35,6 +35,7 @@ from .identity import (
     build_resolver,
     import_callable,
 )
+from .identity.flask import FlaskSessionResolver
 from .settings import (
     CallableSource,
     HeaderSource,
@@ -117,7 +118,7 @@ async def _examine(
             say(f"{NO}{problem}")
         return "broken", None
     try:
-        if isinstance(resolver, StarletteSessionCookieResolver):
+        if isinstance(resolver, StarletteSessionCookieResolver | FlaskSessionResolver):
             reading = resolver.read(scope)
             _cookie_steps(resolver, reading, sent, say)
         elif isinstance(iface.identity, JwtSource):
@@ -164,10 +165,21 @@ def _blind(
 
 
 def _cookie_steps(
-    resolver: StarletteSessionCookieResolver, reading: Reading, sent: list[str], say: Callable[[str], None]
+    resolver: StarletteSessionCookieResolver | FlaskSessionResolver,
+    reading: Reading,
+    sent: list[str],
+    say: Callable[[str], None],
 ) -> None:
     """The cookie's checks in order: the passed ones, then the one that stopped the reading."""
     name, key, age = resolver.cookie_name, resolver.key, resolver.max_age
+    flask = isinstance(resolver, FlaskSessionResolver)
+    key_setting = "identity.user_key" if flask else "identity.key"
+    secret = "the shop's SECRET_KEY (or one of SECRET_KEY_FALLBACKS)" if flask else (
+        "the secret_key of the shop's SessionMiddleware"
+    )
+    too_old = "give the shop's PERMANENT_SESSION_LIFETIME" if flask else "remove max_age_seconds"
+    cookie_setting = "SESSION_COOKIE_NAME" if flask else "SessionMiddleware session_cookie"
+    empty = "the session holds no user" if flask else "the session is empty"
     passed = {
         "cookie": f"the browser sent the cookie {name!r} (identity.cookie)",
         "signature": "its signature matches identity.secret_key",
@@ -175,23 +187,23 @@ def _cookie_steps(
         if age is not None
         else "no age limit (identity.max_age_seconds: null): the shop's own middleware judges the age",
         "session": "it holds a session",
-        "key": f"the session holds identity.key {key!r}",
+        "key": f"the session holds {key_setting} {key!r}",
     }
     failed = {
         "cookie": f"{reading.why}: it holds no session"
         if name in sent
         else f"the browser sent no cookie {name!r} (it sent {', '.join(sent)}): is identity.cookie the "
-        "shop's session cookie name (SessionMiddleware session_cookie)?"
+        f"shop's session cookie name ({cookie_setting})?"
         if sent
         else f"no cookie {name!r} (no --cookie given)",
         "signature": "its signature does not match identity.secret_key -- a different or rotated secret? "
-        "It must be the secret_key of the shop's SessionMiddleware",
+        f"It must be {secret}",
         "age": f"it is older than identity.max_age_seconds ({age} s), so the middleware reads it as "
-        "nobody while the shop may still honour it: remove max_age_seconds",
-        "session": f"{reading.why}: is it the shop's Starlette session cookie?",
-        "key": f"{reading.why}: is identity.key the session key in which the shop keeps the user id?"
+        f"nobody while the shop may still honour it: {too_old}",
+        "session": f"{reading.why}: is it the shop's {'Flask' if flask else 'Starlette'} session cookie?",
+        "key": f"{reading.why}: is {key_setting} the session key in which the shop keeps the user id?"
         if reading.notable
-        else "the session is empty: nobody is logged in in this browser (log in to the shop first)",
+        else f"{empty}: nobody is logged in in this browser (log in to the shop first)",
     }
     for check in resolver.CHECKS:
         if check == reading.check:

@@ -29,9 +29,10 @@ Three answers, and the difference matters:
 When a resolver also gives a shop session id, the proof cookie is bound to it: logging out of the
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
 
-The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.request`
-(``scope["user"]``, a proxy's header, the shop's function), :mod:`.tokens` (a JWT, with the
-``jwt`` extra; imported only when used); :mod:`.base` holds what they share.
+The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.flask` (a
+Flask shop's cookie), :mod:`.request` (``scope["user"]``, a proxy's header, the shop's function),
+:mod:`.tokens` (a JWT); the framework-specific ones are imported only when configured, so their
+extras stay optional. :mod:`.base` holds what they share.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..errors import ConfigError, IdentityUnreadable, UnusableIdentity
 from ..imports import import_callable as import_callable
 from ..settings import (
     CallableSource,
+    FlaskSessionSource,
     HeaderSource,
     IdentitySettings,
     JwtSource,
@@ -98,6 +100,23 @@ def build_resolver(
                 roles_key=settings.roles_key,
                 label=where,
                 cookies=cookies,
+            )
+        case FlaskSessionSource():
+            # Flask finds its cookie with Werkzeug's parser, not the middleware's (Starlette's): the
+            # resolver reads with one of its own (see .flask). flask is imported only here.
+            from .flask import FlaskSessionResolver
+
+            return FlaskSessionResolver(
+                settings.cookie,
+                [key.reveal() for key in (*settings.secret_key_fallbacks, settings.secret_key)],
+                clock=time.time,
+                key=settings.user_key,
+                session_id_key=settings.session_id_key,
+                roles_key=settings.roles_key,
+                max_age_seconds=settings.max_age_seconds,
+                salt=settings.salt,
+                require_fresh=settings.require_fresh,
+                label=where,
             )
         case ScopeUserSource():
             return ScopeUserResolver(settings.attribute, settings.require, label=where)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
+from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
 from .types import (
     COOKIE_NAME,
@@ -123,6 +124,7 @@ class CallableSource(Section):
 _SOURCES = (
     SessionSource,
     StarletteSessionCookieSource,
+    FlaskSessionSource,
     ScopeUserSource,
     HeaderSource,
     CallableSource,
@@ -131,6 +133,7 @@ _SOURCES = (
 IdentitySettings = Annotated[
     SessionSource
     | StarletteSessionCookieSource
+    | FlaskSessionSource
     | ScopeUserSource
     | HeaderSource
     | CallableSource

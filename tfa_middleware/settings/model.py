@@ -22,12 +22,14 @@ from pydantic import (
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
 from ..public_keys import is_public
+from .flask_session import FlaskSessionSource
 from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .jwt_source import JwtSource
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
 MIN_SECRET_KEY_LENGTH = 32
+_SESSION_COOKIE_SOURCES = (StarletteSessionCookieSource, FlaskSessionSource)  # the shop's cookie, its secret
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
 NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -160,7 +162,7 @@ def _shared_places(interfaces: Collection[InterfaceSettings]) -> list[tuple[str,
     prefixes: dict[str, str] = {}
     cookies: dict[str, str] = {}
     sessions = {
-        i.identity.cookie: i.name for i in interfaces if isinstance(i.identity, StarletteSessionCookieSource)
+        i.identity.cookie: i.name for i in interfaces if isinstance(i.identity, _SESSION_COOKIE_SOURCES)
     }
     for iface in interfaces:
         at, cookie = f"interfaces.{iface.name}", iface.proof_cookie
@@ -194,11 +196,11 @@ def _public_keys(settings: Settings) -> list[tuple[str, str]]:
         for i, key in enumerate(settings.secret_keys)
         if is_public(key.reveal())
     ]
-    own = "give the shop's SessionMiddleware a secret of its own and the same one here"
+    own = "give the shop's session a secret of its own and the same one here"
     found += [
         (f"interfaces.{name}.identity.secret_key", f"{why}; {own}")
         for name, iface in settings.interfaces.items()
-        if isinstance(iface.identity, StarletteSessionCookieSource)
+        if isinstance(iface.identity, _SESSION_COOKIE_SOURCES)
         and is_public(iface.identity.secret_key.reveal())
     ]
     own_jwt = "give the shop's JWT signing a secret of its own and the same one here"
