@@ -30,7 +30,8 @@ When a resolver also gives a shop session id, the proof cookie is bound to it: l
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
 
 The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.request`
-(``scope["user"]``, a proxy's header, the shop's function); :mod:`.base` holds what they share.
+(``scope["user"]``, a proxy's header, the shop's function), :mod:`.django` (a Django shop's
+session, through Django's own code; imported only when used); :mod:`.base` holds what they share.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..errors import IdentityUnreadable, UnusableIdentity
 from ..imports import import_callable as import_callable
 from ..settings import (
     CallableSource,
+    DjangoSessionSource,
     HeaderSource,
     IdentitySettings,
     ScopeUserSource,
@@ -104,4 +106,10 @@ def build_resolver(
         case CallableSource():
             return CallableResolver(
                 import_callable(settings.callable_path, f"{where}.path"), blocking=settings.blocking
+            )
+        case DjangoSessionSource():
+            from .django import DjangoSessionResolver  # Django only where a shop uses it
+
+            return DjangoSessionResolver(
+                settings.cookie, settings.require, settings.cache_seconds, label=where
             )

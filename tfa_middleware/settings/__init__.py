@@ -14,6 +14,7 @@ pydantic's errors in the words users read).
 
 from __future__ import annotations
 
+from .django_source import DjangoSessionSource as DjangoSessionSource
 from .interfaces import IDENTITY_SOURCES as IDENTITY_SOURCES
 from .interfaces import CallableSource as CallableSource
 from .interfaces import HeaderSource as HeaderSource

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from .django_source import DjangoSessionSource
 from .types import (
     CookieName,
     Dotted,
@@ -99,12 +100,24 @@ class CallableSource(Section):
 
 
 IdentitySettings = Annotated[
-    SessionSource | StarletteSessionCookieSource | ScopeUserSource | HeaderSource | CallableSource,
+    SessionSource
+    | StarletteSessionCookieSource
+    | ScopeUserSource
+    | HeaderSource
+    | CallableSource
+    | DjangoSessionSource,
     Discriminator("source"),
 ]
 SOURCE_MODELS: dict[str, type[Section]] = {
     model.model_fields["source"].default: model
-    for model in (SessionSource, StarletteSessionCookieSource, ScopeUserSource, HeaderSource, CallableSource)
+    for model in (
+        SessionSource,
+        StarletteSessionCookieSource,
+        ScopeUserSource,
+        HeaderSource,
+        CallableSource,
+        DjangoSessionSource,
+    )
 }
 IDENTITY_SOURCES = tuple(SOURCE_MODELS)
 
