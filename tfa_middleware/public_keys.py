@@ -27,6 +27,8 @@ PUBLIC_KEY_DIGESTS = frozenset(
         "8bc81b93d2224d439467556c507867a375bcbe52fb7f4e3e395125bf9b38a6d3",
         # benchmarks/common.py: SHOP_SECRET, the benchmark shop's session key
         "e6670513fded601e8058f4110fe22bc321a5791c81857557eb649fcf335885bf",
+        # examples/django_admin/config.yaml: the default of ${TFA_SECRET_KEY}
+        "a789f9bdb0335be98aa46728a425b6056f81f83575c0ab892feb6b3d8a8dcd2a",
     }
 )
 
