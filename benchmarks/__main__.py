@@ -5,14 +5,15 @@ Runs, in order, and prints each table as it completes:
 1. in-process cost per request, and 2. the database queries on the hot path (``hot_path.py``);
 3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
 4. the challenge path at 50 concurrent clients on SQLite and PostgreSQL (``challenge.py``);
-5. scale: 1,000 and 1,000,000 enrollments (``scale.py``).
+5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
+6. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
 drops it). A full run of every part writes benchmarks/RESULTS.md with the machine's details;
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale] [--requests N] [--results PATH]
+    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,django] [--requests N] [--results PATH]
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import challenge, end_to_end, hot_path, scale
+from . import challenge, django_admin, end_to_end, hot_path, scale
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "e2e", "challenge", "scale")
+PARTS = ("hot", "e2e", "challenge", "scale", "django")
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -46,6 +47,8 @@ PACKAGES = (
     "httptools",
     "uvloop",
     "httpx",
+    "Django",
+    "django-otp",
 )
 
 
@@ -58,6 +61,8 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
         await challenge.run(report, quick=quick)
     if "scale" in parts:
         await scale.run(report, quick=quick)
+    if "django" in parts:  # last: Django stays configured in this process once set up
+        await django_admin.run(report, requests=max(60, requests // 5), rounds=2 if quick else 6)
     url = postgres_url()
     if url and ("challenge" in parts or "scale" in parts):
         report.facts["PostgreSQL server"] = await postgres_version(url)

@@ -31,8 +31,11 @@ ROWS = [
     "5. Scale: service calls with 100 and 1,000 enrollments",
     "5b. Query plans",
     "SEARCH tfa_enrollment USING INDEX",
+    "6. Django: the layer and the peer per request",
+    "Django + django-otp OTPMiddleware (peer)",
     "Targets",
     "database queries on the hot path",
+    "django_session, warm cache: the whole layer",
 ]
 
 
