@@ -34,6 +34,7 @@ class Site:
     env: dict[str, str]
     tfa_db: Path
     staff_id: str = ""
+    engine: str = "db"
 
     def manage(self, *args: str) -> str:
         """``python manage.py ARGS`` in the example's folder, on this site's databases."""
@@ -54,6 +55,23 @@ class Site:
         resend cooldown is not what these tests are about)."""
         with closing(sqlite3.connect(self.tfa_db)) as db, db:
             db.execute("UPDATE tfa_send SET at = at - ?", (seconds,))
+
+    def doctor(self, cookie: str) -> str:
+        """``tfa-middleware doctor`` in the example's folder, as its README runs it: its output.
+        With the cache engine the example keeps sessions in Django's local-memory cache, which
+        another process cannot see (a real site's Redis or memcached it could): "" then."""
+        if self.engine == "cache":
+            return ""
+        command = [sys.executable, "-m", "tfa_middleware.cli", "doctor", "--config", "config.yaml"]
+        return subprocess.run(
+            [*command, "--path", "/admin/", "--cookie", cookie],
+            cwd=EXAMPLE,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stdout
 
     def texts_sent(self) -> int:
         """How many codes the sandbox holds (none while the middleware has not needed its tables)."""
@@ -92,7 +110,7 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
         "DJANGO_SESSION_ENGINE": f"django.contrib.sessions.backends.{request.param}",
         "TFA_DB": str(tmp_path / "tfa.sqlite3"),
     }
-    site = Site("", env, tmp_path / "tfa.sqlite3")
+    site = Site("", env, tmp_path / "tfa.sqlite3", engine=request.param)
     site.manage("migrate", "--verbosity", "0")
     site.staff_id = site.manage("shell", "--command", SETUP).split()[-1]  # its last line: the id
     with uvicorn_server("adminsite.asgi:application", tmp_path, env, cwd=EXAMPLE) as url:
@@ -131,6 +149,9 @@ def test_the_admin_asks_for_the_second_factor_and_again_after_logging_in_again(s
         answer = log_in(browser, "/admin/login/?next=/admin/", STAFF)
         assert answer.status_code == 302
         assert answer.headers["location"] == "/admin/"
+        if diagnosis := site.doctor(f"sessionid={browser.cookies['sessionid']}"):
+            assert f"[ok] Django's session holds user {staff_id}" in diagnosis, diagnosis
+            assert f"=> user {staff_id} of admin would be challenged" in diagnosis, diagnosis
         stopped = browser.get("/admin/")
         assert stopped.status_code == 303
         assert stopped.headers["location"].startswith("/admin/_2fa/")
@@ -166,6 +187,8 @@ def test_a_customer_is_left_to_django_never_challenged(site: Site) -> None:
     with httpx.Client(base_url=site.url, headers=HTML) as browser:
         assert log_in(browser, "/login/", CUSTOMER).status_code == 302
         assert browser.get("/").text == f"Hello, {CUSTOMER}."
+        if diagnosis := site.doctor(f"sessionid={browser.cookies['sessionid']}"):
+            assert "is not is_staff: not a user of this interface" in diagnosis, diagnosis
         admin = browser.get("/admin/")
         assert admin.status_code == 302
         assert admin.headers["location"] == "/admin/login/?next=/admin/"

@@ -52,8 +52,9 @@ def django_ready(where: str) -> None:
     if not apps.ready:
         if not os.environ.get("DJANGO_SETTINGS_MODULE"):
             why = (
-                "Django is not configured in this process (no DJANGO_SETTINGS_MODULE): "
-                "wrap the application that django.core.asgi.get_asgi_application() returns"
+                "Django is not configured in this process (no DJANGO_SETTINGS_MODULE): wrap the "
+                "application that django.core.asgi.get_asgi_application() returns (for doctor, "
+                "set DJANGO_SETTINGS_MODULE as manage.py does)"
             )
         else:
             why = (
@@ -65,6 +66,23 @@ def django_ready(where: str) -> None:
     for app in ("django.contrib.auth", "django.contrib.sessions"):
         if not apps.is_installed(app):
             raise ConfigError([f"{where}: from: django_session needs {app!r} in Django's INSTALLED_APPS"])
+
+
+def setup_for_command_line(where: str) -> None:
+    """``tfa-middleware doctor`` runs outside the shop's process: with DJANGO_SETTINGS_MODULE set,
+    Django is set up here as ``manage.py`` would (the server itself never does this: there, Django
+    must be ready before the middleware is built, or it is a ConfigError)."""
+    try:
+        import django
+        from django.apps import apps
+    except ImportError:
+        raise ConfigError([f"{where}: from: django_session needs Django: {EXTRA}"]) from None
+    if not apps.ready and os.environ.get("DJANGO_SETTINGS_MODULE"):
+        try:
+            django.setup()
+        except Exception as exc:  # the shop's settings module: whatever it raises, say it by name
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise ConfigError([f"{where}: cannot set up Django (DJANGO_SETTINGS_MODULE): {why}"]) from None
 
 
 def read_only(store: type[Any]) -> type[Any]:
