@@ -109,6 +109,8 @@ class DjangoSessionResolver:
     changes with every write: there the proof is not bound (the ``logout_url`` ends it).
     """
 
+    MAX_HEADER = 4096
+
     def __init__(
         self,
         cookie: str | None = None,
@@ -172,7 +174,8 @@ class DjangoSessionResolver:
         key = self._keys.get(raw)
         if key is None:
             key = self._parse(raw.decode("latin-1")).get(self.cookie_name) or _NO_SESSION
-            self._keys.put(raw, key)
+            if len(raw) <= self.MAX_HEADER:  # a longer header is parsed every time: it would crowd the cache
+                self._keys.put(raw, key)
         return key
 
     async def _read(self, key: str) -> Reading:
