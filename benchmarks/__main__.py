@@ -8,13 +8,15 @@ Runs, in order, and prints each table as it completes:
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
 6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
 7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``).
+8. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
 drops it). A full run of every part writes benchmarks/RESULTS.md with the machine's details;
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,jwt,flask] [--requests N] [--results PATH]
+    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,jwt,flask,django]
+                         [--requests N] [--results PATH]
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import challenge, end_to_end, hot_path, jwt_resolver, scale
+from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "e2e", "challenge", "scale", "jwt", "flask")
+PARTS = ("hot", "e2e", "challenge", "scale", "jwt", "flask", "django")
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -52,6 +54,8 @@ PACKAGES = (
     "cryptography",
     "Flask",
     "Werkzeug",
+    "Django",
+    "django-otp",
 )
 
 
@@ -70,6 +74,8 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
         from . import flask_session  # Flask is the [flask] extra's: imported only for its part
 
         flask_session.run(report, number=200 if quick else 20_000)
+    if "django" in parts:  # last: Django stays configured in this process once set up
+        await django_admin.run(report, requests=max(60, requests // 5), rounds=2 if quick else 6)
     url = postgres_url()
     if url and ("challenge" in parts or "scale" in parts):
         report.facts["PostgreSQL server"] = await postgres_version(url)

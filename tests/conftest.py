@@ -8,7 +8,8 @@
 - ``servers.py``: ``uvicorn_server``, an app factory under a real uvicorn;
 - ``demo.py``: the demo shop under uvicorn, and its codes;
 - ``helpers.py``: the command line, in this process or as a real one;
-- ``sessions.py``: Starlette session cookies as a real shop sets them.
+- ``sessions.py``: Starlette session cookies as a real shop sets them;
+- ``django_shop.py``: the in-process Django project, its users and sessions, Django's own reading.
 """
 
 from __future__ import annotations

@@ -23,17 +23,25 @@ def free_port() -> int:
 
 @contextmanager
 def uvicorn_server(
-    factory: str, folder: Path, env: dict[str, str], *, workers: int = 1, args: tuple[str, ...] = ()
+    factory: str,
+    folder: Path,
+    env: dict[str, str],
+    *,
+    workers: int = 1,
+    args: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> Iterator[str]:
     """``uvicorn --factory FACTORY [ARGS]`` on a free loopback port, started, waited for (up to
-    30 s), and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log."""
+    30 s), and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log.
+    With ``cwd`` (an example project's folder), uvicorn starts there and FACTORY is an application
+    (``module:application``), as the example's README runs it."""
     port = free_port()
     log_path = folder / "uvicorn.log"
     command = [
         sys.executable,
         "-m",
         "uvicorn",
-        "--factory",
+        *(() if cwd else ("--factory",)),
         factory,
         "--host",
         "127.0.0.1",
@@ -46,7 +54,11 @@ def uvicorn_server(
     root = Path(__file__).resolve().parent.parent
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            command, cwd=root, env={**env, "PYTHONPATH": str(root)}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=cwd or root,
+            env={**env, "PYTHONPATH": str(root)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -36,8 +36,11 @@ ROWS = [
     "6. flask_session: cost per request",
     "tfa flask_session resolver, warm cache",
     "Flask: open_session on a new request",
+    "6. Django: the layer and the peer per request",
+    "Django + django-otp OTPMiddleware (peer)",
     "Targets",
     "database queries on the hot path",
+    "django_session, warm cache: the whole layer",
 ]
 
 

@@ -322,7 +322,9 @@ PROVIDER_KEYS = (
     "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "
     "email_from_user, max_attempts_per_code, name, production_mode, service_sid, timeout_seconds"
 )
-SOURCES = "session, starlette_session_cookie, flask_session, scope_user, header, callable, jwt"
+SOURCES = (
+    "session, starlette_session_cookie, flask_session, scope_user, header, callable, jwt, django_session"
+)
 
 
 @pytest.mark.parametrize(

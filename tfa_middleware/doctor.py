@@ -35,9 +35,11 @@ from .identity import (
     build_resolver,
     import_callable,
 )
+from .identity.django import DjangoSessionResolver, setup_for_command_line
 from .identity.flask import FlaskSessionResolver
 from .settings import (
     CallableSource,
+    DjangoSessionSource,
     HeaderSource,
     InterfaceSettings,
     JwtSource,
@@ -112,8 +114,10 @@ async def _examine(
     """Runs the interface's resolver on ``scope`` and explains it, line by line, to ``say``."""
     where = f"interfaces.{iface.name}.identity"
     try:
+        if isinstance(iface.identity, DjangoSessionSource):
+            setup_for_command_line(where)
         resolver = build_resolver(iface.identity, trusted_proxies=settings.trusted_proxies, where=where)
-    except ConfigError as exc:  # only a callable is imported here
+    except ConfigError as exc:  # a callable imported here, or Django set up
         for problem in exc.problems:
             say(f"{NO}{problem}")
         return "broken", None
@@ -133,6 +137,8 @@ async def _examine(
                 say(f"  the peer {peer} (--peer) is not in trusted_proxies: {name} from it fails closed")
             reading = resolver.read(scope)
             say((OK if reading.identity else STOP) + reading.why)
+        elif isinstance(resolver, DjangoSessionResolver):
+            reading = await _django_steps(resolver, scope, say)
         elif isinstance(resolver, CallableResolver) and isinstance(iface.identity, CallableSource):
             kind = "async: awaited" if resolver.is_async else "sync: run in a worker thread"
             say(f"{OK}imported {iface.identity.callable_path} ({kind}); called with this request:")
@@ -148,6 +154,21 @@ async def _examine(
         say(f"{NO}raised {type(exc).__name__}: {str(exc)[:200]}\n  (the middleware answers 503 and logs it)")
         return "broken", None
     return ("user" if reading.identity else "nobody"), reading.identity
+
+
+async def _django_steps(resolver: DjangoSessionResolver, scope: Scope, say: Callable[[str], None]) -> Reading:
+    """Django's own code reads the session: the cookie, then what Django's get_user says."""
+    bound = "" if resolver.binds else " (signed cookies: the proof is not bound to the login)"
+    say(f"{OK}Django is set up: SESSION_ENGINE {resolver.engine}{bound}")
+    key = resolver.session_key(scope)
+    if not key:
+        name = resolver.cookie_name
+        say(f"{STOP}the browser sent no cookie {name!r} (identity.cookie, or Django's SESSION_COOKIE_NAME)")
+        return Reading(None, "no session cookie", check="cookie")
+    say(f"{OK}the browser sent the cookie {resolver.cookie_name!r}")
+    reading = await resolver.read(scope)
+    say((OK if reading.identity else STOP) + reading.why)
+    return reading
 
 
 def _blind(

@@ -33,6 +33,8 @@ PUBLIC_KEY_DIGESTS = frozenset(
         "ca3420b302fe9bb8609368c344b34767f55798d294d1866cef67bddfe7566518",
         # examples/fastapi_users: the default of ${SHOP_JWT_SECRET}, the shop's JWT secret
         "1a6a67ae85cb8e6d26c919f9a5280eee2361fee7004f13398fe14ff206d8abd2",
+        # examples/django_admin/config.yaml: the default of ${TFA_SECRET_KEY}
+        "a789f9bdb0335be98aa46728a425b6056f81f83575c0ab892feb6b3d8a8dcd2a",
     }
 )
 

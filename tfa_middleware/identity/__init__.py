@@ -30,9 +30,10 @@ When a resolver also gives a shop session id, the proof cookie is bound to it: l
 shop, or a stolen proof cookie replayed with another session, needs the second factor again.
 
 The resolvers live by what they read: :mod:`.sessions` (the shop's session), :mod:`.flask` (a
-Flask shop's cookie), :mod:`.request` (``scope["user"]``, a proxy's header, the shop's function),
-:mod:`.tokens` (a JWT); the framework-specific ones are imported only when configured, so their
-extras stay optional. :mod:`.base` holds what they share.
+Flask shop's cookie), :mod:`.django` (a Django shop's session, through Django's own code),
+:mod:`.request` (``scope["user"]``, a proxy's header, the shop's function), :mod:`.tokens` (a JWT);
+the framework-specific ones are imported only when configured, so their extras stay optional.
+:mod:`.base` holds what they share.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ..errors import ConfigError, IdentityUnreadable, UnusableIdentity
 from ..imports import import_callable as import_callable
 from ..settings import (
     CallableSource,
+    DjangoSessionSource,
     FlaskSessionSource,
     HeaderSource,
     IdentitySettings,
@@ -128,6 +130,12 @@ def build_resolver(
             )
         case JwtSource():
             return _jwt_resolver(settings, where, cookies)
+        case DjangoSessionSource():
+            from .django import DjangoSessionResolver  # Django only where a shop uses it
+
+            return DjangoSessionResolver(
+                settings.cookie, settings.require, settings.cache_seconds, label=where
+            )
 
 
 def _jwt_resolver(settings: JwtSource, where: str, cookies: CookieParser | None) -> Resolver:

@@ -28,8 +28,9 @@ class Identity:
 
 ResolverResult = Identity | str | None
 Resolver = Callable[[Scope], ResolverResult | Awaitable[ResolverResult]]
-# The steps of reading a session cookie, in order (StarletteSessionCookieResolver.CHECKS).
-Check = Literal["cookie", "signature", "age", "session", "key"]
+# The steps of reading a session cookie, in order (StarletteSessionCookieResolver.CHECKS); a Django
+# session is read by Django, then its user is judged: found ("user"), of this interface ("require").
+Check = Literal["cookie", "signature", "age", "session", "key", "user", "require"]
 
 
 @dataclass(frozen=True, slots=True)

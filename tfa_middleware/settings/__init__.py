@@ -11,6 +11,7 @@ its identity sources), ``sections`` (provider, limits, branding, pool), ``model`
 
 from __future__ import annotations
 
+from .django_source import DjangoSessionSource as DjangoSessionSource
 from .flask_session import FlaskSessionSource as FlaskSessionSource
 from .interfaces import IDENTITY_SOURCES as IDENTITY_SOURCES
 from .interfaces import CallableSource as CallableSource

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
 
+from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
 from .types import (
@@ -129,6 +130,7 @@ _SOURCES = (
     HeaderSource,
     CallableSource,
     JwtSource,
+    DjangoSessionSource,
 )
 IdentitySettings = Annotated[
     SessionSource
@@ -137,7 +139,8 @@ IdentitySettings = Annotated[
     | ScopeUserSource
     | HeaderSource
     | CallableSource
-    | JwtSource,
+    | JwtSource
+    | DjangoSessionSource,
     Field(discriminator="source"),
 ]
 SOURCE_MODELS: dict[str, type[Section]] = {model.model_fields["source"].default: model for model in _SOURCES}
