@@ -3,6 +3,7 @@
 Runs, in order, and prints each table as it completes:
 
 1. in-process cost per request, and 2. the database queries on the hot path (``hot_path.py``);
+1w. the same for the WSGI middleware, against a bare WSGI app and Flask (``wsgi_hot_path.py``);
 3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
 4. the challenge path at 50 concurrent clients on SQLite and PostgreSQL (``challenge.py``);
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``).
@@ -12,7 +13,7 @@ drops it). A full run of every part writes benchmarks/RESULTS.md with the machin
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale] [--requests N] [--results PATH]
+    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale] [--requests N] [--results PATH]
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import challenge, end_to_end, hot_path, scale
+from . import challenge, end_to_end, hot_path, scale, wsgi_hot_path
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "e2e", "challenge", "scale")
+PARTS = ("hot", "wsgi", "e2e", "challenge", "scale")
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -46,12 +47,18 @@ PACKAGES = (
     "httptools",
     "uvloop",
     "httpx",
+    "gunicorn",
+    "Flask",
+    "Werkzeug",
 )
 
 
 async def run(parts: list[str], quick: bool, requests: int, report: Report) -> None:
     if "hot" in parts:
         await hot_path.run(report, requests=requests, rounds=2 if quick else 6)
+    if "wsgi" in parts:
+        # Synchronous, as a WSGI server calls it; its own loop thread does the pages and look-ups.
+        wsgi_hot_path.run(report, requests=requests, rounds=2 if quick else 6)
     if "e2e" in parts:
         await end_to_end.run(report, quick=quick)
     if "challenge" in parts:

@@ -16,6 +16,7 @@ nothing, and a flood of made-up keys can only push out the oldest entries, never
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -53,10 +54,9 @@ class BoundedCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         items = self._items
         if len(items) >= self.limit and key not in items:
-            try:
+            # Another thread may evict or insert meanwhile (WSGI gthread): one entry over is harmless.
+            with suppress(KeyError, RuntimeError, StopIteration):
                 del items[next(iter(items))]
-            except (KeyError, RuntimeError, StopIteration):
-                pass  # another thread evicted or inserted meanwhile (WSGI gthread): one over is harmless
         items[key] = value
 
     def pop(self, key: K) -> V | None:

@@ -2,7 +2,8 @@
 
 The resolvers, the proof check and the pages read an ASGI scope; :func:`http_scope` builds a
 minimal one from the environ, and only for a request on a protected path (an unprotected one
-never pays for it): the method, the path (decoded as UTF-8, as Werkzeug and Django read it) with
+never pays for it), its headers only when something reads them (:class:`LazyHeaders`): the
+method, the path (decoded as UTF-8, as Werkzeug and Django read it) with
 ``SCRIPT_NAME`` as ``root_path``, the query string, the headers as lower-case byte pairs (from
 ``HTTP_*``, ``CONTENT_TYPE`` and ``CONTENT_LENGTH``), the client from ``REMOTE_ADDR``/``REMOTE_PORT``,
 the scheme from ``wsgi.url_scheme``; and the environ itself under ``"wsgi.environ"``, for a
@@ -14,12 +15,14 @@ the shop sees too, so the resolvers read what the shop reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from http import HTTPStatus
+from typing import overload
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from starlette.types import Scope
 
+from ..asgi import CookieParser
 from ..responses import HTML, page_headers
 
 ENVIRON_KEY = "tfa_middleware.proof"  # where the app finds the verified Proof (second_factor())
@@ -60,6 +63,10 @@ _NAMES = {
 }
 
 
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
+_VERSIONS = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2", "HTTP/2.0": "2"}
+
+
 def text(value: str) -> str:
     """A path from the environ (its bytes as latin-1, PEP 3333) as the shop reads it: UTF-8."""
     if value.isascii():
@@ -69,6 +76,66 @@ def text(value: str) -> str:
 
 def http_scope(environ: WSGIEnvironment, path: str, root: str) -> Scope:
     """The ASGI scope of a WSGI request: ``path`` relative to ``root`` (both decoded)."""
+    address = environ.get("REMOTE_ADDR")
+    port = environ.get("REMOTE_PORT")
+    full = root + path
+    return {
+        "type": "http",
+        "asgi": _ASGI,
+        "http_version": _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
+        "method": environ["REQUEST_METHOD"],
+        "scheme": environ.get("wsgi.url_scheme", "http"),
+        "path": full,
+        "raw_path": full.encode("utf-8"),
+        "root_path": root,
+        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+        "headers": LazyHeaders(environ),
+        "client": (address, int(port) if port and port.isdigit() else 0) if address else None,
+        "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
+        "wsgi.environ": environ,
+    }
+
+
+class LazyHeaders(Sequence[tuple[bytes, bytes]]):
+    """``scope["headers"]``, translated from the environ the first time anybody reads it: the
+    cookie resolvers and the proof read the Cookie header from the environ itself
+    (:class:`EnvironCookies`), so a request on the hot path never pays for the rest."""
+
+    __slots__ = ("_environ", "_list")
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self._environ = environ
+        self._list: list[tuple[bytes, bytes]] | None = None
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        if self._list is None:
+            self._list = headers_of(self._environ)
+        return self._list
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[bytes, bytes]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[bytes, bytes]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[bytes, bytes] | list[tuple[bytes, bytes]]:
+        return self._headers()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return self._headers() == (list(other) if isinstance(other, LazyHeaders) else other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._headers())
+
+
+def headers_of(environ: WSGIEnvironment) -> list[tuple[bytes, bytes]]:
+    """The request's headers as ASGI lists them: lower-case names, latin-1 bytes."""
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
     names = _NAMES
@@ -82,24 +149,29 @@ def http_scope(environ: WSGIEnvironment, path: str, root: str) -> Scope:
     length = environ.get("CONTENT_LENGTH")
     if length:
         append((b"content-length", length.encode("latin-1")))
-    address = environ.get("REMOTE_ADDR")
-    port = environ.get("REMOTE_PORT")
-    full = root + path
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": environ.get("SERVER_PROTOCOL", "HTTP/1.1").partition("/")[2] or "1.1",
-        "method": environ["REQUEST_METHOD"],
-        "scheme": environ.get("wsgi.url_scheme", "http"),
-        "path": full,
-        "raw_path": full.encode("utf-8"),
-        "root_path": root,
-        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
-        "headers": headers,
-        "client": (address, int(port) if port and port.isdigit() else 0) if address else None,
-        "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
-        "wsgi.environ": environ,
-    }
+    return headers
+
+
+class EnvironCookies(CookieParser):
+    """The middleware's cookie reader, reading a WSGI request's ``HTTP_COOKIE`` straight from the
+    environ (parsed as the ASGI reader parses it, and remembered the same way); any other scope
+    is read as :class:`~tfa_middleware.asgi.CookieParser` reads it."""
+
+    __slots__ = ()
+
+    def read(self, scope: Scope, name: str) -> str | None:
+        environ = scope.get("wsgi.environ")
+        if environ is None:
+            return super().read(scope, name)
+        header = environ.get("HTTP_COOKIE")
+        if not header or name not in header:
+            return None
+        value = header.encode("latin-1")
+        cache = self._parsed
+        parsed = None if cache is None else cache.get(value)
+        if parsed is None:
+            parsed = self._parse(value)
+        return parsed.get(name)
 
 
 def status_line(status: int) -> str:

@@ -38,7 +38,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import CookieParser, inside, is_https
+from ..asgi import inside, is_https
 from ..errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from ..guard import ErrorLog
 from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
@@ -57,7 +57,7 @@ from ..responses import (
 from ..routes import Interface, Route, Router, build_interfaces
 from ..service import TwoFactor
 from ..settings import Settings, load_settings
-from .environ import ENVIRON_KEY, http_scope, read_body, refuse, respond, text
+from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
 from .guard import clearing_cookies, unidentified
 from .loop import LoopThread, collect
 
@@ -102,7 +102,7 @@ class TwoFactorWSGIMiddleware:
         self.clock = clock
         self.service = service or TwoFactor.from_settings(settings, clock=clock)
         self.loop = LoopThread(on_fork=self._forked)
-        self._cookies = CookieParser()
+        self._cookies = EnvironCookies()  # the Cookie header read from the environ: no headers built
         self._proofs = ProofCheck(self.service, self._cookies, settings.revocation_check_seconds)
         self._valid_proof = self._proofs.check
         self._errors = ErrorLog()
