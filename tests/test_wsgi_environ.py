@@ -174,3 +174,30 @@ def test_many_threads_at_once(wsgi: WSGIHarness) -> None:
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(one, range(40)))
     assert set(answers) == {(200, 200, 403)}
+
+
+def test_a_non_ascii_path_is_matched_as_the_shop_reads_it(make_wsgi: Any) -> None:
+    # PATH_INFO holds the path's bytes as latin-1 (PEP 3333); Werkzeug and Django read UTF-8.
+    from wsgiref.util import setup_testing_defaults
+
+    h: WSGIHarness = make_wsgi(
+        interfaces={
+            "admin": {
+                "path_prefix": "/admin",
+                "exempt": ["/admin/café"],
+                "identity": {"from": "callable", "path": "tests.harness:header_resolver"},
+            }
+        }
+    )
+
+    def status(path_bytes: bytes) -> str:
+        environ: dict[str, Any] = {"PATH_INFO": path_bytes.decode("latin-1")}
+        setup_testing_defaults(environ)
+        seen: list[str] = []
+        body = b"".join(h.app(environ, lambda s, _h, _e=None: seen.append(s)))  # type: ignore[arg-type]
+        assert body
+        return seen[0][:3]
+
+    for _ in range(2):  # the second time from the route cache
+        assert status("/admin/café".encode()) == "200"  # exempt, in UTF-8
+        assert status("/admin/caf\xe9".encode("latin-1")) == "403"  # another path to the shop: guarded

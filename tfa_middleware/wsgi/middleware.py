@@ -54,7 +54,7 @@ from ..responses import (
     challenge_url,
     wants_json,
 )
-from ..routes import Interface, Route, Router, build_interfaces
+from ..routes import Interface, Router, build_interfaces
 from ..service import TwoFactor
 from ..settings import Settings, load_settings
 from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
@@ -137,10 +137,13 @@ class TwoFactorWSGIMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         raw = environ.get("PATH_INFO") or "/"
+        if not raw.isascii():
+            raw = text(raw)  # as the shop reads it; and never a cache key of another reading
         route = self._routes.get(raw)
         if route is None:
-            route = self._route(raw)
-            if route is None:
+            try:
+                route = self._router.route(raw)
+            except HostilePath:
                 return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
         iface, path, logouts = route
         if iface is None:
@@ -148,9 +151,8 @@ class TwoFactorWSGIMiddleware:
                 return self._shop_logout(logouts, environ, start_response)
             return self.app(environ, start_response)
 
-        relative = text(raw)
         root = text(environ.get("SCRIPT_NAME", ""))
-        scope = http_scope(environ, relative, root)
+        scope = http_scope(environ, raw, root)
         try:
             result = iface.resolver(scope)
             identity = as_identity(self.loop.run(result) if iface.resolver_is_async else result)  # type: ignore[arg-type]
@@ -159,7 +161,7 @@ class TwoFactorWSGIMiddleware:
 
         in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
-            return unidentified(self.app, iface.settings, self._errors, relative, environ, start_response)
+            return unidentified(self.app, iface.settings, self._errors, raw, environ, start_response)
 
         now = self.clock()
         try:
@@ -175,15 +177,7 @@ class TwoFactorWSGIMiddleware:
             environ[ENVIRON_KEY] = proof
             return self.app(environ, start_response)
         assert identity is not None
-        return self._without_proof(iface, identity, relative, root, scope, environ, start_response)
-
-    def _route(self, raw: str) -> Route | None:
-        """The route of a path not in the cache (None: hostile). Decoded as UTF-8 first, so a
-        non-ASCII path matches as the shop reads it (such a path is remembered decoded)."""
-        try:
-            return self._router.route(text(raw))
-        except HostilePath:
-            return None
+        return self._without_proof(iface, identity, raw, root, scope, environ, start_response)
 
     def _here(self, iface: Interface) -> Interface:
         """The interface with a resolver fit for the server's thread: a sync ``from: callable``
