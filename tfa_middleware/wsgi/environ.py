@@ -20,9 +20,11 @@ from http import HTTPStatus
 from typing import overload
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from ..asgi import CookieParser
+from ..cache import BoundedCache
 from ..responses import HTML, page_headers
 
 ENVIRON_KEY = "tfa_middleware.proof"  # where the app finds the verified Proof (second_factor())
@@ -154,10 +156,15 @@ def headers_of(environ: WSGIEnvironment) -> list[tuple[bytes, bytes]]:
 
 class EnvironCookies(CookieParser):
     """The middleware's cookie reader, reading a WSGI request's ``HTTP_COOKIE`` straight from the
-    environ (parsed as the ASGI reader parses it, and remembered the same way); any other scope
-    is read as :class:`~tfa_middleware.asgi.CookieParser` reads it."""
+    environ (parsed as the ASGI reader parses it, and remembered the same way, keyed by the text
+    itself: no copy to bytes on a hit); any other scope is read as
+    :class:`~tfa_middleware.asgi.CookieParser` reads it."""
 
-    __slots__ = ()
+    __slots__ = ("_texts",)
+
+    def __init__(self, limit: int = 4096) -> None:
+        super().__init__(limit)
+        self._texts: BoundedCache[str, dict[str, str]] = BoundedCache(limit)
 
     def read(self, scope: Scope, name: str) -> str | None:
         environ = scope.get("wsgi.environ")
@@ -166,12 +173,15 @@ class EnvironCookies(CookieParser):
         header = environ.get("HTTP_COOKIE")
         if not header or name not in header:
             return None
-        value = header.encode("latin-1")
-        cache = self._parsed
-        parsed = None if cache is None else cache.get(value)
+        parsed = self._texts.get(header)
         if parsed is None:
-            parsed = self._parse(value)
+            parsed = cookie_parser(header)
+            if len(header) <= self.MAX_HEADER:
+                self._texts.put(header, parsed)
         return parsed.get(name)
+
+    def remembered(self) -> int:
+        return super().remembered() + len(self._texts)
 
 
 def status_line(status: int) -> str:

@@ -151,7 +151,9 @@ class TwoFactorWSGIMiddleware:
                 return self._shop_logout(logouts, environ, start_response)
             return self.app(environ, start_response)
 
-        root = text(environ.get("SCRIPT_NAME", ""))
+        root = environ.get("SCRIPT_NAME", "")
+        if root and not root.isascii():
+            root = text(root)
         scope = http_scope(environ, raw, root)
         try:
             result = iface.resolver(scope)
