@@ -3,11 +3,12 @@
 Runs, in order, and prints each table as it completes:
 
 1. in-process cost per request, and 2. the database queries on the hot path (``hot_path.py``);
+1w. the same for the WSGI middleware, against a bare WSGI app and Flask (``wsgi_hot_path.py``);
 3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
 4. the challenge path at 50 concurrent clients on SQLite and PostgreSQL (``challenge.py``);
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
 6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
-7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``).
+7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``);
 8. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
@@ -15,7 +16,7 @@ drops it). A full run of every part writes benchmarks/RESULTS.md with the machin
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,e2e,challenge,scale,jwt,flask,django]
+    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale,jwt,flask,django]
                          [--requests N] [--results PATH]
 """
 
@@ -33,10 +34,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale
+from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale, wsgi_hot_path
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "e2e", "challenge", "scale", "jwt", "flask", "django")
+PARTS = ("hot", "wsgi", "e2e", "challenge", "scale", "jwt", "flask", "django")
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -56,12 +57,16 @@ PACKAGES = (
     "Werkzeug",
     "Django",
     "django-otp",
+    "gunicorn",
 )
 
 
 async def run(parts: list[str], quick: bool, requests: int, report: Report) -> None:
     if "hot" in parts:
         await hot_path.run(report, requests=requests, rounds=2 if quick else 6)
+    if "wsgi" in parts:
+        # Synchronous, as a WSGI server calls it; its own loop thread does the pages and look-ups.
+        wsgi_hot_path.run(report, requests=requests, rounds=2 if quick else 6)
     if "e2e" in parts:
         await end_to_end.run(report, quick=quick)
     if "challenge" in parts:

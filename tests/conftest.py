@@ -10,11 +10,12 @@
 - ``helpers.py``: the command line, in this process or as a real one;
 - ``sessions.py``: Starlette session cookies as a real shop sets them;
 - ``django_shop.py``: the in-process Django project, its users and sessions, Django's own reading.
+- ``wsgi_shop.py``, ``wsgi_harness.py``: the tiny WSGI shop, and the WSGI middleware around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,12 @@ from sqlalchemy import event
 from tests.database import fresh_postgres_database, postgres_store
 from tests.harness import ADMIN_PHONE, RELAXED_LIMITS, FakeClock, Harness, QueryCounter, config, shop_app
 from tests.helpers import Cli
+from tests.wsgi_harness import WSGIHarness
+from tests.wsgi_shop import shop as wsgi_shop
 from tfa_middleware import TwoFactor, TwoFactorMiddleware, settings_from_mapping
 from tfa_middleware.settings import LimitSettings
 from tfa_middleware.store import Store
+from tfa_middleware.wsgi import TwoFactorWSGIMiddleware
 
 
 @pytest.fixture
@@ -70,6 +74,38 @@ async def harness(make_harness: Callable[..., Any]) -> Harness:
     await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
     await h.service.set_phone("admin", "bob", "1", "2015550124", confirmed=True)
     await h.service.set_phone("customer", "alice", "1", "2015550125", confirmed=True)
+    return h
+
+
+@pytest.fixture
+def make_wsgi(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., WSGIHarness]]:
+    """The WSGI middleware around ``app`` (the tiny WSGI shop by default), with the harness's
+    settings and ``overrides``; each closed (its service and its loop) after the test."""
+    made: list[WSGIHarness] = []
+
+    def make(app: Any = None, *, limits: LimitSettings = RELAXED_LIMITS, **overrides: Any) -> WSGIHarness:
+        settings = settings_from_mapping(config(tmp_path, **overrides)).model_copy(update={"limits": limits})
+        service = TwoFactor.from_settings(settings, clock=clock)
+        middleware = TwoFactorWSGIMiddleware(app or wsgi_shop, service=service, clock=clock)
+        client = httpx.Client(transport=httpx.WSGITransport(app=middleware), base_url="http://shop.test")
+        harness = WSGIHarness(settings, service, middleware, client, clock)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.client.close()
+        harness.run(harness.service.close())
+        harness.app.close()
+
+
+@pytest.fixture
+def wsgi(make_wsgi: Callable[..., WSGIHarness]) -> WSGIHarness:
+    """The WSGI harness with the same enrolled users as ``harness``."""
+    h = make_wsgi()
+    h.run(h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True))
+    h.run(h.service.set_phone("admin", "bob", "1", "2015550124", confirmed=True))
+    h.run(h.service.set_phone("customer", "alice", "1", "2015550125", confirmed=True))
     return h
 
 

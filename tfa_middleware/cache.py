@@ -5,7 +5,9 @@ one module-level cache would hold every app's request data (cookies, session ids
 process; it takes a lock on every call; and its key is every argument, where our callers choose
 the key (a raw header, a path) and decide what is worth keeping (only short paths, only verified
 proofs). Each cache here belongs to the object that created it and is read without a lock: the
-middleware runs on one event loop thread.
+ASGI middleware runs on one event loop thread; the WSGI middleware's requests may run in several
+threads (gunicorn's gthread), where each dictionary operation is atomic and two threads evicting at
+once is tolerated in ``put``.
 
 First in, first out rather than least recently used: a hit costs one dictionary look-up and moves
 nothing, and a flood of made-up keys can only push out the oldest entries, never grow the map.
@@ -14,6 +16,7 @@ nothing, and a flood of made-up keys can only push out the oldest entries, never
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -51,7 +54,9 @@ class BoundedCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         items = self._items
         if len(items) >= self.limit and key not in items:
-            del items[next(iter(items))]
+            # Another thread may evict or insert meanwhile (WSGI gthread): one entry over is harmless.
+            with suppress(KeyError, RuntimeError, StopIteration):
+                del items[next(iter(items))]
         items[key] = value
 
     def pop(self, key: K) -> V | None:

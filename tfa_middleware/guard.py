@@ -19,7 +19,7 @@ from .settings import InterfaceSettings
 
 log = logging.getLogger("tfa_middleware")
 ERROR_EVERY_SECONDS = 60.0  # one log line a minute per interface and cause: visible, never a flood
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ErrorLog:
@@ -48,7 +48,7 @@ async def unidentified(
     send: Send,
 ) -> None:
     """Pass the request to the shop (which handles its own login), with its answer guarded."""
-    if iface.unidentified == "block" and scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+    if iface.unidentified == "block" and scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
         # The guard can withhold an answer, not undo what the request did: a POST the shop
         # would accept from someone we cannot see must not reach it. Nobody logged in has
         # anything to post to a protected, non-exempt path (log-in forms are exempt).
@@ -80,22 +80,9 @@ class Guard:
         if not served:
             await self.send(message)
             return
-        name = self.iface.name
         block = self.iface.unidentified == "block"
-        self.errors(
-            name,
-            "unidentified",
-            "interface %s: the shop served %s %r (%s) to a request in which the identity resolver saw "
-            "nobody logged in; %s. Either the path is public (add it to interfaces.%s.exempt, as a "
-            "login page or static files must be) or the identity settings do not match the shop's "
-            "login (run: tfa-middleware doctor --config FILE --cookie '...')",
-            name,
-            self.scope.get("method", "WEBSOCKET"),
-            self.path,
-            message.get("status", "accept"),
-            "the answer was withheld" if block else "served anyway (unidentified: warn)",
-            name,
-        )
+        method = self.scope.get("method", "WEBSOCKET")
+        report_served(self.errors, self.iface, method, self.path, message.get("status", "accept"))
         if not block:
             await self.send(message)
             return
@@ -104,3 +91,22 @@ class Guard:
             await self.send({"type": "websocket.close", "code": 1008, "reason": "second factor required"})
             return
         await send_page(self.scope, self.send, 403, BLOCKED_HTML)
+
+
+def report_served(errors: ErrorLog, iface: InterfaceSettings, method: str, path: str, status: object) -> None:
+    """The ERROR (one a minute) for a 2xx served to a request in which nobody was identified."""
+    name = iface.name
+    errors(
+        name,
+        "unidentified",
+        "interface %s: the shop served %s %r (%s) to a request in which the identity resolver saw "
+        "nobody logged in; %s. Either the path is public (add it to interfaces.%s.exempt, as a "
+        "login page or static files must be) or the identity settings do not match the shop's "
+        "login (run: tfa-middleware doctor --config FILE --cookie '...')",
+        name,
+        method,
+        path,
+        status,
+        "the answer was withheld" if iface.unidentified == "block" else "served anyway (unidentified: warn)",
+        name,
+    )

@@ -60,20 +60,36 @@ class ShopLogout:
 
     async def _revoke_login(self, iface: Interface, scope: Scope) -> None:
         """Revoke the proofs bound to the login this logout ends, when the resolver can tell it."""
-        name = iface.settings.name
         try:
             identity = await self.identify(iface, scope)
         except Exception as exc:
-            log.warning(
-                "logout on %s: cannot tell who logs out (%s); their proof cookie is cleared only",
-                name,
-                type(exc).__name__,
-            )
+            cannot_tell(iface, exc)
             return
-        if identity is None or identity.session_id is None:
-            return
-        try:
-            await self.service.sign_out(name, identity.user_id, identity.session_id)
-        except StoreUnavailable as exc:
-            log.error("logout on %s: cannot revoke the proofs of this login: %s", name, exc)
-        self.forget((name, identity.user_id))
+        await revoke_login(self.service, self.forget, iface, identity)
+
+
+
+async def revoke_login(
+    service: TwoFactor,
+    forget: Callable[[tuple[str, str]], object],
+    iface: Interface,
+    identity: Identity | None,
+) -> None:
+    """Revoke the proofs of ``identity``'s login, when it names one; ``forget`` drops the user's
+    cached revocations so this process sees it at once (the WSGI middleware calls this too)."""
+    if identity is None or identity.session_id is None:
+        return
+    name = iface.settings.name
+    try:
+        await service.sign_out(name, identity.user_id, identity.session_id)
+    except StoreUnavailable as exc:
+        log.error("logout on %s: cannot revoke the proofs of this login: %s", name, exc)
+    forget((name, identity.user_id))
+
+
+def cannot_tell(iface: Interface, exc: Exception) -> None:
+    log.warning(
+        "logout on %s: cannot tell who logs out (%s); their proof cookie is cleared only",
+        iface.settings.name,
+        type(exc).__name__,
+    )

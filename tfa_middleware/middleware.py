@@ -16,35 +16,39 @@ lifespan that closes a service built here (``lifespan.py``) and the short refusa
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
-from urllib.parse import quote
+from collections.abc import Callable, Mapping
 
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .asgi import CookieParser, header, inside, is_https
-from .cache import BoundedCache
+from .asgi import CookieParser, inside
 from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .guard import ErrorLog, unidentified
 from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
 from .logout import ShopLogout
 from .pages import SECURITY_HEADERS, Pages
-from .proof import CLOCK_SKEW_SECONDS, Proof, session_digest
-from .responses import BAD_PATH_TEXT, MISCONFIGURED_HTML, UNAVAILABLE_HTML, close_websocket, refuse
+from .proof import Proof
+from .proof_check import ProofCheck
+from .responses import (
+    BAD_PATH_TEXT,
+    MISCONFIGURED_HTML,
+    UNAVAILABLE_HTML,
+    challenge_json,
+    challenge_url,
+    close_websocket,
+    refuse,
+    wants_json,
+)
 from .routes import Interface, Router, build_interfaces, relative, warn_unrouted
-from .service import Revocations, TwoFactor
+from .service import TwoFactor
 from .settings import Settings, load_settings
 
 log = logging.getLogger("tfa_middleware")
 SCOPE_KEY = "tfa_middleware"  # what the app finds in its scope after we let a request through
-_GENERATION_CACHE_SIZE = 100_000
-_DIGEST_CACHE_SIZE = 10_000
 
 
 class TwoFactorMiddleware:
@@ -87,21 +91,19 @@ class TwoFactorMiddleware:
         self.settings = settings
         self.clock = clock
         self.service = service or TwoFactor.from_settings(settings, clock=clock)
-        self._revocation_seconds = settings.revocation_check_seconds
-        self._generations: BoundedCache[tuple[str, str], tuple[Revocations, float]] = BoundedCache(
-            _GENERATION_CACHE_SIZE
-        )
         # The shop's session cookie and our proof come from the same Cookie header: parsed once,
         # in a cache of this instance, which the cookie resolvers built here read through too.
         self._cookies = CookieParser()
-        self._digests: BoundedCache[str | None, str] = BoundedCache(_DIGEST_CACHE_SIZE)  # shop session ids
+        self._proofs = ProofCheck(self.service, self._cookies, settings.revocation_check_seconds)
+        self._generations = self._proofs.generations
+        self._valid_proof = self._proofs.check  # bound once: the hot path looks up one attribute
         self._errors = ErrorLog()
         interfaces = build_interfaces(settings, resolvers, self._cookies)
         self._router = Router(interfaces)
         self._routes = self._router.cached
         self._interfaces = self._router.interfaces
         warn_unrouted(app, interfaces)
-        self._logout = ShopLogout(self.service, self._identify, self._generations.pop)
+        self._logout = ShopLogout(self.service, self._identify, self._proofs.forget)
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
 
     @classmethod
@@ -195,57 +197,6 @@ class TwoFactorMiddleware:
         result = iface.resolver(scope)
         return as_identity(await result if iface.resolver_is_async else result)  # type: ignore[misc]
 
-    def _valid_proof(
-        self, iface: Interface, scope: Scope, identity: Identity | None, now: float
-    ) -> Proof | Coroutine[Any, Any, Proof | None] | None:
-        """The request's valid proof, or None. Answered at once while the user's revocations are
-        cached (the usual case: not even a coroutine to create); a coroutine to await when the
-        database must be asked."""
-        if identity is None:
-            return None  # on our pages: nobody logged in has no proof
-        value = self._cookies.read(scope, iface.cookie_https if is_https(scope) else iface.cookie_http)
-        if not value:
-            return None
-        proof = iface.codec.read(value, now)
-        if proof is None or proof.user_id != identity.user_id:
-            return None
-        digest = self._digests.get(identity.session_id)
-        if digest is None:
-            digest = session_digest(identity.session_id)
-            self._digests.put(identity.session_id, digest)
-        if proof.session_digest != digest:
-            return None
-        key = (iface.settings.name, identity.user_id)
-        # The user's revocations (generation, signed-out logins) come from the cache while younger
-        # than revocation_check_seconds. A cookie claiming a newer generation than the cache knows
-        # (just verified, perhaps on another worker) asks the database at once, not to be refused.
-        cached = self._generations.get(key)
-        if (
-            cached is None
-            or proof.generation > cached[0].generation
-            or now - cached[1] >= self._revocation_seconds
-        ):
-            return self._checked_in_database(proof, key, now)
-        return _unrevoked(proof, cached[0])
-
-    async def _checked_in_database(self, proof: Proof, key: tuple[str, str], now: float) -> Proof | None:
-        return _unrevoked(proof, await self._generation(key, now))
-
-    async def _generation(self, key: tuple[str, str], now: float) -> Revocations:
-        """The user's current revocations from the database (one query), remembered for the cache."""
-        interface, user_id = key
-        cached = self._generations.get(key)
-        try:
-            current = await self.service.revocations(interface, user_id)
-        except StoreUnavailable:
-            if cached is None:
-                raise
-            # Proofs stay stateless while the database is away: the last revocations we saw hold.
-            log.warning("database unavailable; using the cached generation for %s/%s", interface, user_id)
-            return cached[0]
-        self._generations.put(key, (current, now))
-        return current
-
     async def _pages(
         self,
         iface: Interface,
@@ -292,17 +243,10 @@ class TwoFactorMiddleware:
         if scope["type"] == "websocket":
             await close_websocket(receive, send)
             return
-        if scope["method"] in ("GET", "HEAD"):
-            query = scope.get("query_string", b"").decode("latin-1")
-            target = raw + (f"?{query}" if query else "")
-        else:
-            target = iface.prefix  # a POST cannot be replayed by a redirect
-        # `next` is relative to the application's root, like every path in the settings.
-        url = f"{root}{iface.pages_path}/challenge?next={quote(target, safe='')}"
+        url = challenge_url(scope, raw, root, iface.prefix, iface.pages_path)
         response: Response
-        if _wants_json(scope):
-            body = {"error": "second_factor_required", "challenge_url": url}
-            response = Response(json.dumps(body), status_code=401, media_type="application/json")
+        if wants_json(scope):
+            response = Response(challenge_json(url), status_code=401, media_type="application/json")
         else:
             response = RedirectResponse(url, status_code=303)
         response.headers.update(SECURITY_HEADERS)
@@ -311,23 +255,3 @@ class TwoFactorMiddleware:
     @staticmethod
     async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
         await refuse(scope, receive, send, 503, UNAVAILABLE_HTML, retry_after=30, close_code=1011)
-
-
-def _unrevoked(proof: Proof, current: Revocations) -> Proof | None:
-    """``proof`` unless the user's generation moved on or the shop signed its login out."""
-    if proof.generation != current.generation:
-        return None
-    if proof.session_digest and current.sessions:
-        # That login was signed out by the shop: its proofs from before then are void. A
-        # clock a little ahead on the host that issued the proof must not save it.
-        revoked_at = current.sessions.get(proof.session_digest)
-        if revoked_at is not None and proof.issued_at <= revoked_at + CLOCK_SKEW_SECONDS:
-            return None
-    return proof
-
-
-def _wants_json(scope: Scope) -> bool:
-    if header(scope, b"x-requested-with") == "XMLHttpRequest":
-        return True
-    accept = header(scope, b"accept")
-    return accept is not None and "text/html" not in accept

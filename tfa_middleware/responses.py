@@ -8,8 +8,12 @@ way so every refusal carries the same headers. A HEAD request gets the headers a
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote
+
 from starlette.types import Receive, Scope, Send
 
+from .asgi import header
 from .pages import SECURITY_HEADERS, UNAVAILABLE
 
 HTML = "text/html; charset=utf-8"
@@ -63,14 +67,45 @@ async def send_page(
 ) -> None:
     """The one place the middleware builds a response of its own (HTTP only)."""
     encoded = body.encode()
+    headers = page_headers(encoded, content_type, retry_after)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else encoded})
+
+
+def page_headers(
+    encoded: bytes, content_type: str | None = HTML, retry_after: int | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of a refusal: the same for the ASGI and the WSGI middleware."""
     headers = [(b"content-length", str(len(encoded)).encode())]
     if content_type is not None:
         headers.append((b"content-type", content_type.encode("latin-1")))
     headers.extend(_SECURITY)
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else encoded})
+    return headers
+
+
+def challenge_url(scope: Scope, raw: str, root: str, prefix: str, pages_path: str) -> str:
+    """Where a request without a valid proof is sent: the challenge, with ``next`` relative to
+    the application's root, like every path in the settings."""
+    if scope["method"] in ("GET", "HEAD"):
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = raw + (f"?{query}" if query else "")
+    else:
+        target = prefix  # a POST cannot be replayed by a redirect
+    return f"{root}{pages_path}/challenge?next={quote(target, safe='')}"
+
+
+def wants_json(scope: Scope) -> bool:
+    """A fetch/XHR or an API client: a 401 with JSON, not a redirect it would follow blindly."""
+    if header(scope, b"x-requested-with") == "XMLHttpRequest":
+        return True
+    accept = header(scope, b"accept")
+    return accept is not None and "text/html" not in accept
+
+
+def challenge_json(url: str) -> bytes:
+    return json.dumps({"error": "second_factor_required", "challenge_url": url}).encode()
 
 
 async def close_websocket(receive: Receive, send: Send, code: int = 1008) -> None:

@@ -1,0 +1,293 @@
+"""The WSGI entry point: the ASGI middleware's journey (ARCHITECTURE.md) in front of a WSGI app.
+
+The same settings, interfaces, routes, resolvers, proof check and pages as
+:class:`~tfa_middleware.TwoFactorMiddleware`. The hot path (the route, the identity, a valid proof
+whose user's revocations are cached) runs in the WSGI call itself, in the server's thread, with no
+event loop: ``Router``, ``ProofCheck`` and the resolvers are synchronous there. A sync ``from:
+callable`` resolver runs right here too (the server's thread may block: no worker-thread hop as
+under ASGI); an async one runs on the loop below.
+
+What is asynchronous (the pages, the database look-up of revocations that are not cached, the
+shop's logout, ``on_missing_phone: skip``) runs on ONE event loop per process, in a background
+thread started on first need (``loop.py``), so that it survives gunicorn's fork. The request's
+thread waits for it; the pages answer small, whole pages, so their answer is collected on the loop
+and returned as one body.
+
+Why not a2wsgi's ``ASGIMiddleware`` for the pages: it starts its loop thread when it is built (in
+gunicorn's master with ``--preload``: dead in the workers) unless handed a loop, builds a scope of
+its own from the environ (the pages need the one our resolvers read, and the identity and proof
+worked out here), and streams the body through events with a thread hop per message; a page
+answer is a few kilobytes. Running one coroutine with ``run_coroutine_threadsafe`` on our own lazily
+started loop is a few lines (``loop.py``) and needs no dependency.
+
+``SCRIPT_NAME`` is the application's root, as ``root_path`` is under ASGI: the prefixes are
+relative to it, the redirects and the pages' links carry it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+from starlette.types import Receive, Scope, Send
+
+from ..asgi import inside, is_https
+from ..errors import HostilePath, IdentityUnreadable, StoreUnavailable
+from ..guard import ErrorLog
+from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
+from ..logout import cannot_tell, revoke_login
+from ..pages import SECURITY_HEADERS, Pages
+from ..proof import Proof, proof_clear_cookie
+from ..proof_check import ProofCheck
+from ..responses import (
+    BAD_PATH_TEXT,
+    MISCONFIGURED_HTML,
+    UNAVAILABLE_HTML,
+    challenge_json,
+    challenge_url,
+    wants_json,
+)
+from ..routes import Interface, Router, build_interfaces
+from ..service import TwoFactor
+from ..settings import Settings, load_settings
+from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
+from .guard import clearing_cookies, unidentified
+from .loop import LoopThread, collect
+
+log = logging.getLogger("tfa_middleware")
+_SECURITY = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+_LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted, as ASGI sends it
+
+
+class TwoFactorWSGIMiddleware:
+    """Puts a second factor in front of the interfaces of a WSGI app (Flask, Django, …)::
+
+        app = TwoFactorWSGIMiddleware.from_yaml(flask_app.wsgi_app, "tfa.yaml")  # or the app itself
+
+    Exactly one of ``settings`` (the middleware builds its own service) or ``service`` (a
+    ``TwoFactor`` the shop's code shares). The app finds the verified proof with
+    ``tfa_middleware.second_factor(request)`` (a Werkzeug/Flask or Django request, or the environ).
+    ``run(coroutine)`` runs one of the service's coroutines on the middleware's loop, for a WSGI
+    shop's own calls (``run(tfa.sign_out(...))``); ``close()`` closes a service built here.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        settings: Settings | None = None,
+        *,
+        service: TwoFactor | None = None,
+        resolvers: Mapping[str, Resolver] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if (settings is None) == (service is None):
+            raise TypeError(
+                "TwoFactorWSGIMiddleware takes exactly one of settings= or service= "
+                f"(got {'both' if service is not None else 'neither'})"
+            )
+        if service is not None:
+            settings = service.settings
+        assert settings is not None
+        clock = clock or (service.clock if service is not None else time.time)
+        self.owns_service = service is None
+        self.app = app
+        self.settings = settings
+        self.clock = clock
+        self.service = service or TwoFactor.from_settings(settings, clock=clock)
+        self.loop = LoopThread(on_fork=self._forked)
+        self._cookies = EnvironCookies()  # the Cookie header read from the environ: no headers built
+        self._proofs = ProofCheck(self.service, self._cookies, settings.revocation_check_seconds)
+        self._valid_proof = self._proofs.check
+        self._errors = ErrorLog()
+        interfaces = [self._here(i) for i in build_interfaces(settings, resolvers, self._cookies)]
+        self._router = Router(interfaces)
+        self._routes = self._router.cached
+        self._interfaces = self._router.interfaces
+        codecs = {i.settings.name: i.codec for i in interfaces}
+        self.pages = Pages(settings, self.service, codecs, clock)
+
+    @classmethod
+    def from_yaml(
+        cls,
+        app: WSGIApplication,
+        path: str | os.PathLike[str],
+        *,
+        resolvers: Mapping[str, Resolver] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> TwoFactorWSGIMiddleware:
+        """The middleware with a service of its own, built from a YAML file."""
+        return cls(app, load_settings(path), resolvers=resolvers, clock=clock)
+
+    def run(self, awaitable: Any) -> Any:
+        """Run a coroutine (the service's) on this process's loop and return its result."""
+        return self.loop.run(awaitable)
+
+    def close(self) -> None:
+        """Close the service built here (one passed in is the shop's), then stop the loop."""
+        if self.owns_service:
+            self.loop.run(self.service.close())
+        self.loop.stop()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        raw = environ.get("PATH_INFO") or "/"
+        if not raw.isascii():
+            raw = text(raw)  # as the shop reads it; and never a cache key of another reading
+        route = self._routes.get(raw)
+        if route is None:
+            try:
+                route = self._router.route(raw)
+            except HostilePath:
+                return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
+        iface, path, logouts = route
+        if iface is None:
+            if logouts:
+                return self._shop_logout(logouts, environ, start_response)
+            return self.app(environ, start_response)
+
+        root = environ.get("SCRIPT_NAME", "")
+        if root and not root.isascii():
+            root = text(root)
+        scope = http_scope(environ, raw, root)
+        try:
+            result = iface.resolver(scope)
+            identity = as_identity(self.loop.run(result) if iface.resolver_is_async else result)  # type: ignore[arg-type]
+        except Exception as exc:
+            return self._resolver_failed(iface, exc, environ, start_response)
+
+        in_pages = inside(path, iface.pages_path)
+        if identity is None and not in_pages:
+            return unidentified(self.app, iface.settings, self._errors, raw, environ, start_response)
+
+        now = self.clock()
+        try:
+            checked = self._valid_proof(iface, scope, identity, now)
+            proof = checked if checked is None or isinstance(checked, Proof) else self.loop.run(checked)
+        except StoreUnavailable as exc:
+            log.error("cannot check revocation for %s: %s", iface.settings.name, exc)
+            return self._unavailable(environ, start_response)
+
+        if in_pages:
+            return self._pages(iface, identity, proof, path, root, scope, environ, start_response)
+        if proof is not None:
+            environ[ENVIRON_KEY] = proof
+            return self.app(environ, start_response)
+        assert identity is not None
+        return self._without_proof(iface, identity, raw, root, scope, environ, start_response)
+
+    def _here(self, iface: Interface) -> Interface:
+        """The interface with a resolver fit for the server's thread: a sync ``from: callable``
+        function is called directly (this thread may block); an async one stays async (the loop)."""
+        resolver = iface.resolver
+        if not isinstance(resolver, CallableResolver) or resolver.is_async:
+            return iface
+        func = resolver.func
+        run = self.run
+
+        def in_this_thread(scope: Scope) -> ResolverResult:
+            result = func(scope)
+            return run(result) if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+
+        return _replace(iface, in_this_thread)
+
+    def _identify(self, iface: Interface, scope: Scope) -> Identity | None:
+        result = iface.resolver(scope)
+        return as_identity(self.loop.run(result) if iface.resolver_is_async else result)  # type: ignore[arg-type]
+
+    def _resolver_failed(
+        self, iface: Interface, exc: Exception, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        name = iface.settings.name
+        if isinstance(exc, IdentityUnreadable):
+            message = "identity resolver of interface %s cannot tell who is logged in: %s"
+            self._errors(name, "resolver", message, name, exc)
+            return refuse(start_response, environ, 500, MISCONFIGURED_HTML)
+        log.error("identity resolver of interface %s failed", name, exc_info=exc)
+        return self._unavailable(environ, start_response)
+
+    @staticmethod
+    def _unavailable(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return refuse(start_response, environ, 503, UNAVAILABLE_HTML, retry_after=30)
+
+    def _shop_logout(
+        self, ifaces: tuple[Interface, ...], environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The shop's logout: passed to the shop; its answer clears the proof cookies, and the
+        proofs of the login it ends are revoked (as ``logout.py`` does under ASGI)."""
+        scope = http_scope(
+            environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
+        )
+        https = is_https(scope)
+        for iface in ifaces:
+            try:
+                identity = self._identify(iface, scope)
+            except Exception as exc:
+                cannot_tell(iface, exc)
+                continue
+            if identity is not None and identity.session_id is not None:
+                self.loop.run(revoke_login(self.service, self._proofs.forget, iface, identity))
+        clear = [proof_clear_cookie(i.proof_cookie(https), https) for i in ifaces]
+        return self.app(environ, clearing_cookies(start_response, clear))
+
+    def _pages(
+        self,
+        iface: Interface,
+        identity: Identity | None,
+        proof: Proof | None,
+        path: str,
+        root: str,
+        scope: Scope,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        body = read_body(environ, self.settings.max_form_bytes) if scope["method"] == "POST" else b""
+
+        def call(receive: Receive, send: Send) -> Any:
+            return self.pages(scope, receive, send, iface.settings, identity, proof, path=path, root=root)
+
+        answer = self.loop.run(collect(call, body))
+        return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
+
+    def _without_proof(
+        self,
+        iface: Interface,
+        identity: Identity,
+        relative: str,
+        root: str,
+        scope: Scope,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        """Somebody logged in without a valid proof: the challenge (or, for a user without a phone
+        on an interface with ``on_missing_phone: skip``, the app)."""
+        if iface.settings.on_missing_phone == "skip" and self._unenrolled(iface, identity):
+            return self.app(environ, start_response)
+        url = challenge_url(scope, relative, root, iface.prefix, iface.pages_path)
+        if wants_json(scope):
+            body = challenge_json(url)
+            headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+            return respond(start_response, environ, 401, [*headers, *_SECURITY], body)
+        location = quote(url, safe=_LOCATION_SAFE).encode("latin-1")
+        headers = [(b"content-length", b"0"), (b"location", location)]
+        return respond(start_response, environ, 303, [*headers, *_SECURITY], b"")
+
+    def _unenrolled(self, iface: Interface, identity: Identity) -> bool:
+        try:
+            status = self.loop.run(self.service.status(iface.settings.name, identity.user_id))
+        except StoreUnavailable:
+            return False  # unknown: challenge (and the pages will say the service is unavailable)
+        return bool(status.state == "none")
+
+    def _forked(self) -> None:
+        """In a forked worker: the database connections the parent's loop opened are not ours."""
+        self.service.store.engine.sync_engine.dispose(close=False)
+
+
+def _replace(iface: Interface, resolver: Resolver) -> Interface:
+    return replace(iface, resolver=resolver, resolver_is_async=False)
