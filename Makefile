@@ -32,6 +32,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@# Python 3.11's bundled pip (23.x) gives up on the dev extras (nested extras of this package
+	@# plus fastapi-users' SQLAlchemy < 2.1) although they resolve; pip 24 and newer solve them.
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
