@@ -50,7 +50,8 @@ def shop_without_logout_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     lines = CONFIG.read_text().splitlines(keepends=True)
     config = tmp_path / "config.yaml"
     config.write_text("".join(line for line in lines if "logout" not in line))
-    assert "logout_url" not in config.read_text() and "from: jwt" in config.read_text()
+    assert "logout_url" not in config.read_text()
+    assert "from: jwt" in config.read_text()
     env = {
         **os.environ,
         "SHOP_DB": str(tmp_path / "shop.sqlite3"),

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from tests.fail_closed_app import SHOP_SECRET
 from tests.harness import ADMIN_PHONE, Harness
-from tests.test_fail_closed import SHOP_SECRET, admin, cookie_identity, cookie_shop, is_challenge
+from tests.test_fail_closed import admin, cookie_identity, cookie_shop, is_challenge
 from tests.wsgi_harness import WSGIHarness
 from tfa_middleware.proof import proof_clear_cookie
 from tfa_middleware.session_end import ended_cookie, ended_cookies
@@ -101,11 +102,10 @@ def test_flask_session_interface_after_session_clear() -> None:
 
 
 def test_flask_login_logout_user_deletes_a_session_holding_only_the_login() -> None:
-    from tests.test_flask_login import User
-
     from flask_login import LoginManager, login_user, logout_user
 
     from tests.flask_shop import flask_app
+    from tests.test_flask_login import User
 
     app = flask_app()
     LoginManager(app).user_loader(User)
@@ -143,7 +143,7 @@ def test_django_delete_cookie_and_the_session_middleware_of_a_flushed_session(
     # Django's logout flushes the session; its SessionMiddleware then deletes the cookie.
     request = HttpRequest()
     request.COOKIES["sessionid"] = "a" * 32
-    middleware = DjangoSessions(lambda request: HttpResponse("logged out"))
+    middleware = DjangoSessions(lambda _request: HttpResponse("logged out"))
     middleware.process_request(request)
     request.session["_auth_user_id"] = "1"
     request.session.flush()  # what django.contrib.auth.logout does
@@ -233,7 +233,8 @@ async def test_asgi_the_shops_logout_ends_the_proof_without_logout_url(
     # A copy of the pair taken before: that login's proofs were revoked.
     h.client.cookies.clear()
     cookie = "; ".join(f"{k}={v}" for k, v in copied.items())
-    assert is_challenge(await h.client.get("/admin/orders", headers={"cookie": cookie, "accept": "text/html"}))
+    replayed = await h.client.get("/admin/orders", headers={"cookie": cookie, "accept": "text/html"})
+    assert is_challenge(replayed)
 
 
 async def test_asgi_an_answer_keeping_the_session_keeps_the_proof(make_harness: Callable[..., Any]) -> None:
@@ -250,14 +251,14 @@ async def test_asgi_a_header_resolver_is_not_watched(make_harness: Callable[...,
     h: Harness = await make_harness(
         cookie_shop(), interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"})
     )
-    assert all(i.session_cookie is None for i in h.app._interfaces)  # type: ignore[attr-defined]
-    assert not h.app._watching  # type: ignore[attr-defined]
+    assert all(i.session_cookie is None for i in h.app._interfaces)
+    assert not h.app._watching
 
 
 # --------------------------------------------------------------------------- WSGI, in-process
 
 
-def test_wsgi_the_shops_logout_ends_the_proof_without_logout_url(make_wsgi: Callable[..., WSGIHarness]) -> None:
+def test_wsgi_the_shops_logout_ends_the_proof_without_logout_url(make_wsgi: Callable[..., Any]) -> None:
     from tests.test_wsgi import admin as wsgi_admin
     from tests.test_wsgi import cookie_identity as wsgi_cookie_identity
 
@@ -300,10 +301,10 @@ def flask_login_shop() -> Any:
         logout_user()
         return "out"
 
-    @app.get("/admin/orders")
-    @login_required
     def orders() -> str:
         return "orders"
+
+    app.add_url_rule("/admin/orders", "orders", login_required(orders))
 
     return app
 

@@ -125,13 +125,17 @@ class LogoutWatch:
     ) -> None:
         self.logout, self.scope, self.send, self.iface, self.identity = logout, scope, send, iface, identity
 
-    async def __call__(self, message: Message) -> None:
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine itself: a message passes on as the shop's send's own awaitable, so the
+        # watch adds no coroutine per message; only an answer setting a cookie is read further.
         if message["type"] == "http.response.start":
             for key, _ in message.get("headers") or ():
                 if key == b"set-cookie":
-                    message = await self.logout.ended(message, self.scope, self.iface, self.identity)
-                    break
-        await self.send(message)
+                    return self._ended(message)
+        return self.send(message)
+
+    async def _ended(self, message: Message) -> None:
+        await self.send(await self.logout.ended(message, self.scope, self.iface, self.identity))
 
 
 

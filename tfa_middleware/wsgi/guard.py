@@ -4,8 +4,7 @@
 - :func:`unidentified`: a request on a protected path in which nobody was identified (the rules
   of ``tfa_middleware/guard.py``: an unsafe method never reaches the shop under ``block``; a 2xx
   is withheld with the same page and the same ERROR line);
-- :func:`clearing_cookies`: the shop's logout, whose answer clears the proof cookies;
-- :func:`watching`: an answer that may delete the shop's session cookie (``session_end.py``).
+- :func:`clearing_cookies`: the shop's logout, whose answer clears the proof cookies.
 """
 
 from __future__ import annotations
@@ -105,22 +104,6 @@ def clearing_cookies(start_response: StartResponse, cookies: list[str]) -> Start
 
     def start(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo = None) -> Write:
         return start_response(status, [*headers, *(("Set-Cookie", c) for c in cookies)], exc_info)
-
-    return start
-
-
-def watching(
-    start_response: StartResponse, ended: Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
-) -> StartResponse:
-    """``start_response`` that scans the shop's headers for ``Set-Cookie`` and, only when there
-    is one, lets ``ended`` add what a deleted session means (the proof cookies cleared)."""
-
-    def start(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo = None) -> Write:
-        for key, _ in headers:
-            if len(key) == 10 and key.lower() == "set-cookie":
-                headers = ended(headers)
-                break
-        return start_response(status, headers, exc_info)
 
     return start
 

@@ -59,7 +59,7 @@ from ..service import TwoFactor
 from ..session_end import SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
 from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
-from .guard import clearing_cookies, unidentified, watching
+from .guard import ExcInfo, Write, clearing_cookies, unidentified
 from .loop import LoopThread, collect
 
 log = logging.getLogger("tfa_middleware")
@@ -260,28 +260,45 @@ class TwoFactorWSGIMiddleware:
         iface: Interface | None,
         identity: Identity | None,
     ) -> StartResponse:
-        """``start_response`` for a request carrying a watched proof cookie: an answer deleting
-        the shop's session cookie drops the proof cookie too, and revokes that login's proofs."""
+        """``start_response`` for a request carrying a watched proof cookie: only an answer
+        setting a cookie is read further (:meth:`_ended`). One closure, nothing else, per request."""
+        ended = self._ended
 
-        def ended(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-            here = scope or http_scope(
-                environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
-            )
-            found = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
-            for end in found:
-                if end.proof is None:
-                    continue
-                known = identity if end.iface is iface else None
-                try:
-                    known = known or self._identify(end.iface, here)
-                except Exception as exc:
-                    cannot_tell(end.iface, exc)
-                    continue
-                if same_login(end.proof, known):
-                    self.loop.run(revoke_login(self.service, self._proofs.forget, end.iface, known))
-            return [*headers, *(("Set-Cookie", end.clear) for end in found)]
+        def start(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo = None) -> Write:
+            for key, _ in headers:
+                if len(key) == 10 and key.lower() == "set-cookie":
+                    headers = ended(headers, environ, scope, iface, identity)
+                    break
+            return start_response(status, headers, exc_info)
 
-        return watching(start_response, ended)
+        return start
+
+    def _ended(
+        self,
+        headers: list[tuple[str, str]],
+        environ: WSGIEnvironment,
+        scope: Scope | None,
+        iface: Interface | None,
+        identity: Identity | None,
+    ) -> list[tuple[str, str]]:
+        """The shop's headers, with the proof cookies of the sessions they delete cleared (and
+        those logins' proofs revoked, as ``logout.py`` does under ASGI)."""
+        here = scope or http_scope(
+            environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
+        )
+        found = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        for end in found:
+            if end.proof is None:
+                continue
+            known = identity if end.iface is iface else None
+            try:
+                known = known or self._identify(end.iface, here)
+            except Exception as exc:
+                cannot_tell(end.iface, exc)
+                continue
+            if same_login(end.proof, known):
+                self.loop.run(revoke_login(self.service, self._proofs.forget, end.iface, known))
+        return [*headers, *(("Set-Cookie", end.clear) for end in found)]
 
     def _pages(
         self,
