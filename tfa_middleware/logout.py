@@ -4,7 +4,7 @@ tell which login that is). Two ways to see a logout:
 
 - the interface's ``logout_url`` (:class:`ShopLogout`): always open, passed to the shop;
 - without it, for a resolver that reads a cookie: any answer of the shop that deletes that cookie,
-  on a request carrying the interface's proof cookie (:class:`LogoutWatch`, the ``send`` given to
+  on a request carrying the interface's proof cookie (:func:`logout_watch`, the ``send`` given to
   the shop; the headers are read in ``session_end.py``).
 """
 
@@ -109,34 +109,30 @@ class ShopLogout:
             await revoke_login(self.service, self.forget, end.iface, identity)
 
 
-class LogoutWatch:
+def logout_watch(
+    logout: ShopLogout,
+    scope: Scope,
+    send: Send,
+    iface: Interface | None = None,
+    identity: Identity | None = None,
+) -> Send:
     """The ``send`` given to the shop on a request carrying a watched proof cookie: the response
-    start is scanned for ``set-cookie``, and only an answer setting a cookie is read further."""
+    start is scanned for ``set-cookie``, and only an answer setting a cookie is read further.
 
-    __slots__ = ("identity", "iface", "logout", "scope", "send")
+    A closure (cheaper to make than an object), and not a coroutine itself: a message passes on
+    as the shop's send's own awaitable, so the watch adds no coroutine per message."""
 
-    def __init__(
-        self,
-        logout: ShopLogout,
-        scope: Scope,
-        send: Send,
-        iface: Interface | None = None,
-        identity: Identity | None = None,
-    ) -> None:
-        self.logout, self.scope, self.send, self.iface, self.identity = logout, scope, send, iface, identity
+    async def ended(message: Message) -> None:
+        await send(await logout.ended(message, scope, iface, identity))
 
-    def __call__(self, message: Message) -> Awaitable[None]:
-        # Not a coroutine itself: a message passes on as the shop's send's own awaitable, so the
-        # watch adds no coroutine per message; only an answer setting a cookie is read further.
+    def watched(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             for key, _ in message.get("headers") or ():
                 if key == b"set-cookie":
-                    return self._ended(message)
-        return self.send(message)
+                    return ended(message)
+        return send(message)
 
-    async def _ended(self, message: Message) -> None:
-        await self.send(await self.logout.ended(message, self.scope, self.iface, self.identity))
-
+    return watched
 
 
 async def revoke_login(

@@ -29,7 +29,7 @@ from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .guard import ErrorLog, unidentified
 from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
-from .logout import LogoutWatch, ShopLogout
+from .logout import ShopLogout, logout_watch
 from .pages import SECURITY_HEADERS, Pages
 from .proof import Proof
 from .proof_check import ProofCheck
@@ -139,7 +139,7 @@ class TwoFactorMiddleware:
                 await self._logout(self.app, logouts, scope, receive, send)
                 return
             if self._watching and self._ends.carried(scope):
-                send = LogoutWatch(self._logout, scope, send)  # the shop's logout may live here
+                send = logout_watch(self._logout, scope, send)  # the shop's logout may live here
             await self.app(scope, receive, send)
             return
 
@@ -172,7 +172,7 @@ class TwoFactorMiddleware:
             scope[SCOPE_KEY] = proof
             # A shop whose session cookie we read may log out here: its answer is watched.
             watch = iface.session_cookie is not None
-            watched = LogoutWatch(self._logout, scope, send, iface, identity) if watch else send
+            watched = logout_watch(self._logout, scope, send, iface, identity) if watch else send
             await self.app(scope, receive, watched)
             return
         assert identity is not None
