@@ -333,3 +333,13 @@ def test_wsgi_a_request_without_a_proof_cookie_is_not_watched(make_wsgi: Callabl
     h = make_wsgi(interfaces=wsgi_admin(wsgi_cookie_identity()))
     out = h.client.get("/admin/logout")
     assert not any(v.startswith("tfa_admin=") for v in set_cookies(out))
+
+
+async def test_asgi_a_logout_without_a_proof_cookie_adds_nothing(make_harness: Callable[..., Any]) -> None:
+    shop = cookie_shop()
+    shop.router.routes.append(Route("/logout", clearing_logout))
+    h: Harness = await make_harness(shop, interfaces=admin(cookie_identity()))
+    await h.client.get("/login", params={"user": "alice", "sid": "s1"})
+    out = await h.client.get("/logout")
+    assert any(v.startswith("session=") for v in set_cookies(out))
+    assert not any(v.startswith("tfa_admin=") for v in set_cookies(out))

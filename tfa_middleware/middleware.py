@@ -138,8 +138,11 @@ class TwoFactorMiddleware:
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
                 return
-            if self._watching and self._ends.carried(scope):
-                send = logout_watch(self._logout, scope, send)  # the shop's logout may live here
+            if self._watching:
+                # The shop's logout may live here. Cheaper to watch every answer (a closure; its
+                # headers scanned for set-cookie) than to scan the request's headers first for a
+                # proof cookie: the proof cookie is looked for only in an answer setting a cookie.
+                send = logout_watch(self._logout, scope, send)
             await self.app(scope, receive, send)
             return
 

@@ -15,8 +15,14 @@ writes that deletion in its own words, all of them an expiry:
 So a header for the cookie ``name`` ends the session when its Max-Age is zero or less, or (without
 a Max-Age, which takes precedence: RFC 6265 5.3) its Expires lies in the past, or its value is
 empty: a browser holding an empty session cookie holds no login either. Anything else (a new
-session, a refreshed token) is not an end. The headers are scanned only on a request that carries
-a proof cookie of an interface whose resolver reads a cookie (``Interface.session_cookie``).
+session, a refreshed token) is not an end.
+
+What is watched, when some interface's resolver reads a cookie (``Interface.session_cookie``): on a
+protected path, the answers to requests with a valid proof of that interface; elsewhere (the
+shop's logout may sit outside every prefix), under ASGI every answer (a closure scanning the
+response start for ``set-cookie`` is cheaper than scanning the request's headers first), under
+WSGI the answers to requests whose ``HTTP_COOKIE`` names a proof cookie (a substring test). The
+proof cookie itself is looked for only in an answer that sets a watched cookie.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ class SessionEnds:
     """The watch of one middleware over the answers of the shop, for the interfaces whose resolver
     reads a cookie. ``watched`` is empty when none does: then nothing is ever watched."""
 
-    __slots__ = ("cookies", "names", "needles", "texts", "watched")
+    __slots__ = ("cookies", "names", "texts", "watched")
 
     def __init__(self, interfaces: Iterable[Interface], cookies: CookieParser) -> None:
         self.watched = tuple(i for i in interfaces if i.session_cookie)
@@ -59,21 +65,11 @@ class SessionEnds:
         # "tfa_admin=" is in both of the proof cookie's names (over https: "__Host-tfa_admin="):
         # a request whose Cookie header holds none of these carries no proof to drop.
         self.texts = tuple({f"{i.settings.proof_cookie}=" for i in self.watched})
-        self.needles = tuple(t.encode("latin-1") for t in self.texts)
         self.cookies = cookies
 
-    def carried(self, scope: Scope) -> bool:
-        """Whether an ASGI request may carry a proof cookie of a watched interface (a cheap
-        substring test; a false yes only costs a scan of the answer's headers)."""
-        for key, value in scope["headers"]:
-            if key == b"cookie":
-                for needle in self.needles:
-                    if needle in value:
-                        return True
-        return False
-
     def carried_text(self, cookie_header: str | None) -> bool:
-        """:meth:`carried` for a WSGI request's ``HTTP_COOKIE``."""
+        """Whether a WSGI request's ``HTTP_COOKIE`` may hold a proof cookie of a watched
+        interface (a substring test; a false yes only costs a scan of the answer's headers)."""
         if cookie_header:
             for text in self.texts:  # a loop, not any(): no generator on every request
                 if text in cookie_header:
