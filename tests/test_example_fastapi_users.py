@@ -29,12 +29,34 @@ EMAIL, PASSWORD = "ann@example.com", "a-long-password-for-ann"
 HTML = {"accept": "text/html"}
 
 
+CONFIG = Path(__file__).parent.parent / "examples" / "fastapi_users" / "config.yaml"
+
+
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env = {
         **os.environ,
         "SHOP_DB": str(tmp_path / "shop.sqlite3"),
         "TFA_DB": str(tmp_path / "tfa.sqlite3"),
+    }
+    with uvicorn_server(FACTORY, tmp_path, env) as url:
+        yield url, tmp_path / "tfa.sqlite3"
+
+
+@pytest.fixture
+def shop_without_logout_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The example with its config.yaml minus ``logout_url``: the middleware sees the logout in
+    the shop's answer (its cookie deleted) alone."""
+    lines = CONFIG.read_text().splitlines(keepends=True)
+    config = tmp_path / "config.yaml"
+    config.write_text("".join(line for line in lines if "logout" not in line))
+    assert "logout_url" not in config.read_text()
+    assert "from: jwt" in config.read_text()
+    env = {
+        **os.environ,
+        "SHOP_DB": str(tmp_path / "shop.sqlite3"),
+        "TFA_DB": str(tmp_path / "tfa.sqlite3"),
+        "TFA_CONFIG": str(config),
     }
     with uvicorn_server(FACTORY, tmp_path, env) as url:
         yield url, tmp_path / "tfa.sqlite3"
@@ -107,6 +129,33 @@ def test_a_fastapi_users_shop_with_yaml_alone(shop: tuple[str, Path]) -> None:
         # ...and the first login's proof, kept by a copy, is bound to that login's token (exp).
         client.cookies.set("tfa_admin", first_proof)
         assert client.get("/admin/", headers=HTML).status_code == 303
+
+
+def test_without_logout_url_logging_out_and_in_asks_again(shop_without_logout_url: tuple[str, Path]) -> None:
+    # Measured before the shop's answer was watched: logged in again within the same second (the
+    # same exp, so the same binding), the old proof let the user in without a code.
+    url, tfa_db = shop_without_logout_url
+    with httpx.Client(base_url=url) as client:
+        registered = client.post("/auth/register", json={"email": EMAIL, "password": PASSWORD})
+        assert registered.status_code == 201, registered.text
+        log_in(client)
+        token = csrf(client, "/admin/_2fa/enroll")
+        enrolled = client.post(
+            "/admin/_2fa/enroll", data={"csrf_token": token, "country_code": "1", "phone": "2015550123"}
+        )
+        assert enrolled.status_code == 303, enrolled.text
+        code = latest_code(tfa_db, registered.json()["id"])
+        assert client.post("/admin/_2fa/verify", data={"csrf_token": token, "code": code}).status_code == 303
+        assert client.get("/admin/", headers=HTML).status_code == 200
+
+        out = client.post("/auth/jwt/logout")  # fastapi-users' CookieTransport: Max-Age=0, no Expires
+        assert out.status_code == 204
+        assert any(c.startswith("tfa_admin=") for c in out.headers.get_list("set-cookie"))
+        assert "tfa_admin" not in client.cookies
+        log_in(client)
+        again = client.get("/admin/", headers=HTML)
+        assert again.status_code == 303
+        assert again.headers["location"].startswith("/admin/_2fa/challenge?")
 
 
 @pytest.mark.parametrize(

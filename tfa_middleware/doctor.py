@@ -339,10 +339,7 @@ def setting_warnings(settings: Settings) -> list[str]:
                 "it, or the guard withholds it as a protected page served to nobody"
             )
         if iface.logout_url is None:
-            out.append(
-                f"{at}.logout_url is not set: our pages offer no way out, and the shop's logout does "
-                "not end this browser's proof cookie"
-            )
+            out.append(f"{at}.logout_url is not set: our pages offer no way out{_logout_seen(iface)}")
         if iface.on_missing_phone == "skip":
             out.append(f"{at}.on_missing_phone: skip lets users without a phone in with the password alone")
         if iface.identity.source == "header" and any(map(_loopback, settings.trusted_proxies)):
@@ -412,3 +409,14 @@ def _exempt(iface: InterfaceSettings, path: str) -> bool:
 
 def _loopback(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     return any(ipaddress.ip_address(a) in net for a in ("127.0.0.1", "::1"))
+
+
+def _logout_seen(iface: InterfaceSettings) -> str:
+    """Whether the shop's logout ends the proof without ``logout_url`` (a resolver reading a cookie)."""
+    identity = iface.identity
+    cookie = identity.source in ("starlette_session_cookie", "flask_session", "django_session") or (
+        identity.source == "jwt" and getattr(identity, "cookie", None) is not None
+    )
+    if cookie:
+        return " (the shop's logout still ends the proof: its answer deletes the cookie we read)"
+    return ", and the shop's logout does not end this browser's proof cookie"

@@ -1,11 +1,17 @@
-"""The shop's own logout (an interface's ``logout_url``): always open, passed to the shop, and this
-browser's second factor ends with it: the shop's answer clears the proof cookie, and the proofs
-bound to the login it ends are revoked (when the resolver can tell which login that is).
+"""The shop's own logout, and this browser's second factor ends with it: the shop's answer clears
+the proof cookie, and the proofs bound to the login it ends are revoked (when the resolver can
+tell which login that is). Two ways to see a logout:
+
+- the interface's ``logout_url`` (:class:`ShopLogout`): always open, passed to the shop;
+- without it, for a resolver that reads a cookie: any answer of the shop that deletes that cookie,
+  on a request carrying the interface's proof cookie (:func:`logout_watch`, the ``send`` given to
+  the shop; the headers are read in ``session_end.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +22,7 @@ from .identity import Identity
 from .proof import proof_clear_cookie
 from .routes import Interface
 from .service import TwoFactor
+from .session_end import Ended, SessionEnds, same_login, set_cookies_asgi
 
 log = logging.getLogger("tfa_middleware")
 
@@ -32,10 +39,15 @@ class ShopLogout:
         service: TwoFactor,
         identify: Callable[[Interface, Scope], Awaitable[Identity | None]],
         forget: Callable[[tuple[str, str]], object],
+        *,
+        ends: SessionEnds | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.service = service
         self.identify = identify
         self.forget = forget
+        self.ends = ends
+        self.clock = clock
 
     async def __call__(
         self, app: ASGIApp, ifaces: tuple[Interface, ...], scope: Scope, receive: Receive, send: Send
@@ -67,6 +79,60 @@ class ShopLogout:
             return
         await revoke_login(self.service, self.forget, iface, identity)
 
+    async def ended(
+        self, message: Message, scope: Scope, iface: Interface | None, identity: Identity | None
+    ) -> Message:
+        """The shop's response start, with the proof cookies of the sessions it deletes cleared
+        (and those logins' proofs revoked). ``iface`` and ``identity``: what the middleware
+        already knows of this request (on a protected path), read before the shop ran."""
+        assert self.ends is not None
+        headers = message.get("headers") or ()
+        found = self.ends.ended(set_cookies_asgi(headers), scope, self.clock())
+        if not found:
+            return message
+        for end in found:
+            await self._revoke_ended(end, scope, identity if end.iface is iface else None)
+        cleared = [(b"set-cookie", end.clear.encode("latin-1")) for end in found]
+        return {**message, "headers": [*headers, *cleared]}
+
+    async def _revoke_ended(self, end: Ended, scope: Scope, identity: Identity | None) -> None:
+        if end.proof is None:
+            return  # no genuine proof bound to a login: clearing the cookie is all there is
+        if identity is None:
+            # The request still carries the shop's cookie it logs out of: the resolver reads it.
+            try:
+                identity = await self.identify(end.iface, scope)
+            except Exception as exc:
+                cannot_tell(end.iface, exc)
+                return
+        if same_login(end.proof, identity):
+            await revoke_login(self.service, self.forget, end.iface, identity)
+
+
+def logout_watch(
+    logout: ShopLogout,
+    scope: Scope,
+    send: Send,
+    iface: Interface | None = None,
+    identity: Identity | None = None,
+) -> Send:
+    """The ``send`` given to the shop on a request carrying a watched proof cookie: the response
+    start is scanned for ``set-cookie``, and only an answer setting a cookie is read further.
+
+    A closure (cheaper to make than an object), and not a coroutine itself: a message passes on
+    as the shop's send's own awaitable, so the watch adds no coroutine per message."""
+
+    async def ended(message: Message) -> None:
+        await send(await logout.ended(message, scope, iface, identity))
+
+    def watched(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            for key, _ in message.get("headers") or ():
+                if key == b"set-cookie":
+                    return ended(message)
+        return send(message)
+
+    return watched
 
 
 async def revoke_login(

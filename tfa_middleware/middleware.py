@@ -29,7 +29,7 @@ from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .guard import ErrorLog, unidentified
 from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
-from .logout import ShopLogout
+from .logout import ShopLogout, logout_watch
 from .pages import SECURITY_HEADERS, Pages
 from .proof import Proof
 from .proof_check import ProofCheck
@@ -43,8 +43,9 @@ from .responses import (
     refuse,
     wants_json,
 )
-from .routes import Interface, Router, build_interfaces, relative, warn_unrouted
+from .routes import Interface, Route, Router, build_interfaces, relative, warn_unrouted
 from .service import TwoFactor
+from .session_end import SessionEnds
 from .settings import Settings, load_settings
 
 log = logging.getLogger("tfa_middleware")
@@ -103,7 +104,12 @@ class TwoFactorMiddleware:
         self._routes = self._router.cached
         self._interfaces = self._router.interfaces
         warn_unrouted(app, interfaces)
-        self._logout = ShopLogout(self.service, self._identify, self._proofs.forget)
+        # A shop answer deleting the cookie a resolver reads ends that interface's proof too.
+        self._ends = SessionEnds(interfaces, self._cookies)
+        self._watching = bool(self._ends.watched)
+        self._logout = ShopLogout(
+            self.service, self._identify, self._proofs.forget, ends=self._ends, clock=clock
+        )
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
 
     @classmethod
@@ -124,18 +130,19 @@ class TwoFactorMiddleware:
             return
         root = scope.get("root_path") or ""
         raw = relative(scope["path"], root) if root else scope["path"]
-        route = self._routes.get(raw)
+        route = self._routes.get(raw) or await self._route(raw, scope, receive, send)
         if route is None:
-            try:
-                route = self._router.route(raw)
-            except HostilePath:
-                await refuse(scope, receive, send, 400, BAD_PATH_TEXT, content_type=None)
-                return
+            return
         iface, path, logouts = route
         if iface is None:
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
                 return
+            if self._watching:
+                # The shop's logout may live here. Cheaper to watch every answer (a closure; its
+                # headers scanned for set-cookie) than to scan the request's headers first for a
+                # proof cookie: the proof cookie is looked for only in an answer setting a cookie.
+                send = logout_watch(self._logout, scope, send)
             await self.app(scope, receive, send)
             return
 
@@ -166,10 +173,21 @@ class TwoFactorMiddleware:
             return
         if proof is not None:
             scope[SCOPE_KEY] = proof
-            await self.app(scope, receive, send)
+            # A shop whose session cookie we read may log out here: its answer is watched.
+            watch = iface.session_cookie is not None
+            watched = logout_watch(self._logout, scope, send, iface, identity) if watch else send
+            await self.app(scope, receive, watched)
             return
         assert identity is not None
         await self._without_proof(iface, identity, raw, root, scope, receive, send)
+
+    async def _route(self, raw: str, scope: Scope, receive: Receive, send: Send) -> Route | None:
+        """A path not in the route cache: routed (and remembered), or refused as hostile (None)."""
+        try:
+            return self._router.route(raw)
+        except HostilePath:
+            await refuse(scope, receive, send, 400, BAD_PATH_TEXT, content_type=None)
+            return None
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Step 1: the app's, untouched; but a lifespan closes the service built here at its end."""

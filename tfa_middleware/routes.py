@@ -19,11 +19,20 @@ from .asgi import CookieParser, canonical_path, inside, simple_path
 from .cache import BoundedCache
 from .identity import Resolver, build_resolver
 from .proof import ProofCodec, proof_cookie_name
-from .settings import InterfaceSettings, Settings
+from .settings import (
+    DjangoSessionSource,
+    FlaskSessionSource,
+    IdentitySettings,
+    InterfaceSettings,
+    JwtSource,
+    Settings,
+    StarletteSessionCookieSource,
+)
 
 log = logging.getLogger("tfa_middleware")
 ROUTE_CACHE_SIZE = 4096
 ROUTE_CACHE_MAX_PATH = 1024
+_COOKIE_SOURCES = (StarletteSessionCookieSource, FlaskSessionSource, DjangoSessionSource, JwtSource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +50,9 @@ class Interface:
     cookie_http: str
     cookie_https: str
     logout_path: str | None
+    # The shop's cookie the resolver reads (session or JWT), when a resolver built from the YAML
+    # reads one: a shop answer deleting it is a logout, and the proof cookie goes with it.
+    session_cookie: str | None = None
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
@@ -69,7 +81,8 @@ def build_interfaces(
                 "with the password alone",
                 name,
             )
-        resolver = (resolvers or {}).get(name) or build_resolver(
+        custom = (resolvers or {}).get(name)
+        resolver = custom or build_resolver(
             iface.identity,
             trusted_proxies=settings.trusted_proxies,
             where=f"interfaces.{name}.identity",
@@ -89,9 +102,19 @@ def build_interfaces(
                 cookie_http=proof_cookie_name(iface.proof_cookie, https=False),
                 cookie_https=proof_cookie_name(iface.proof_cookie, https=True),
                 logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
+                session_cookie=None if custom else session_cookie(iface.identity, resolver),
             )
         )
     return interfaces
+
+
+def session_cookie(identity: IdentitySettings, resolver: Resolver) -> str | None:
+    """The name of the shop's cookie a resolver built from ``identity`` reads, or None (a header,
+    ``scope["user"]``, the shop's own function: their logout needs ``logout_url``)."""
+    if not isinstance(identity, _COOKIE_SOURCES):
+        return None
+    name = getattr(resolver, "cookie_name", None)  # Django's: SESSION_COOKIE_NAME unless set
+    return name if isinstance(name, str) and name else None
 
 
 class Router:

@@ -56,9 +56,10 @@ from ..responses import (
 )
 from ..routes import Interface, Router, build_interfaces
 from ..service import TwoFactor
+from ..session_end import SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
 from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
-from .guard import clearing_cookies, unidentified
+from .guard import ExcInfo, Write, clearing_cookies, unidentified
 from .loop import LoopThread, collect
 
 log = logging.getLogger("tfa_middleware")
@@ -111,6 +112,9 @@ class TwoFactorWSGIMiddleware:
         self._routes = self._router.cached
         self._interfaces = self._router.interfaces
         codecs = {i.settings.name: i.codec for i in interfaces}
+        # A shop answer deleting the cookie a resolver reads ends that interface's proof too.
+        self._ends = SessionEnds(interfaces, self._cookies)
+        self._watching = bool(self._ends.watched)
         self.pages = Pages(settings, self.service, codecs, clock)
 
     @classmethod
@@ -147,12 +151,12 @@ class TwoFactorWSGIMiddleware:
                 return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
         iface, path, logouts = route
         if iface is None:
-            if logouts:
-                return self._shop_logout(logouts, environ, start_response)
+            if logouts or self._watching:
+                return self._unprotected(logouts, environ, start_response)
             return self.app(environ, start_response)
 
         root = environ.get("SCRIPT_NAME", "")
-        if root and not root.isascii():
+        if not root.isascii():  # "" is ASCII
             root = text(root)
         scope = http_scope(environ, raw, root)
         try:
@@ -177,7 +181,9 @@ class TwoFactorWSGIMiddleware:
             return self._pages(iface, identity, proof, path, root, scope, environ, start_response)
         if proof is not None:
             environ[ENVIRON_KEY] = proof
-            return self.app(environ, start_response)
+            watched = iface.session_cookie is not None  # the shop may log out here: watch its answer
+            go = self._watch(environ, start_response, scope, iface, identity) if watched else start_response
+            return self.app(environ, go)
         assert identity is not None
         return self._without_proof(iface, identity, raw, root, scope, environ, start_response)
 
@@ -234,6 +240,65 @@ class TwoFactorWSGIMiddleware:
                 self.loop.run(revoke_login(self.service, self._proofs.forget, iface, identity))
         clear = [proof_clear_cookie(i.proof_cookie(https), https) for i in ifaces]
         return self.app(environ, clearing_cookies(start_response, clear))
+
+    def _unprotected(
+        self, logouts: tuple[Interface, ...], environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """A path no interface protects: the shop's ``logout_url``, or (the shop's logout may
+        live here) the shop's answer watched when the request carries a watched proof cookie."""
+        if logouts:
+            return self._shop_logout(logouts, environ, start_response)
+        if self._ends.carried_text(environ.get("HTTP_COOKIE")):
+            return self.app(environ, self._watch(environ, start_response, None, None, None))
+        return self.app(environ, start_response)
+
+    def _watch(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        scope: Scope | None,
+        iface: Interface | None,
+        identity: Identity | None,
+    ) -> StartResponse:
+        """``start_response`` for a request carrying a watched proof cookie: only an answer
+        setting a cookie is read further (:meth:`_ended`). One closure, nothing else, per request."""
+        ended = self._ended
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo = None) -> Write:
+            for key, _ in headers:
+                if len(key) == 10 and key.lower() == "set-cookie":
+                    headers = ended(headers, environ, scope, iface, identity)
+                    break
+            return start_response(status, headers, exc_info)
+
+        return start
+
+    def _ended(
+        self,
+        headers: list[tuple[str, str]],
+        environ: WSGIEnvironment,
+        scope: Scope | None,
+        iface: Interface | None,
+        identity: Identity | None,
+    ) -> list[tuple[str, str]]:
+        """The shop's headers, with the proof cookies of the sessions they delete cleared (and
+        those logins' proofs revoked, as ``logout.py`` does under ASGI)."""
+        here = scope or http_scope(
+            environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
+        )
+        found = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        for end in found:
+            if end.proof is None:
+                continue
+            known = identity if end.iface is iface else None
+            try:
+                known = known or self._identify(end.iface, here)
+            except Exception as exc:
+                cannot_tell(end.iface, exc)
+                continue
+            if same_login(end.proof, known):
+                self.loop.run(revoke_login(self.service, self._proofs.forget, end.iface, known))
+        return [*headers, *(("Set-Cookie", end.clear) for end in found)]
 
     def _pages(
         self,
