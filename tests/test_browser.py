@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 WIDTHS = {"desktop": 1280, "phone": 375}
 MAX_PAGE_BYTES = 30 * 1024
-# The pages' clock in the countdown tests: paused at an arbitrary moment, advanced by the test.
+# The pages' clock in the countdown test: starts at an arbitrary moment; paused, the test moves it.
 PAGE_TIME = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 # The limits of a browser test that is not about the growing delay: no wait between two tries.
 NO_DELAY = {"limits": {"verify_delay_base_seconds": 0}}
@@ -509,16 +509,21 @@ def test_the_lock_says_when_to_try_again(
 def test_resend_counts_down_the_cooldown(
     start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
 ) -> None:
-    """The countdown runs on Playwright's fake clock, paused: the page's seconds pass only when the
-    test says so (a loaded machine's real seconds never reach the page), 30 of them in no time."""
+    """The countdown runs on Playwright's fake clock, paused from the moment the code is asked
+    for: the page's seconds pass only when the test says so (a loaded machine's real seconds never
+    reach the page), 30 of them in no time. axe needs running timers: the clock resumes for it."""
     from playwright.sync_api import expect
 
     v = visit(start_demo(), WIDTHS[width])
     page = v.page
     page.clock.install(time=PAGE_TIME)
-    page.clock.pause_at(PAGE_TIME)
     log_in(v, "admin@example.com", "admin")
-    text_me_a_code(v, "+1 ••• ••• 0123")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    v.check("challenge")
+    tab_to(v, page.get_by_role("button", name="Text me a code"), backwards=True)
+    page.clock.pause_at(PAGE_TIME + timedelta(hours=1))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("We sent a code to +1 ••• ••• 0123.")
     again = page.get_by_role("button", name="Text me a new code")
     wait = page.locator("#send-again-wait")
     expect(wait).to_have_text(re.compile(r"^You can ask for a new code in 30 seconds\.$"))
@@ -529,6 +534,7 @@ def test_resend_counts_down_the_cooldown(
     page.clock.run_for(30_000)
     expect(wait).to_have_text("You can ask for a new code now.")
     expect(again).to_be_enabled()
+    page.clock.resume()
     v.check("cooldown-over")
     # The page's clock is not the server's: pressed now, the server still says how long to wait.
     tab_to(v, again)
