@@ -79,10 +79,12 @@ def gunicorn_server(
     workers: int = 2,
     worker_class: str = "sync",
     args: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> Iterator[str]:
     """``gunicorn APP`` (``module:factory()``) with ``workers`` workers of ``worker_class`` on a free
     loopback port, started, waited for (up to 30 s), and stopped afterwards; yields its base URL.
-    Its output goes to FOLDER/gunicorn.log."""
+    Its output goes to FOLDER/gunicorn.log. With ``cwd`` (an example project's folder), gunicorn
+    starts there and APP is an application (``module:app``), as the example's README runs it."""
     port = free_port()
     log_path = folder / "gunicorn.log"
     command = [
@@ -105,7 +107,11 @@ def gunicorn_server(
     root = Path(__file__).resolve().parent.parent
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            command, cwd=root, env={**env, "PYTHONPATH": str(root)}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=cwd or root,
+            env={**env, "PYTHONPATH": str(root)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -21,6 +21,7 @@ from tfa_middleware import load_settings
 from tfa_middleware.cli import main
 from tfa_middleware.identity import Identity, build_resolver
 from tfa_middleware.identity.flask import FlaskSessionResolver
+from tfa_middleware.wsgi import TwoFactorWSGIMiddleware
 
 LOG = "tfa_middleware"
 LOGIN = {"_user_id": "7", "_id": "5" * 128, "_fresh": True}
@@ -208,10 +209,14 @@ def test_doctor_explains_a_flask_cookie(
 # --------------------------------------------------------------------------- examples/flask_login
 
 
-def test_the_flask_login_example_is_read_with_its_own_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_flask_login_example_is_read_with_its_own_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In-process; tests/test_example_flask_login.py walks it under gunicorn."""
     example = Path(__file__).resolve().parent.parent / "examples" / "flask_login"
     monkeypatch.setenv("FLASK_SECRET", SECRET)
     monkeypatch.setenv("TFA_SECRET_KEY", "e" * 40)
+    monkeypatch.setenv("TFA_DB", str(tmp_path / "tfa.sqlite3"))
     spec = importlib.util.spec_from_file_location("flask_login_example", example / "app.py")
     assert spec is not None
     assert spec.loader is not None
@@ -219,12 +224,19 @@ def test_the_flask_login_example_is_read_with_its_own_config(monkeypatch: pytest
     monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up there
     spec.loader.exec_module(module)
     shop: Flask = module.app
-    client = shop.test_client()
-    assert client.get("/admin/").status_code == 302  # the shop's own login_required
-    client.post("/admin/login", data={"name": "alice", "password": "alice-password"})
-    assert "Orders of alice" in client.get("/admin/").text
-    value = client.get_cookie("session")
-    assert value is not None
+    wrap: TwoFactorWSGIMiddleware = shop.wsgi_app  # type: ignore[assignment]
+    assert isinstance(wrap, TwoFactorWSGIMiddleware)  # the example's one line
+    try:
+        client = shop.test_client()
+        assert client.get("/admin/").status_code == 302  # the shop's own login_required
+        client.post("/admin/login", data={"name": "alice", "password": "alice-password"})
+        stopped = client.get("/admin/", headers={"accept": "text/html"})
+        assert stopped.status_code == 303
+        assert stopped.headers["location"].startswith("/admin/_2fa/")
+        value = client.get_cookie("session")
+        assert value is not None
+    finally:
+        wrap.close()
 
     settings = load_settings(example / "config.yaml")
     admin = settings.interfaces["admin"]

@@ -1,19 +1,23 @@
 """A small Flask shop with Flask-Login: an admin area at /admin, its log-in at /admin/login.
 
-Nothing here knows about the second factor: the middleware reads Flask's own session cookie
-(``identity: {from: flask_session}`` in config.yaml) and stops a logged-in admin at its pages until
-the second factor succeeds. Users: alice / alice-password (1), bob / bob-password (2): a demo.
+Nothing here knows about the second factor but one line, the wrap of ``app.wsgi_app``: the
+middleware reads Flask's own session cookie (``identity: {from: flask_session}`` in config.yaml) and
+stops a logged-in admin at its pages until the second factor succeeds. Run it from this folder:
+``gunicorn app:app``. Users: alice / alice-password (1), bob / bob-password (2): a demo.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask, redirect, request, url_for
 from flask_login import LoginManager, current_user, login_user, logout_user
 from markupsafe import escape
 from werkzeug.wrappers import Response
+
+from tfa_middleware.wsgi import TwoFactorWSGIMiddleware
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,10 @@ login_manager = LoginManager(app)
 login_manager.login_view = "login"
 login_manager.user_loader(USERS.get)
 
-# The wrap line, once issue 14's WSGI middleware is on main (tfa_middleware.wsgi):
-#
-#     from tfa_middleware.wsgi import TwoFactorWSGIMiddleware
-#     app.wsgi_app = TwoFactorWSGIMiddleware.from_yaml(app.wsgi_app, "config.yaml")
+# The second factor: the one added line (and its import). Wrapping wsgi_app keeps `app` the Flask
+# object (Flask's own idiom for WSGI middleware; mypy sees a method replaced).
+CONFIG = Path(__file__).with_name("config.yaml")  # found wherever gunicorn is started
+app.wsgi_app = TwoFactorWSGIMiddleware.from_yaml(app.wsgi_app, CONFIG)  # type: ignore[method-assign]
 
 FORM = """<!doctype html><title>Log in</title><h1>Shop admin: log in</h1>
 <form method="post"><label>Name <input name="name" autocomplete="username"></label>
