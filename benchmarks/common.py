@@ -175,13 +175,17 @@ def identity_config(session_id_key: str | None = "sid") -> dict[str, Any]:
     return config
 
 
-def bench_settings(database_url: str, identity: dict[str, Any] | None = None) -> Settings:
+def bench_settings(
+    database_url: str, identity: dict[str, Any] | None = None, trusted_proxies: Sequence[str] = ()
+) -> Settings:
     """Default settings but for the shop-wide send budget: the benchmarks send more codes in a few
-    seconds than the default budget allows in a day. Every limit is still checked on every send."""
+    seconds than the default budget allows in a day. Every limit is still checked on every send.
+    ``trusted_proxies``: the load comes through a proxy that names each client (X-Forwarded-For)."""
     return settings_from_mapping(
         {
             "secret_keys": [SECRET],
             "database_url": database_url,
+            "trusted_proxies": list(trusted_proxies),
             "limits": {"send_budget_per_hour": 1_000_000, "send_budget_per_day": 1_000_000},
             "interfaces": {"admin": {"path_prefix": "/admin", "identity": identity or identity_config()}},
         },

@@ -72,7 +72,7 @@ async def test_the_db_commands_bring_an_empty_postgresql_database_to_this_releas
 async def test_the_models_and_the_migrations_agree(store: Store) -> None:
     # The store fixture migrated an empty SQLite file or PostgreSQL schema to head on first use.
     await revocation_rows.generation(store, "admin", "nobody")
-    async with store.transaction() as conn:
+    async with store.engine.begin() as conn:  # Alembic's: SQLAlchemy's own connection
         assert await conn.run_sync(schema_module.current) == schema_module.head()
         assert await conn.run_sync(schema_module.differences) == []
 
@@ -236,7 +236,7 @@ async def test_0004_moves_the_phones_of_a_filled_0003_database_into_factors(empt
             assert row is not None
             landed = {name: getattr(row, name) for name in READ_MODEL}
             assert landed == {name: user[name] for name in landed}
-        async with store.transaction() as conn:
+        async with store.engine.begin() as conn:
             users = {r.user_id: r for r in (await conn.execute(select(enrollments))).all()}
             phones = (
                 await conn.execute(select(factors).order_by(factors.c.user_id, factors.c.confirmed))
@@ -269,7 +269,7 @@ async def test_0004_moves_the_phones_of_a_filled_0003_database_into_factors(empt
         )
 
         # And back: the columns get their values again from the factors.
-        async with store.transaction() as conn:
+        async with store.engine.begin() as conn:
             await conn.run_sync(schema_module.downgrade, "0003")
             back = (await conn.execute(select(OLD_ENROLLMENT).order_by(OLD_ENROLLMENT.c.user_id))).all()
         assert [{name: getattr(r, name) for name in OLD_USERS[0]} for r in back] == OLD_USERS

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .logging import EVENT_FIELD
 from .store import AuditEvent, Store
 from .store import events as event_rows
+from .store.driver import Connection
 
 log = logging.getLogger("tfa_middleware")
 # One line per audit event, at INFO, its fields in record.tfa_event (tfa_middleware.logging): route
@@ -44,22 +43,52 @@ class AuditTrail:
     async def record(
         self, now: float, interface: str, user_id: str, kind: str, request: RequestInfo | None, **detail: str
     ) -> None:
-        """An event on its own: nothing else changes with it."""
-        async with self.recording(now, interface, user_id, kind, request, **detail):
-            pass
+        """An event on its own: nothing else changes with it (one statement)."""
+        await self.record_events(now, interface, user_id, request, (kind, detail))
+
+    async def record_events(
+        self,
+        now: float,
+        interface: str,
+        user_id: str,
+        request: RequestInfo | None,
+        *kinds: tuple[str, Mapping[str, str]],
+    ) -> None:
+        """Events on their own, each ``(kind, detail)``, stored together (a failed code and the
+        lock it set)."""
+        items = [self._event(now, interface, user_id, kind, request, detail) for kind, detail in kinds]
+        async with self.store.statement() if len(items) == 1 else self.store.transaction() as conn:
+            await event_rows.add(conn, *items)
+        for item in items:
+            await self._announce(item)
 
     @asynccontextmanager
     async def recording(
         self, now: float, interface: str, user_id: str, kind: str, request: RequestInfo | None, **detail: str
-    ) -> AsyncIterator[AsyncConnection]:
+    ) -> AsyncIterator[Connection]:
         """A transaction for the change the event describes, which stores the event with it::
 
         async with trail.recording(now, "admin", "42", "reset", request) as conn:
             await enrollments.change(conn, "admin", "42", now, bump_generation=True)
         """
+        item = self._event(now, interface, user_id, kind, request, detail)
+        async with self.store.transaction() as conn:
+            yield conn
+            await event_rows.add(conn, item)
+        await self._announce(item)
+
+    @staticmethod
+    def _event(
+        now: float,
+        interface: str,
+        user_id: str,
+        kind: str,
+        request: RequestInfo | None,
+        detail: Mapping[str, str],
+    ) -> AuditEvent:
         if request is not None and request.actor is not None:
             detail = {**detail, "by": request.actor}
-        item = AuditEvent(
+        return AuditEvent(
             at=now,
             interface=interface,
             user_id=user_id,
@@ -68,10 +97,6 @@ class AuditTrail:
             user_agent=request.user_agent if request else None,
             detail=detail,
         )
-        async with self.store.transaction() as conn:
-            yield conn
-            await event_rows.add(conn, item)
-        await self._announce(item)
 
     async def _announce(self, item: AuditEvent) -> None:
         """An event already stored goes to the audit log and the shop's hook."""

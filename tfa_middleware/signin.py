@@ -1,7 +1,10 @@
 """The sign-in flow: send a code where it is due, check the code, say what the user waits for.
 
 Every limit is the database's decision (limits.py); a provider call never runs inside a
-transaction; only ``APPROVED`` lets anyone in.
+transaction; only ``APPROVED`` lets anyone in. A verify is two short transactions around the
+provider call: the attempt reserved and the enrollment read in one statement, then the outcome
+recorded with its audit event in one transaction (a success also wipes the failures and notes
+when the phone was used).
 """
 
 from __future__ import annotations
@@ -67,8 +70,7 @@ class SignIn:
         try:
             await self.registrations.call(target, lambda t: self.provider.send(t, channel))
         except ProviderError as exc:
-            assert permit.send_id is not None
-            await self.limits.give_back_send(permit.send_id)
+            await self.limits.give_back_send(permit)
             await self.trail.record(now, interface, user_id, "send_failed", request, error=type(exc).__name__)
             raise
         await self.trail.record(
@@ -97,22 +99,24 @@ class SignIn:
         if not self.code_is_well_formed(code):
             return VerifyOutcome(VerifyStatus.MALFORMED)
         await self.registrations.check_fingerprint()  # before the read, as in send_code
-        before = await enrollment_rows.get(self.store, interface, user_id)
+        now = self.clock()
+        permit, before = await self.limits.reserve_attempt(interface, user_id, now)
         target = target_of(interface, user_id, before, purpose)
         if target is None or before is None:
+            if permit.allowed:  # no code to check: the attempt is not spent
+                async with self.store.statement() as conn:
+                    await self.limits.give_back_attempt(conn, interface, user_id)
             return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)
-        now = self.clock()
-        permit = await self.limits.reserve_attempt(interface, user_id, now)
         if not permit.allowed:
             status = VerifyStatus.LOCKED if permit.refusal is Refusal.LOCKED else VerifyStatus.WAIT
             return VerifyOutcome(status, retry_at=permit.retry_at)
         try:
             result = await self.registrations.call(target, lambda t: self.provider.check(t, code))
         except ProviderError as exc:
-            await self.limits.give_back_attempt(interface, user_id)
-            await self.trail.record(
+            async with self.trail.recording(
                 now, interface, user_id, "verify_error", request, error=type(exc).__name__
-            )
+            ) as conn:
+                await self.limits.give_back_attempt(conn, interface, user_id)
             raise
         if result is not CheckResult.APPROVED:
             return await self._rejected(interface, user_id, now, target.purpose, permit, request)
@@ -129,32 +133,31 @@ class SignIn:
         request: RequestInfo | None,
     ) -> VerifyOutcome:
         failures = permit.failures
-        await self.trail.record(
-            now, interface, user_id, "verify_failed", request, purpose=str(purpose), failures=str(failures)
+        failed = ("verify_failed", {"purpose": str(purpose), "failures": str(failures)})
+        if not self.limits.locks_now(permit):
+            await self.trail.record_events(now, interface, user_id, request, failed)
+            return VerifyOutcome(VerifyStatus.REJECTED)
+        until = now + self.settings.limits.verify_lock_seconds
+        await self.trail.record_events(
+            now, interface, user_id, request, failed, ("locked", {"until": str(int(until))})
         )
-        if self.limits.locks_now(permit):
-            until = now + self.settings.limits.verify_lock_seconds
-            await self.trail.record(now, interface, user_id, "locked", request, until=str(int(until)))
-            log.warning("%s user %s locked after %d failed codes", interface, user_id, failures)
-            return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
-        return VerifyOutcome(VerifyStatus.REJECTED)
+        log.warning("%s user %s locked after %d failed codes", interface, user_id, failures)
+        return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
 
     async def _approved(
         self, before: Enrollment, phone: str, purpose: Purpose, now: float, request: RequestInfo | None
     ) -> int:
-        """One transaction records the success: the failure count wiped, the time, the phone
-        confirmed (a code to the pending phone), the event. The generation after it."""
+        """One transaction records the success: the failures wiped, the time, the phone confirmed
+        (a code to the pending phone) or its use noted, the event. The generation after it."""
         interface, user_id = before.interface, before.user_id
         if purpose is not Purpose.ENROLL:
             async with self.trail.recording(now, interface, user_id, "verify_ok", request) as conn:
-                await self.limits.wipe_failures(conn, interface, user_id)
                 return await enrollment_rows.record_sign_in(conn, interface, user_id, now)
         changed = before.phone is not None and before.phone != phone
         kind = "phone_changed" if changed else "enrolled"
         async with self.trail.recording(
             now, interface, user_id, kind, request, to=phones.mask(phone)
         ) as conn:
-            await self.limits.wipe_failures(conn, interface, user_id)
             # The provider id registered for the number just confirmed becomes the active one.
             return await enrollment_rows.confirm_pending(
                 conn, interface, user_id, phone, now, bump_generation=changed

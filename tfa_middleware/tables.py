@@ -113,13 +113,27 @@ sends = Table(
     Index("ix_tfa_send_at", "at"),
 )
 
-# One row per limit scope; a send's transaction updates the rows of its scopes first, which
-# serialises concurrent sends that share a scope (row locks in PostgreSQL, the write lock in SQLite).
+# One row per limit scope (an account, a phone, a client address); a send's transaction updates
+# the rows of its scopes first, which serialises concurrent sends that share a scope (row locks in
+# PostgreSQL, the write lock in SQLite) and no others.
 send_locks = Table(
     "tfa_send_lock",
     metadata,
     Column("scope", String(96), primary_key=True),
     Column("touched_at", Float, nullable=False),
+)
+
+# The shop's send budget (limits.py): one row, "all", counting the codes of the current clock hour
+# and UTC day; each send takes one unit by a conditional upsert, the last statement before its
+# commit, so that this row, the only one every send shares, is locked as briefly as possible.
+send_budget = Table(
+    "tfa_send_budget",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("hour_start", Float, nullable=False),
+    Column("hour_count", Integer, nullable=False),
+    Column("day_start", Float, nullable=False),
+    Column("day_count", Integer, nullable=False),
 )
 
 outbox = Table(

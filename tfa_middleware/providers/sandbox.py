@@ -87,13 +87,13 @@ class SandboxProvider:
 
     async def check(self, target: Target, code: str) -> CheckResult:
         now = self._clock()
-        # The database compares the keyed hash and marks the code used in one statement, so of
-        # two requests with the right code exactly one gets APPROVED.
-        if await code_rows.use(
+        # The database compares the keyed hash and marks the code used (or spends a try of the
+        # live code) in one statement, so of two requests with the right code exactly one gets
+        # APPROVED.
+        if await code_rows.check(
             self.store, target.interface, target.user_id, target.purpose, self._hash(target, code), now
         ):
             return CheckResult.APPROVED
-        await code_rows.spend_attempt(self.store, target.interface, target.user_id, target.purpose, now)
         return CheckResult.REJECTED
 
     async def deliver(self, now: float, target: Target, to: str, channel: str, body: str) -> None:

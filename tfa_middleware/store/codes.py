@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from sqlalchemy import insert, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Float, bindparam, case, update
 
 from ..tables import codes
 from .database import Store, connection
+from .driver import Connection, inserting
+
+_VOID = (
+    update(codes)
+    .where(
+        codes.c.interface == bindparam("iface"),
+        codes.c.user_id == bindparam("user"),
+        codes.c.purpose == bindparam("intent"),
+        codes.c.used_at.is_(None),
+    )
+    .values(attempts_left=0)
+)
+_NEW = inserting(
+    codes, "interface", "user_id", "purpose", "code_hash", "created_at", "expires_at", "attempts_left"
+)
 
 
 async def replace(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     interface: str,
     user_id: str,
     purpose: str,
@@ -23,31 +38,23 @@ async def replace(
 ) -> None:
     """Void the user's earlier codes for ``purpose`` and store a new one (only its hash)."""
     async with connection(db) as conn:
+        await conn.execute(_VOID, {"iface": interface, "user": user_id, "intent": purpose})
         await conn.execute(
-            update(codes)
-            .where(
-                codes.c.interface == interface,
-                codes.c.user_id == user_id,
-                codes.c.purpose == purpose,
-                codes.c.used_at.is_(None),
-            )
-            .values(attempts_left=0)
-        )
-        await conn.execute(
-            insert(codes).values(
-                interface=interface,
-                user_id=user_id,
-                purpose=purpose,
-                code_hash=code_hash,
-                created_at=now,
-                expires_at=now + ttl_seconds,
-                attempts_left=attempts,
-            )
+            _NEW,
+            {
+                "interface": interface,
+                "user_id": user_id,
+                "purpose": purpose,
+                "code_hash": code_hash,
+                "created_at": now,
+                "expires_at": now + ttl_seconds,
+                "attempts_left": attempts,
+            },
         )
 
 
 async def use(
-    db: Store | AsyncConnection, interface: str, user_id: str, purpose: str, code_hash: str, now: float
+    db: Store | Connection, interface: str, user_id: str, purpose: str, code_hash: str, now: float
 ) -> bool:
     """Mark the live code with this hash used, in one statement: True for exactly one caller,
     however many race with the right code."""
@@ -61,7 +68,7 @@ async def use(
 
 
 async def spend_attempt(
-    db: Store | AsyncConnection, interface: str, user_id: str, purpose: str, now: float
+    db: Store | Connection, interface: str, user_id: str, purpose: str, now: float
 ) -> None:
     """A wrong code: the live code has one try fewer (and is void at zero)."""
     async with connection(db) as conn:
@@ -70,6 +77,49 @@ async def spend_attempt(
             .where(*live(interface, user_id, purpose, now))
             .values(attempts_left=codes.c.attempts_left - 1)
         )
+
+
+def _check_statement() -> Any:
+    right = codes.c.code_hash == bindparam("hash")
+    now = bindparam("now", type_=Float)
+    return (
+        update(codes)
+        .where(
+            codes.c.interface == bindparam("iface"),
+            codes.c.user_id == bindparam("user"),
+            codes.c.purpose == bindparam("intent"),
+            codes.c.used_at.is_(None),
+            codes.c.attempts_left > 0,
+            codes.c.expires_at > now,
+        )
+        .values(
+            used_at=case((right, now), else_=codes.c.used_at),
+            attempts_left=case((right, codes.c.attempts_left), else_=codes.c.attempts_left - 1),
+        )
+        .returning(codes.c.code_hash)
+    )
+
+
+_CHECK = _check_statement()
+
+
+async def check(
+    db: Store | Connection, interface: str, user_id: str, purpose: str, code_hash: str, now: float
+) -> bool:
+    """``use`` and ``spend_attempt`` in one statement: the live code with this hash is marked
+    used (True, for exactly one caller however many race with the right code); a live code with
+    another hash loses one try."""
+    parameters = {
+        "iface": interface,
+        "user": user_id,
+        "intent": purpose,
+        "hash": code_hash,
+        "now": now,
+    }
+    statement = db.statement() if isinstance(db, Store) else connection(db)
+    async with statement as conn:
+        found = (await conn.execute(_CHECK, parameters)).scalars()
+    return any(hmac.compare_digest(str(stored), code_hash) for stored in found)
 
 
 def live(interface: str, user_id: str, purpose: str, now: float) -> tuple[Any, ...]:

@@ -1,16 +1,37 @@
-"""The database: one engine, its transactions, the schema's readiness.
+"""The database: one engine, its connections, the schema's readiness.
 
-SQLAlchemy 2 Core over an async engine: SQLite (aiosqlite) for one process, PostgreSQL (asyncpg)
-for several. Database failures become :class:`StoreUnavailable` here, once, so callers fail
-closed on one exception type. The queries live beside this module, one module per table.
+SQLAlchemy 2 Core builds the statements and migrates the schema; the service's statements run
+on the driver's own connection (``driver.py`` says why): asyncpg for PostgreSQL, for several
+processes; aiosqlite for SQLite, for one. Database failures become :class:`StoreUnavailable`
+here, once, so callers fail closed on one exception type. The queries live beside this module,
+one module per table.
+
+Three ways in, each one connection from the pool: :meth:`Store.transaction` (statements that
+commit together), :meth:`Store.statement` (statements that each commit alone: on PostgreSQL no
+``BEGIN`` and ``COMMIT``, two round trips fewer; for one that decides alone, an
+``UPDATE … WHERE … RETURNING``) and :meth:`Store.reading` (reads only).
+
+**Dead connections.** Nothing is pinged on every checkout (SQLAlchemy's ``pool_pre_ping`` is
+three round trips on asyncpg). A connection that sat idle in the pool for
+``IDLE_PING_SECONDS`` (when servers, proxies and failovers drop them) is pinged first and replaced
+if dead; one that dies while in use fails its statement, which becomes :class:`StoreUnavailable`
+(fail closed), and every idle connection of the pool is dropped with it, so the next request
+gets a new one.
+
+**SQLite** allows one writer at a time; a second connection that wants to write waits in
+SQLite's busy handler, which sleeps in steps of up to 100 ms. The transactions of one event loop
+therefore queue on an ``asyncio.Lock`` instead, and SQLite's busy wait is left to other
+processes (a CLI beside the server). Reads do not queue: WAL lets them run beside the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import weakref
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +39,15 @@ from sqlalchemy import Table, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .. import schema
 from ..errors import SchemaOutdated, StoreUnavailable
 from ..settings import PoolSettings, Settings
+from .driver import Connection, Pool
+
+# A pooled connection idle this long is pinged before use (see the module's docstring).
+IDLE_PING_SECONDS = 10.0
 
 
 class Store:
@@ -40,9 +65,20 @@ class Store:
     ) -> None:
         self.engine = engine or create_async_engine(url, **_engine_options(url, pool or PoolSettings()))
         self.auto_migrate = self.engine.dialect.name == "sqlite" if auto_migrate is None else auto_migrate
+        self.pool_settings = pool or PoolSettings()
         self._ready = False
         self._ready_lock = asyncio.Lock()
-        if self.engine.dialect.name == "sqlite":
+        sqlite = self.engine.dialect.name == "sqlite"
+        # Per event loop: its connections (asyncpg's belong to the loop that made them) and, on
+        # SQLite, the lock its writers queue on.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = (
+            weakref.WeakKeyDictionary() if sqlite else None
+        )
+        # A database in memory is one shared connection: even a read must wait its turn.
+        database = self.engine.url.database or ""
+        self._reads_queue = sqlite and (database in ("", ":memory:") or "mode=memory" in str(self.engine.url))
+        if sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     @classmethod
@@ -53,25 +89,90 @@ class Store:
         )
 
     async def close(self) -> None:
+        pools, self._pools = list(self._pools.items()), weakref.WeakKeyDictionary()
+        current = asyncio.get_running_loop()
+        for loop, pool in pools:
+            if loop is current:  # another loop's connections cannot be closed from here
+                await pool.close()
         await self.engine.dispose()
 
-    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def pooled(self) -> int:
+        """Connections open in this event loop's pool, idle or in use (0 once closed)."""
+        pool = self._pools.get(asyncio.get_running_loop())
+        return pool.count if pool is not None else 0
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A transaction: the statements of the query functions handed its connection commit
         together. Any database failure leaves as StoreUnavailable (never a traceback page)."""
-        return self._begin()
+        return self._use(write=True, alone=False)
+
+    def statement(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for exactly one statement, which commits by itself (an UPDATE … WHERE
+        that decides alone, an INSERT of an event): one round trip on PostgreSQL."""
+        return self._use(write=True, alone=True)
+
+    def reading(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads only; each statement sees what was committed when it ran."""
+        return self._use(write=False, alone=True)
 
     @asynccontextmanager
-    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _use(self, *, write: bool, alone: bool) -> AsyncIterator[Connection]:
+        if not self._ready:
+            await self._ready_or_unavailable()
+        async with AsyncExitStack() as stack:
+            if self._writers is not None and (write or self._reads_queue):
+                await stack.enter_async_context(self._writer_lock())
+            pool = self._pool()
+            pooled = await _guarded(pool.acquire())
+            discard = False
+            try:
+                if not alone:
+                    await _guarded(pooled.begin())
+                yield Connection(pooled, self.engine.dialect, self.engine)
+                if write:
+                    await _guarded(pooled.commit())
+            except BaseException as exc:
+                # A connection that died takes the idle ones with it (a restart killed them all);
+                # one interrupted mid-statement is not used again either.
+                dead = _disconnected(exc)
+                discard = dead or isinstance(exc, asyncio.CancelledError)
+                if dead:
+                    await pool.drop_idle()
+                elif not discard:
+                    await _quietly(pooled.rollback())
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise _unavailable(exc) from exc
+                raise
+            finally:
+                await pool.release(pooled, broken=discard)
+
+    def _pool(self) -> Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None or pool.engine is not self.engine:
+            settings = self.pool_settings
+            size = settings.size + settings.max_overflow if not self._reads_queue else 1
+            pool = self._pools[loop] = Pool(
+                self.engine, size, settings.timeout_seconds, settings.recycle_seconds, IDLE_PING_SECONDS
+            )
+        return pool
+
+    async def _ready_or_unavailable(self) -> None:
         try:
-            if not self._ready:
-                self._check_sqlite_folder()
-                await self._prepare_schema()
-            async with self.engine.begin() as conn:
-                yield conn
+            self._check_sqlite_folder()
+            await self._prepare_schema()
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database error: {type(exc).__name__}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
+
+    def _writer_lock(self) -> asyncio.Lock:
+        assert self._writers is not None
+        loop = asyncio.get_running_loop()
+        lock = self._writers.get(loop)
+        if lock is None:
+            lock = self._writers[loop] = asyncio.Lock()
+        return lock
 
     def _check_sqlite_folder(self) -> None:
         # SQLite cannot create a file in a folder that does not exist; asking aiosqlite to try
@@ -125,24 +226,85 @@ class Store:
             raise StoreUnavailable(f"database unreachable: {type(exc).__name__}") from exc
 
     async def ping(self) -> None:
-        async with self._begin() as conn:
+        async with self.reading() as conn:
             await conn.execute(select(1))
 
 
+# What the drivers raise: SQLAlchemy's (a connection being made), asyncpg's, sqlite3's, the
+# sockets'. Anything else is a bug of ours and keeps its traceback.
+_DRIVER_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError)
+try:  # asyncpg is the postgres extra's
+    import asyncpg  # type: ignore[import-untyped]
+
+    _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
+except ImportError:  # pragma: no cover (installed with the tests)
+    asyncpg = None
+
+
+async def _guarded(step: Any) -> Any:
+    """Await a step of the driver's; its failure becomes StoreUnavailable."""
+    try:
+        return await step
+    except _DRIVER_ERRORS as exc:
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> BaseException:
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, OSError | TimeoutError) or _disconnected(exc):
+        return StoreUnavailable(f"database unreachable: {type(exc).__name__}")
+    return StoreUnavailable(f"database error: {type(exc).__name__}")
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """True when the connection itself is gone (not a statement that failed on it)."""
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+    if isinstance(cause, OSError | TimeoutError | ConnectionError):
+        return True
+    if asyncpg is not None and isinstance(cause, asyncpg.PostgresError):
+        return isinstance(cause, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError)
+    if asyncpg is not None and isinstance(cause, asyncpg.InterfaceError):
+        return True
+    return isinstance(cause, ValueError)  # aiosqlite: "no active connection"
+
+
+async def _quietly(step: Any) -> None:
+    try:
+        await step
+    except Exception:
+        return
+
+
 @asynccontextmanager
-async def connection(db: Store | AsyncConnection) -> AsyncIterator[AsyncConnection]:
+async def connection(db: Store | Connection) -> AsyncIterator[Connection]:
     """The connection to run a query function's statements on: the caller's, inside its
     transaction, or a transaction of their own."""
-    if isinstance(db, AsyncConnection):
+    if isinstance(db, Connection):
         yield db
     else:
         async with db.transaction() as conn:
             yield conn
 
 
-def upsert(conn: AsyncConnection, table: Table) -> Any:
+@asynccontextmanager
+async def reading(db: Store | Connection) -> AsyncIterator[Connection]:
+    """The connection for a query function that only reads: the caller's, or a reading one."""
+    if isinstance(db, Connection):
+        yield db
+    else:
+        async with db.reading() as conn:
+            yield conn
+
+
+def upsert(conn: Connection, table: Table) -> Any:
     """``INSERT … ON CONFLICT`` in the connection's dialect (SQLite's and PostgreSQL's agree)."""
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+    return upsert_for(conn.dialect.name, table)
+
+
+def upsert_for(dialect: str, table: Table) -> Any:
+    """``INSERT … ON CONFLICT`` in the dialect named, for a statement built once."""
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def _engine_options(url: str, pool: PoolSettings) -> dict[str, Any]:
@@ -151,8 +313,7 @@ def _engine_options(url: str, pool: PoolSettings) -> dict[str, Any]:
         # The timeout lets a second process (a CLI next to the server) wait for a writer's lock.
         return {"connect_args": {"timeout": 15}, "hide_parameters": True}
     return {
-        # A connection that died with the server (an outage, a failover) is noticed and replaced.
-        "pool_pre_ping": True,
+        # No pool_pre_ping: a connection is pinged only after it sat idle (driver.Pool).
         "pool_size": pool.size,
         "max_overflow": pool.max_overflow,
         "pool_timeout": pool.timeout_seconds,

@@ -9,16 +9,17 @@ PostgreSQL, the write lock in SQLite) and each user keeps at most one phone of e
 from __future__ import annotations
 
 import enum
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, bindparam, case, delete, literal_column, select, update
 
 from ..tables import codes, enrollments, factors
-from .database import Store, connection, upsert
+from .database import Store, connection, reading, upsert_for
+from .driver import Connection, inserting
 
 SMS = "sms"
 
@@ -58,15 +59,76 @@ KEEP = Keep.KEEP  # a change that leaves this phone as it is
 PhoneChange = NewPhone | None | Literal[Keep.KEEP]
 
 
-async def get(db: Store | AsyncConnection, interface: str, user_id: str) -> Enrollment | None:
+def _phone(confirmed: bool, column: Any, label: str) -> Any:
+    """A column of the user's active (``confirmed``) or pending phone, as a scalar subquery of a
+    statement on the user row: at most one of each (see the module's docstring)."""
+    # The user row's columns spelled out with the table's name: in a RETURNING clause SQLAlchemy
+    # writes SQLite's columns bare, and a bare "interface" inside the subquery is the factor's.
+    return (
+        select(column)
+        .where(
+            factors.c.interface == literal_column(f"{enrollments.name}.interface"),
+            factors.c.user_id == literal_column(f"{enrollments.name}.user_id"),
+            factors.c.kind == SMS,
+            factors.c.confirmed.is_(confirmed),
+        )
+        .order_by(factors.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label(label)
+    )
+
+
+# The read model in one row: the user row's columns and its phones, for a SELECT of the user row
+# or the RETURNING of an UPDATE of it (limits.py reserves a verify attempt and reads them at once).
+READ_COLUMNS = (
+    enrollments.c.interface,
+    enrollments.c.user_id,
+    enrollments.c.require_enrollment,
+    enrollments.c.generation,
+    enrollments.c.last_verified_at,
+    enrollments.c.locked_until,
+    _phone(True, factors.c.value, "phone"),
+    _phone(True, factors.c.provider_ref, "provider_ref"),
+    _phone(False, factors.c.value, "pending_phone"),
+    _phone(False, factors.c.provider_ref, "pending_provider_ref"),
+    _phone(False, factors.c.assigned_by_manager, "pending_assigned"),
+)
+# Every statement on one user row names it by two parameters, "iface" and "user" (SQLAlchemy
+# keeps the names of the columns for the values of an INSERT or UPDATE).
+THE_USER = (
+    enrollments.c.interface == bindparam("iface"),
+    enrollments.c.user_id == bindparam("user"),
+)
+_GET = select(*READ_COLUMNS).where(*THE_USER)
+
+
+def from_row(row: Any) -> Enrollment:
+    """The Enrollment in a row of READ_COLUMNS."""
+    return Enrollment(
+        interface=row.interface,
+        user_id=row.user_id,
+        phone=row.phone,
+        pending_phone=row.pending_phone,
+        provider_user_id=row.provider_ref,
+        pending_provider_user_id=row.pending_provider_ref,
+        require_enrollment=bool(row.require_enrollment),
+        generation=int(row.generation),
+        last_verified_at=row.last_verified_at,
+        locked_until=float(row.locked_until),
+        pending_assigned=bool(row.pending_assigned) if row.pending_phone is not None else False,
+    )
+
+
+async def get(db: Store | Connection, interface: str, user_id: str) -> Enrollment | None:
     """The user's enrollment (one statement), or None for a user without a row."""
-    async with connection(db) as conn:
-        rows = (await conn.execute(_with_phones(_user(interface, user_id)))).all()
-    return _assemble(rows[0], rows) if rows else None
+    async with reading(db) as conn:
+        row = (await conn.execute(_GET, {"iface": interface, "user": user_id})).first()
+    return from_row(row) if row is not None else None
 
 
 async def listing(
-    db: Store | AsyncConnection, interface: str | Sequence[str] | None, search: str, limit: int
+    db: Store | Connection, interface: str | Sequence[str] | None, search: str, limit: int
 ) -> list[Enrollment]:
     """Enrollments, newest change first: of one interface, of several, or of all (None); with
     user ids starting with ``search`` (its wildcards taken literally)."""
@@ -84,7 +146,7 @@ async def listing(
         .select_from(users.outerjoin(factors, _factor_of(users.c.interface, users.c.user_id)))
         .order_by(users.c.updated_at.desc(), users.c.id)
     )
-    async with connection(db) as conn:
+    async with reading(db) as conn:
         rows = (await conn.execute(joined)).all()
     grouped: dict[int, list[Any]] = {}
     for row in rows:
@@ -93,7 +155,7 @@ async def listing(
 
 
 async def change(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     interface: str,
     user_id: str,
     now: float,
@@ -106,24 +168,20 @@ async def change(
     """Change a user's enrollment: make the row if needed, bump the generation, set or clear
     ``require_enrollment``, replace the active or the pending phone (``None`` removes it,
     ``KEEP`` leaves it); the enrollment after it."""
+    parameters = {"iface": interface, "user": user_id, "now": now, "require": require_enrollment}
     async with connection(db) as conn:
         await ensure_row(conn, interface, user_id, now)
-        values: dict[str, Any] = {"updated_at": now}
-        if bump_generation:
-            values["generation"] = enrollments.c.generation + 1
-        if require_enrollment is not None:
-            values["require_enrollment"] = require_enrollment
         # First the user row: its lock serialises every change of this user's factors.
-        user = (await conn.execute(_touch(interface, user_id, values).returning(*enrollments.c))).one()
+        await conn.execute(_touch(bump_generation, require_enrollment is not None), parameters)
         for confirmed, phone in ((True, active), (False, pending)):
             if phone is not KEEP:
                 await _replace_phone(conn, interface, user_id, confirmed, phone, now)
-        phones = (await conn.execute(_phones(interface, user_id))).all()
-    return _assemble(user, phones)
+        row = (await conn.execute(_GET, parameters)).one()
+    return from_row(row)
 
 
 async def confirm_pending(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     interface: str,
     user_id: str,
     number: str,
@@ -132,21 +190,13 @@ async def confirm_pending(
     bump_generation: bool,
 ) -> int:
     """A code sent to the pending phone ``number`` was right: it becomes the active phone, with
-    the provider reference registered for it, and the user need not enroll again. The generation
-    after it."""
+    the provider reference registered for it, the verify failures are wiped, and the user need
+    not enroll again. The generation after it."""
+    parameters = {"iface": interface, "user": user_id, "now": now, "number": number, "confirmed": True}
     async with connection(db) as conn:
-        values: dict[str, Any] = {"updated_at": now, "last_verified_at": now, "require_enrollment": False}
-        if bump_generation:
-            values["generation"] = enrollments.c.generation + 1
-        generation = (
-            await conn.execute(_touch(interface, user_id, values).returning(enrollments.c.generation))
-        ).one()[0]
-        await conn.execute(delete(factors).where(*_sms(interface, user_id), factors.c.confirmed.is_(True)))
-        promoted = await conn.execute(
-            update(factors)
-            .where(*_sms(interface, user_id), factors.c.confirmed.is_(False), factors.c.value == number)
-            .values(confirmed=True, assigned_by_manager=False, last_used_at=now)
-        )
+        generation = (await conn.execute(_confirmed(bump_generation), parameters)).one()[0]
+        await conn.execute(_DROP_PHONE, parameters)
+        promoted = await conn.execute(_PROMOTE, parameters)
         if promoted.rowcount != 1:
             # The pending phone changed meanwhile: the number whose code was right is the one
             # confirmed, without the reference registered for the other.
@@ -155,23 +205,66 @@ async def confirm_pending(
     return int(generation)
 
 
-async def record_sign_in(db: Store | AsyncConnection, interface: str, user_id: str, now: float) -> int:
-    """A right code to the active phone: when, on the user row and the factor. The generation."""
+# A right code wipes the verify failures (limits.py): the delay, the lock, and the attempt that
+# the right code used is given back to the hour's count.
+_FAILURES_WIPED: dict[str, Any] = {
+    "failures": 0,
+    "next_attempt_at": 0.0,
+    "locked_until": 0.0,
+    "hour_failures": case((enrollments.c.hour_failures > 0, enrollments.c.hour_failures - 1), else_=0),
+}
+_SIGNED_IN = (
+    update(enrollments)
+    .where(*THE_USER)
+    .values(updated_at=bindparam("now"), last_verified_at=bindparam("now"), **_FAILURES_WIPED)
+    .returning(enrollments.c.generation)
+)
+# The user's sms factors, by the parameters "iface" and "user".
+_SMS = (
+    factors.c.interface == bindparam("iface"),
+    factors.c.user_id == bindparam("user"),
+    factors.c.kind == SMS,
+)
+_ACTIVE_PHONE_USED = (
+    update(factors).where(*_SMS, factors.c.confirmed.is_(True)).values(last_used_at=bindparam("now"))
+)
+_DROP_PHONE = delete(factors).where(*_SMS, factors.c.confirmed == bindparam("confirmed"))
+_PROMOTE = (
+    update(factors)
+    .where(*_SMS, factors.c.confirmed.is_(False), factors.c.value == bindparam("number"))
+    .values(confirmed=True, assigned_by_manager=False, last_used_at=bindparam("now"))
+)
+_NEW_PHONE = inserting(
+    factors,
+    "interface",
+    "user_id",
+    "kind",
+    "value",
+    "provider_ref",
+    "confirmed",
+    "assigned_by_manager",
+    "created_at",
+    "last_used_at",
+)
+_SET_REF = (
+    update(factors)
+    .where(*_SMS, factors.c.confirmed == bindparam("confirmed"), factors.c.value == bindparam("number"))
+    .values(provider_ref=bindparam("ref"))
+)
+
+
+async def record_sign_in(db: Store | Connection, interface: str, user_id: str, now: float) -> int:
+    """A right code to the active phone: the verify failures wiped, when, on the user row and the
+    factor. The generation."""
+    parameters = {"iface": interface, "user": user_id, "now": now}
     async with connection(db) as conn:
-        values = {"updated_at": now, "last_verified_at": now}
-        generation = (
-            await conn.execute(_touch(interface, user_id, values).returning(enrollments.c.generation))
-        ).one()[0]
-        await conn.execute(
-            update(factors)
-            .where(*_sms(interface, user_id), factors.c.confirmed.is_(True))
-            .values(last_used_at=now)
-        )
+        generation = (await conn.execute(_SIGNED_IN, parameters)).one()[0]
+        await conn.execute(_ACTIVE_PHONE_USED, parameters)
     return int(generation)
 
 
 async def set_provider_ref(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     interface: str,
     user_id: str,
     number: str,
@@ -181,56 +274,70 @@ async def set_provider_ref(
     now: float,
 ) -> None:
     """The provider's reference for the user's active (``confirmed``) or pending phone ``number``."""
+    parameters = {"iface": interface, "user": user_id, "now": now}
     async with connection(db) as conn:
-        await conn.execute(_touch(interface, user_id, {"updated_at": now}))
-        await conn.execute(
-            update(factors)
-            .where(*_sms(interface, user_id), factors.c.confirmed.is_(confirmed), factors.c.value == number)
-            .values(provider_ref=ref)
-        )
+        await conn.execute(_touch(False, False), parameters)
+        await conn.execute(_SET_REF, {**parameters, "confirmed": confirmed, "number": number, "ref": ref})
 
 
-async def clear_provider_refs(db: Store | AsyncConnection, now: float) -> int:
-    """Forget every stored provider reference (they belonged to another provider account); the
-    number of users who had one."""
-    holders = select(factors.c.id).where(
+_HOLDS_A_REF = (
+    select(factors.c.id)
+    .where(
         factors.c.interface == enrollments.c.interface,
         factors.c.user_id == enrollments.c.user_id,
         factors.c.provider_ref.is_not(None),
     )
+    .exists()
+)
+_REF_HOLDERS_TOUCHED = update(enrollments).where(_HOLDS_A_REF).values(updated_at=bindparam("now"))
+_REFS_CLEARED = update(factors).where(factors.c.provider_ref.is_not(None)).values(provider_ref=None)
+
+
+async def clear_provider_refs(db: Store | Connection, now: float) -> int:
+    """Forget every stored provider reference (they belonged to another provider account); the
+    number of users who had one."""
     async with connection(db) as conn:
-        users = await conn.execute(update(enrollments).where(holders.exists()).values(updated_at=now))
-        await conn.execute(
-            update(factors).where(factors.c.provider_ref.is_not(None)).values(provider_ref=None)
-        )
+        users = await conn.execute(_REF_HOLDERS_TOUCHED, {"now": now})
+        await conn.execute(_REFS_CLEARED)
     return int(users.rowcount)
 
 
-async def delete_user(db: Store | AsyncConnection, interface: str, user_id: str) -> bool:
+_DELETES = (
+    delete(codes).where(codes.c.interface == bindparam("iface"), codes.c.user_id == bindparam("user")),
+    delete(factors).where(factors.c.interface == bindparam("iface"), factors.c.user_id == bindparam("user")),
+    delete(enrollments).where(*THE_USER),
+)
+
+
+async def delete_user(db: Store | Connection, interface: str, user_id: str) -> bool:
     """Remove the user's row, factors and codes. Audit events and the send log stay: the one is
     the record of what happened, the other keeps the send limits honest."""
+    parameters = {"iface": interface, "user": user_id}
     async with connection(db) as conn:
-        await conn.execute(delete(codes).where(codes.c.interface == interface, codes.c.user_id == user_id))
-        await conn.execute(
-            delete(factors).where(factors.c.interface == interface, factors.c.user_id == user_id)
-        )
-        result = await conn.execute(
-            delete(enrollments).where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-        )
-    return bool(result.rowcount)
+        for statement in _DELETES:
+            result = await conn.execute(statement, parameters)
+    return bool(result.rowcount)  # the user row's, deleted last
 
 
-async def ensure_row(conn: AsyncConnection, interface: str, user_id: str, now: float) -> None:
+async def ensure_row(conn: Connection, interface: str, user_id: str, now: float) -> None:
     """The user row, made if missing. A new row starts at a random 62-bit generation (tables.py)."""
     await conn.execute(
-        upsert(conn, enrollments)
+        _ensure_row(conn.dialect.name),
+        {"interface": interface, "user_id": user_id, "generation": secrets.randbits(62), "now": now},
+    )
+
+
+@functools.cache
+def _ensure_row(dialect: str) -> Any:
+    return (
+        upsert_for(dialect, enrollments)
         .values(
-            interface=interface,
-            user_id=user_id,
+            interface=bindparam("interface"),
+            user_id=bindparam("user_id"),
             require_enrollment=False,
-            generation=secrets.randbits(62),
-            created_at=now,
-            updated_at=now,
+            generation=bindparam("generation"),
+            created_at=bindparam("now"),
+            updated_at=bindparam("now"),
             failures=0,
             next_attempt_at=0.0,
             locked_until=0.0,
@@ -241,8 +348,33 @@ async def ensure_row(conn: AsyncConnection, interface: str, user_id: str, now: f
     )
 
 
+@functools.cache
+def _touch(bump_generation: bool, set_require: bool) -> Any:
+    """The user row's UPDATE for a change: the time, the generation bumped or not, and
+    ``require_enrollment`` set to the parameter "require" or left."""
+    values: dict[str, Any] = {"updated_at": bindparam("now")}
+    if bump_generation:
+        values["generation"] = enrollments.c.generation + 1
+    if set_require:
+        values["require_enrollment"] = bindparam("require")
+    return update(enrollments).where(*THE_USER).values(**values)
+
+
+@functools.cache
+def _confirmed(bump_generation: bool) -> Any:
+    values: dict[str, Any] = {
+        "updated_at": bindparam("now"),
+        "last_verified_at": bindparam("now"),
+        "require_enrollment": False,
+        **_FAILURES_WIPED,
+    }
+    if bump_generation:
+        values["generation"] = enrollments.c.generation + 1
+    return update(enrollments).where(*THE_USER).values(**values).returning(enrollments.c.generation)
+
+
 async def _replace_phone(
-    conn: AsyncConnection,
+    conn: Connection,
     interface: str,
     user_id: str,
     confirmed: bool,
@@ -251,20 +383,21 @@ async def _replace_phone(
     *,
     used: bool = False,
 ) -> None:
-    await conn.execute(delete(factors).where(*_sms(interface, user_id), factors.c.confirmed.is_(confirmed)))
+    await conn.execute(_DROP_PHONE, {"iface": interface, "user": user_id, "confirmed": confirmed})
     if phone is not None:
         await conn.execute(
-            insert(factors).values(
-                interface=interface,
-                user_id=user_id,
-                kind=SMS,
-                value=phone.number,
-                provider_ref=phone.provider_ref,
-                confirmed=confirmed,
-                assigned_by_manager=phone.assigned_by_manager,
-                created_at=now,
-                last_used_at=now if used else None,
-            )
+            _NEW_PHONE,
+            {
+                "interface": interface,
+                "user_id": user_id,
+                "kind": SMS,
+                "value": phone.number,
+                "provider_ref": phone.provider_ref,
+                "confirmed": confirmed,
+                "assigned_by_manager": phone.assigned_by_manager,
+                "created_at": now,
+                "last_used_at": now if used else None,
+            },
         )
 
 
@@ -280,33 +413,8 @@ def _factor_of(interface: Any, user_id: Any) -> Any:
     return and_(factors.c.interface == interface, factors.c.user_id == user_id, factors.c.kind == SMS)
 
 
-def _sms(interface: str, user_id: str) -> tuple[Any, ...]:
-    return (factors.c.interface == interface, factors.c.user_id == user_id, factors.c.kind == SMS)
-
-
-def _user(interface: str, user_id: str) -> tuple[Any, ...]:
-    return (enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-
-
-def _touch(interface: str, user_id: str, values: dict[str, Any]) -> Any:
-    return update(enrollments).where(*_user(interface, user_id)).values(**values)
-
-
-def _with_phones(where: tuple[Any, ...]) -> Select[Any]:
-    return (
-        select(enrollments, *_PHONE_COLUMNS)
-        .select_from(
-            enrollments.outerjoin(factors, _factor_of(enrollments.c.interface, enrollments.c.user_id))
-        )
-        .where(*where)
-    )
-
-
-def _phones(interface: str, user_id: str) -> Select[Any]:
-    return select(*_PHONE_COLUMNS).where(*_sms(interface, user_id))
-
-
 def _assemble(user: Any, phones: Iterable[Any]) -> Enrollment:
+    """The Enrollment of a user row joined to its phones (the listing: one row per phone)."""
     active = pending = None
     for row in phones:
         if row.factor_value is None:

@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select
 
 from ..tables import events
-from .database import Store, connection
+from .database import Store, connection, reading
+from .driver import Connection, inserting
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +36,29 @@ class AuditEvent:
     detail: Mapping[str, Any] | None = None
 
 
-async def add(db: Store | AsyncConnection, item: AuditEvent) -> None:
+_ADD = inserting(events, "at", "interface", "user_id", "kind", "ip", "user_agent", "detail")
+
+
+async def add(db: Store | Connection, *items: AuditEvent) -> None:
+    """Store events (one statement)."""
+    rows = [
+        {
+            "at": item.at,
+            "interface": item.interface,
+            "user_id": item.user_id,
+            "kind": item.kind,
+            "ip": item.ip,
+            "user_agent": (item.user_agent or "")[:255] or None,
+            "detail": json.dumps(dict(item.detail or {}), sort_keys=True),
+        }
+        for item in items
+    ]
     async with connection(db) as conn:
-        await conn.execute(
-            insert(events).values(
-                at=item.at,
-                interface=item.interface,
-                user_id=item.user_id,
-                kind=item.kind,
-                ip=item.ip,
-                user_agent=(item.user_agent or "")[:255] or None,
-                detail=json.dumps(dict(item.detail or {}), sort_keys=True),
-            )
-        )
+        await conn.execute(_ADD, rows[0] if len(rows) == 1 else rows)
 
 
 async def latest(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     interface: str | None = None,
     user_id: str | None = None,
     limit: int = 100,
@@ -66,7 +72,7 @@ async def latest(
         query = query.where(events.c.interface == interface)
     if user_id is not None:
         query = query.where(events.c.user_id == user_id)
-    async with connection(db) as conn:
+    async with reading(db) as conn:
         rows = (await conn.execute(query)).all()
     return [
         AuditEvent(

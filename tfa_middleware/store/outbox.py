@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import select
 
 from ..tables import outbox
-from .database import Store, connection
+from .database import Store, connection, reading
+from .driver import Connection, inserting
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +22,11 @@ class OutboxMessage:
     body: str
 
 
+_ADD = inserting(outbox, "created_at", "interface", "user_id", "to_masked", "channel", "body")
+
+
 async def add(
-    db: Store | AsyncConnection,
+    db: Store | Connection,
     now: float,
     interface: str,
     user_id: str,
@@ -31,21 +34,20 @@ async def add(
     channel: str,
     body: str,
 ) -> None:
+    values = {
+        "created_at": now,
+        "interface": interface,
+        "user_id": user_id,
+        "to_masked": to_masked,
+        "channel": channel,
+        "body": body,
+    }
     async with connection(db) as conn:
-        await conn.execute(
-            insert(outbox).values(
-                created_at=now,
-                interface=interface,
-                user_id=user_id,
-                to_masked=to_masked,
-                channel=channel,
-                body=body,
-            )
-        )
+        await conn.execute(_ADD, values)
 
 
-async def latest(db: Store | AsyncConnection, limit: int = 10) -> list[OutboxMessage]:
+async def latest(db: Store | Connection, limit: int = 10) -> list[OutboxMessage]:
     """The newest ``limit`` messages, oldest first."""
-    async with connection(db) as conn:
+    async with reading(db) as conn:
         rows = (await conn.execute(select(outbox).order_by(outbox.c.id.desc()).limit(limit))).all()
-    return [OutboxMessage(**row._mapping) for row in reversed(rows)]
+    return [OutboxMessage(**row._asdict()) for row in reversed(rows)]

@@ -5,49 +5,48 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from sqlalchemy import and_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Float, and_, bindparam, select
 
 from ..tables import enrollments, revoked_sessions
-from .database import Store, connection, upsert
+from .database import Store, connection, reading, upsert
+from .driver import Connection
+from .enrollments import THE_USER
 
 # Most users never had a login signed out: they all share this one empty mapping.
 _NO_SESSIONS: Mapping[str, float] = MappingProxyType({})
 
 
-async def generation(db: Store | AsyncConnection, interface: str, user_id: str) -> int:
+_GENERATION = select(enrollments.c.generation).where(*THE_USER)
+_OF_USER = (
+    select(enrollments.c.generation, revoked_sessions.c.session_digest, revoked_sessions.c.revoked_at)
+    .select_from(
+        enrollments.outerjoin(
+            revoked_sessions,
+            and_(
+                revoked_sessions.c.interface == enrollments.c.interface,
+                revoked_sessions.c.user_id == enrollments.c.user_id,
+                revoked_sessions.c.expires_at > bindparam("now", type_=Float),
+            ),
+        )
+    )
+    .where(*THE_USER)
+)
+
+
+async def generation(db: Store | Connection, interface: str, user_id: str) -> int:
     """The current generation (0 for a user with no row)."""
-    async with connection(db) as conn:
-        value = (
-            await conn.execute(
-                select(enrollments.c.generation).where(
-                    enrollments.c.interface == interface, enrollments.c.user_id == user_id
-                )
-            )
-        ).scalar()
+    async with reading(db) as conn:
+        value = (await conn.execute(_GENERATION, {"iface": interface, "user": user_id})).scalar()
     return int(value) if value is not None else 0
 
 
 async def of_user(
-    db: Store | AsyncConnection, interface: str, user_id: str, now: float
+    db: Store | Connection, interface: str, user_id: str, now: float
 ) -> tuple[int, Mapping[str, float]]:
     """The generation and the live revoked logins (session digest: revoked at) of one user, in
     one statement: the middleware asks this every revocation_check_seconds per user it sees."""
-    joined = enrollments.outerjoin(
-        revoked_sessions,
-        and_(
-            revoked_sessions.c.interface == enrollments.c.interface,
-            revoked_sessions.c.user_id == enrollments.c.user_id,
-            revoked_sessions.c.expires_at > now,
-        ),
-    )
-    query = (
-        select(enrollments.c.generation, revoked_sessions.c.session_digest, revoked_sessions.c.revoked_at)
-        .select_from(joined)
-        .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-    )
-    async with connection(db) as conn:
-        rows = (await conn.execute(query)).all()
+    async with reading(db) as conn:
+        rows = (await conn.execute(_OF_USER, {"iface": interface, "user": user_id, "now": now})).all()
     if not rows:
         # No user row: no proof of this user can exist (rows start at a random generation,
         # never 0), so the revoked logins do not matter.
@@ -57,7 +56,7 @@ async def of_user(
 
 
 async def revoke_session(
-    db: Store | AsyncConnection, interface: str, user_id: str, digest: str, now: float, expires_at: float
+    db: Store | Connection, interface: str, user_id: str, digest: str, now: float, expires_at: float
 ) -> None:
     """Record a login signed out (one upsert: signing out twice keeps the later time)."""
     async with connection(db) as conn:
