@@ -18,7 +18,7 @@ import pytest
 
 from tests.codes import latest_code
 from tests.codes import other_code as wrong
-from tests.harness import RELAXED_LIMITS, FakeClock, Harness, config
+from tests.harness import RELAXED_LIMITS, T0, FakeClock, Harness, config
 from tfa_middleware import InvalidPhoneNumber, ProviderUnavailable, TwoFactor, settings_from_mapping
 from tfa_middleware.limits import Refusal
 from tfa_middleware.logging import JsonFormatter
@@ -32,6 +32,7 @@ from tfa_middleware.store import events as event_rows
 from tfa_middleware.store import outbox as outbox_rows
 
 DEFAULTS = LimitSettings()
+T0_DAY = T0 - T0 % 86400  # midnight UTC of the fake clock's day
 PHONE = ("1", "2015550123")
 
 
@@ -338,6 +339,66 @@ async def test_the_global_budget_refuses_sends_loudly_and_lets_nobody_in(
     assert (await tfa.verify_code("admin", "u3", "000000")).status is VerifyStatus.REJECTED
     [refusal] = [e for e in await event_rows.latest(store, "admin", "u3") if e.kind == "send_refused"]
     assert refusal.detail == {"reason": "budget", "to": "+1 ••• ••• 0130"}
+
+
+async def _budget_row(store: Store) -> tuple[float, int, float, int]:
+    from tfa_middleware.tables import send_budget
+
+    async with store.reading() as conn:
+        row = (await conn.execute(send_budget.select())).one()
+    return row.hour_start, row.hour_count, row.day_start, row.day_count
+
+
+async def test_the_budget_counts_codes_by_clock_hour_and_utc_day(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock(T0_DAY + 3600 * 5 + 1200)  # 05:20 UTC
+    limits = DEFAULTS.model_copy(update={"send_budget_per_hour": 2, "send_budget_per_day": 3})
+    tfa = make_service(store, tmp_path, clock, limits)
+    for n in range(5):
+        await tfa.set_phone("admin", f"u{n}", "1", f"201555014{n}", confirmed=True)
+    assert [(await tfa.send_code("admin", f"u{n}")).refusal for n in range(2)] == [None, None]
+    spent = await tfa.send_code("admin", "u2")
+    assert (spent.refusal, spent.retry_after) == (Refusal.BUDGET, 40 * 60)  # at 06:00
+    clock.now = T0_DAY + 3600 * 6  # a new hour: one code left today
+    assert (await tfa.send_code("admin", "u2")).status is SendStatus.SENT
+    day_spent = await tfa.send_code("admin", "u3")
+    assert (day_spent.refusal, day_spent.retry_after) == (Refusal.BUDGET, 18 * 3600)  # at midnight UTC
+    assert await _budget_row(store) == (T0_DAY + 3600 * 6, 1, T0_DAY, 3)
+    clock.now = T0_DAY + 24 * 3600
+    assert (await tfa.send_code("admin", "u3")).status is SendStatus.SENT
+
+
+async def test_parallel_sends_never_spend_more_than_the_budget(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    tfa = make_service(store, tmp_path, clock, DEFAULTS.model_copy(update={"send_budget_per_hour": 5}))
+    users = [f"u{n:02d}" for n in range(20)]
+    for n, user in enumerate(users):
+        await tfa.set_phone("admin", user, "1", f"20155501{n:02d}", confirmed=True)
+    outcomes = await asyncio.gather(
+        *(
+            tfa.send_code("admin", user, request=RequestInfo(ip=f"198.51.100.{n}"))
+            for n, user in enumerate(users)
+        )
+    )
+    assert sorted(str(o.refusal) for o in outcomes) == ["None"] * 5 + ["budget"] * 15
+    assert len(await outbox_rows.latest(store, 50)) == 5
+    assert (await _budget_row(store))[1] == 5
+
+
+async def test_a_send_that_fails_or_is_refused_spends_no_budget(store: Store, tmp_path: Path) -> None:
+    clock = FakeClock()
+    limits = DEFAULTS.model_copy(update={"send_budget_per_hour": 2, "send_budget_per_day": 2})
+    settings = settings_from_mapping(config(tmp_path)).model_copy(update={"limits": limits})
+    broken = TwoFactor(settings, store, BrokenProvider(), clock=clock)
+    await broken.set_phone("admin", "u1", "1", "2015550110", confirmed=True)
+    await broken.set_phone("admin", "u2", "1", "2015550120", confirmed=True)
+    for _ in range(3):
+        with pytest.raises(ProviderUnavailable):
+            await broken.send_code("admin", "u1")
+    tfa = make_service(store, tmp_path, clock, limits)
+    assert (await tfa.send_code("admin", "u1")).status is SendStatus.SENT
+    assert (await tfa.send_code("admin", "u1")).refusal is Refusal.COOLDOWN  # no unit taken
+    assert (await tfa.send_code("admin", "u2")).status is SendStatus.SENT
+    assert (await _budget_row(store))[1] == 2
 
 
 async def test_numbers_outside_the_allowed_regions_are_refused_at_enrollment(

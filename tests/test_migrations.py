@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import column, insert, select, table
+from sqlalchemy import column, insert, inspect, select, table
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.database import live_code
@@ -23,7 +24,7 @@ from tfa_middleware.store import enrollments as enrollment_rows
 from tfa_middleware.store import events as event_rows
 from tfa_middleware.store import outbox as outbox_rows
 from tfa_middleware.store import revocations as revocation_rows
-from tfa_middleware.tables import codes, enrollments, factors, sends
+from tfa_middleware.tables import codes, enrollments, factors, send_budget, sends
 
 
 def settings_file(tmp_path: Path, url: str, **extra: str) -> Path:
@@ -273,5 +274,48 @@ async def test_0004_moves_the_phones_of_a_filled_0003_database_into_factors(empt
             await conn.run_sync(schema_module.downgrade, "0003")
             back = (await conn.execute(select(OLD_ENROLLMENT).order_by(OLD_ENROLLMENT.c.user_id))).all()
         assert [{name: getattr(r, name) for name in OLD_USERS[0]} for r in back] == OLD_USERS
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- 0005: the send budget
+
+
+async def test_0005_starts_the_budget_from_the_sends_already_made_and_goes_back(empty_database: str) -> None:
+    now = time.time()
+    hour, day = now - now % 3600, now - now % 86400
+    # Yesterday's send, one earlier today (when today has an earlier hour), two this hour.
+    moments = [day - 10, *([day + 1] if day < hour else []), hour + 1, hour + 2]
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema_module.upgrade, "0004")
+            for at in moments:
+                send = {"at": at, "interface": "admin", "user_id": "u1", "phone_key": "k"}
+                await conn.execute(insert(sends).values(**send))
+    finally:
+        await engine.dispose()
+
+    store = Store(empty_database, auto_migrate=False)
+    try:
+        assert await store.upgrade_schema() == ("0004", schema_module.head())
+        async with store.engine.begin() as conn:
+            row = (await conn.execute(select(send_budget))).one()
+            assert await conn.run_sync(schema_module.differences) == []
+        # The migration read its own clock: count against the hour and day it stored.
+        assert row.scope == "all"
+        assert row.hour_start % 3600 == 0
+        assert row.day_start % 86400 == 0
+        assert row.hour_start <= time.time() < row.hour_start + 3600
+        assert row.hour_count == len([at for at in moments if at >= row.hour_start])
+        assert row.day_count == len([at for at in moments if at >= row.day_start])
+
+        async with store.engine.begin() as conn:
+            await conn.run_sync(schema_module.downgrade, "0004")
+            assert await conn.run_sync(schema_module.current) == "0004"
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "tfa_send_budget" not in tables
+        assert "tfa_send" in tables  # the log keeps every send
+        assert await store.upgrade_schema() == ("0004", schema_module.head())
     finally:
         await store.close()

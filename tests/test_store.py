@@ -153,3 +153,60 @@ async def test_unreachable_database_is_store_unavailable() -> None:
             await revocation_rows.generation(store, "admin", "u1")
     finally:
         await store.close()
+
+
+async def _backend_of_the_idle_connection(store: Store) -> int:
+    from sqlalchemy import func, select
+
+    assert store.pooled() == 1  # the one connection these calls took, back in the pool
+    async with store.reading() as conn:
+        return int((await conn.execute(select(func.pg_backend_pid()))).scalar_one())
+
+
+async def _terminate(pid: int) -> None:
+    """End one server process: this test's connection only (the test database is shared)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.database import postgres_url
+
+    url = postgres_url()
+    assert url is not None
+    admin = create_async_engine(url)
+    try:
+        async with admin.connect() as conn:
+            assert (await conn.execute(select(func.pg_terminate_backend(pid)))).scalar() is True
+    finally:
+        await admin.dispose()
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_a_connection_that_died_fails_closed_once_and_the_next_call_gets_a_new_one(
+    store: Store,
+) -> None:
+    await enrollment_rows.change(store, "admin", "u1", T0, active=NewPhone("+12015550123"))
+    await _terminate(await _backend_of_the_idle_connection(store))
+    with pytest.raises(StoreUnavailable, match="database unreachable"):
+        await enrollment_rows.get(store, "admin", "u1")  # never a guess: the caller fails closed
+    assert store.pooled() == 0  # the dead one, and every idle one with it, dropped
+    row = await enrollment_rows.get(store, "admin", "u1")
+    assert row is not None
+    assert row.phone == "+12015550123"
+
+
+@pytest.mark.parametrize("store", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+async def test_an_idle_connection_is_pinged_and_replaced_before_use(store: Store) -> None:
+    store.idle_ping_seconds = 0.0  # every connection counts as idle long enough: always pinged
+    await enrollment_rows.change(store, "admin", "u1", T0, active=NewPhone("+12015550123"))
+    await _terminate(await _backend_of_the_idle_connection(store))
+    row = await enrollment_rows.get(store, "admin", "u1")  # the ping found it dead: a new one
+    assert row is not None
+    assert row.phone == "+12015550123"
+    assert store.pooled() == 1
+
+
+async def test_closing_the_store_closes_its_connections(store: Store) -> None:
+    await enrollment_rows.change(store, "admin", "u1", T0)
+    assert store.pooled() == 1
+    await store.close()
+    assert store.pooled() == 0

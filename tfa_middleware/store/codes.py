@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Float, bindparam, case, update
 
 from ..tables import codes
-from .database import Store, connection
+from .database import Store, alone, connection
 from .driver import Connection, inserting
 
 _VOID = (
@@ -116,8 +116,7 @@ async def check(
         "hash": code_hash,
         "now": now,
     }
-    statement = db.statement() if isinstance(db, Store) else connection(db)
-    async with statement as conn:
+    async with alone(db) as conn:
         found = (await conn.execute(_CHECK, parameters)).scalars()
     return any(hmac.compare_digest(str(stored), code_hash) for stored in found)
 

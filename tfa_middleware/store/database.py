@@ -66,6 +66,7 @@ class Store:
         self.engine = engine or create_async_engine(url, **_engine_options(url, pool or PoolSettings()))
         self.auto_migrate = self.engine.dialect.name == "sqlite" if auto_migrate is None else auto_migrate
         self.pool_settings = pool or PoolSettings()
+        self.idle_ping_seconds = IDLE_PING_SECONDS
         self._ready = False
         self._ready_lock = asyncio.Lock()
         sqlite = self.engine.dialect.name == "sqlite"
@@ -153,7 +154,7 @@ class Store:
             settings = self.pool_settings
             size = settings.size + settings.max_overflow if not self._reads_queue else 1
             pool = self._pools[loop] = Pool(
-                self.engine, size, settings.timeout_seconds, settings.recycle_seconds, IDLE_PING_SECONDS
+                self.engine, size, settings.timeout_seconds, settings.recycle_seconds, self.idle_ping_seconds
             )
         return pool
 
@@ -284,6 +285,17 @@ async def connection(db: Store | Connection) -> AsyncIterator[Connection]:
         yield db
     else:
         async with db.transaction() as conn:
+            yield conn
+
+
+@asynccontextmanager
+async def alone(db: Store | Connection) -> AsyncIterator[Connection]:
+    """The connection for a query function of one statement: the caller's, or one that commits
+    it alone."""
+    if isinstance(db, Connection):
+        yield db
+    else:
+        async with db.statement() as conn:
             yield conn
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..tables import events
-from .database import Store, connection, reading
+from .database import Store, alone, reading
 from .driver import Connection, inserting
 
 
@@ -53,7 +53,7 @@ async def add(db: Store | Connection, *items: AuditEvent) -> None:
         }
         for item in items
     ]
-    async with connection(db) as conn:
+    async with alone(db) as conn:
         await conn.execute(_ADD, rows[0] if len(rows) == 1 else rows)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from ..tables import outbox
-from .database import Store, connection, reading
+from .database import Store, alone, reading
 from .driver import Connection, inserting
 
 
@@ -42,7 +42,7 @@ async def add(
         "channel": channel,
         "body": body,
     }
-    async with connection(db) as conn:
+    async with alone(db) as conn:
         await conn.execute(_ADD, values)
 
 
