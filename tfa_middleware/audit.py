@@ -56,11 +56,10 @@ class AuditTrail:
     ) -> None:
         """Events on their own, each ``(kind, detail)``, stored together (a failed code and the
         lock it set)."""
-        items = [self._event(now, interface, user_id, kind, request, detail) for kind, detail in kinds]
+        items = [self.event(now, interface, user_id, kind, request, **detail) for kind, detail in kinds]
         async with self.store.statement() if len(items) == 1 else self.store.transaction() as conn:
             await event_rows.add(conn, *items)
-        for item in items:
-            await self._announce(item)
+        await self.announce(*items)
 
     @asynccontextmanager
     async def recording(
@@ -71,21 +70,18 @@ class AuditTrail:
         async with trail.recording(now, "admin", "42", "reset", request) as conn:
             await enrollments.change(conn, "admin", "42", now, bump_generation=True)
         """
-        item = self._event(now, interface, user_id, kind, request, detail)
+        item = self.event(now, interface, user_id, kind, request, **detail)
         async with self.store.transaction() as conn:
             yield conn
             await event_rows.add(conn, item)
-        await self._announce(item)
+        await self.announce(item)
 
     @staticmethod
-    def _event(
-        now: float,
-        interface: str,
-        user_id: str,
-        kind: str,
-        request: RequestInfo | None,
-        detail: Mapping[str, str],
+    def event(
+        now: float, interface: str, user_id: str, kind: str, request: RequestInfo | None, **detail: str
     ) -> AuditEvent:
+        """An event to store in a transaction of the caller's (``store.events.add``), then
+        ``announce``; ``record`` and ``recording`` do both."""
         if request is not None and request.actor is not None:
             detail = {**detail, "by": request.actor}
         return AuditEvent(
@@ -98,8 +94,12 @@ class AuditTrail:
             detail=detail,
         )
 
+    async def announce(self, *items: AuditEvent) -> None:
+        """Events already stored go to the audit log and the shop's hook."""
+        for item in items:
+            await self._announce(item)
+
     async def _announce(self, item: AuditEvent) -> None:
-        """An event already stored goes to the audit log and the shop's hook."""
         if audit_log.isEnabledFor(logging.INFO):
             # The fields travel as data, not as a JSON message, so a JSON formatter (ours in
             # tfa_middleware.logging, or the collector's) encodes them once.

@@ -135,6 +135,13 @@ class Limits:
         """True when the failure just reserved by ``permit`` is the one that locks the account."""
         return permit.failures == self.settings.verify_max_failures
 
+    async def lock_holds(self, conn: Connection, interface: str, user_id: str, now: float) -> bool:
+        """Whether the account is locked now; the user row stays locked (PostgreSQL) until the
+        caller's transaction ends, so a success beside it is recorded before or after, not during."""
+        parameters = {"iface": interface, "user": user_id}
+        locked_until = (await conn.execute(self._verify.lock_of, parameters)).scalar()
+        return locked_until is not None and float(locked_until) > now
+
     async def give_back_attempt(self, conn: Connection, interface: str, user_id: str) -> None:
         """The attempt checked nothing (the provider failed, or there was no code to check)."""
         await conn.execute(self._verify.give_back, {"iface": interface, "user": user_id})
@@ -319,6 +326,7 @@ class _VerifyStatements:
             .values(failures=0, next_attempt_at=0.0, locked_until=0.0, hour_failures=0)
         )
         self.waits = select(e.locked_until, e.next_attempt_at).where(*user)
+        self.lock_of = select(e.locked_until).where(*user).with_for_update()
 
 
 class _SendStatements:

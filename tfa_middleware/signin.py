@@ -22,6 +22,7 @@ from .registrations import Registrations
 from .settings import Settings
 from .store import Enrollment, Store
 from .store import enrollments as enrollment_rows
+from .store import events as event_rows
 
 log = logging.getLogger("tfa_middleware")
 
@@ -133,14 +134,27 @@ class SignIn:
         request: RequestInfo | None,
     ) -> VerifyOutcome:
         failures = permit.failures
-        failed = ("verify_failed", {"purpose": str(purpose), "failures": str(failures)})
+        failed = self.trail.event(
+            now, interface, user_id, "verify_failed", request, purpose=str(purpose), failures=str(failures)
+        )
         if not self.limits.locks_now(permit):
-            await self.trail.record_events(now, interface, user_id, request, failed)
+            async with self.store.statement() as conn:
+                await event_rows.add(conn, failed)
+            await self.trail.announce(failed)
             return VerifyOutcome(VerifyStatus.REJECTED)
         until = now + self.settings.limits.verify_lock_seconds
-        await self.trail.record_events(
-            now, interface, user_id, request, failed, ("locked", {"until": str(int(until))})
-        )
+        async with self.store.transaction() as conn:
+            # This failure set the lock, unless a right code checked beside it has wiped it since.
+            holds = await self.limits.lock_holds(conn, interface, user_id, now)
+            items = [failed]
+            if holds:
+                items.append(
+                    self.trail.event(now, interface, user_id, "locked", request, until=str(int(until)))
+                )
+            await event_rows.add(conn, *items)
+        await self.trail.announce(*items)
+        if not holds:
+            return VerifyOutcome(VerifyStatus.REJECTED)
         log.warning("%s user %s locked after %d failed codes", interface, user_id, failures)
         return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
 
