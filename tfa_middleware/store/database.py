@@ -44,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from .. import schema
 from ..errors import SchemaOutdated, StoreUnavailable
 from ..settings import PoolSettings, Settings
-from .driver import Connection, Pool
+from .driver import Connection
+from .pool import Pool
 
 # A pooled connection idle this long is pinged before use (see the module's docstring).
 IDLE_PING_SECONDS = 10.0
@@ -123,7 +124,7 @@ class Store:
         async with AsyncExitStack() as stack:
             if self._writers is not None and (write or self._reads_queue):
                 await stack.enter_async_context(self._writer_lock())
-            pool = self._pool()
+            pool = await self._pool()
             pooled = await _guarded(pool.acquire())
             discard = False
             try:
@@ -147,15 +148,18 @@ class Store:
             finally:
                 await pool.release(pooled, broken=discard)
 
-    def _pool(self) -> Pool:
+    async def _pool(self) -> Pool:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None or pool.engine is not self.engine:
             settings = self.pool_settings
             size = settings.size + settings.max_overflow if not self._reads_queue else 1
-            pool = self._pools[loop] = Pool(
+            old, pool = pool, Pool(
                 self.engine, size, settings.timeout_seconds, settings.recycle_seconds, self.idle_ping_seconds
             )
+            self._pools[loop] = pool
+            if old is not None:  # the engine was replaced: its connections go with it
+                await old.close()
         return pool
 
     async def _ready_or_unavailable(self) -> None:
@@ -237,7 +241,7 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, sqlite3.Erro
 try:  # asyncpg is the postgres extra's
     import asyncpg  # type: ignore[import-untyped]
 
-    _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError)
+    _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 except ImportError:  # pragma: no cover (installed with the tests)
     asyncpg = None
 
@@ -259,15 +263,18 @@ def _unavailable(exc: BaseException) -> BaseException:
 
 
 def _disconnected(exc: BaseException) -> bool:
-    """True when the connection itself is gone (not a statement that failed on it)."""
+    """True when the connection itself is gone or in a state nobody knows (not a statement that
+    the server refused on a sound connection)."""
     cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
     if isinstance(cause, OSError | TimeoutError | ConnectionError):
         return True
-    if asyncpg is not None and isinstance(cause, asyncpg.PostgresError):
-        return isinstance(cause, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError)
-    if asyncpg is not None and isinstance(cause, asyncpg.InterfaceError):
-        return True
-    return isinstance(cause, ValueError)  # aiosqlite: "no active connection"
+    if asyncpg is not None:
+        if isinstance(cause, asyncpg.PostgresError):
+            return isinstance(cause, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError)
+        if isinstance(cause, asyncpg.InterfaceError | asyncpg.InternalClientError):
+            return True  # closed, or its protocol lost (the server ended it between two uses)
+    # sqlite3: "Cannot operate on a closed database."
+    return isinstance(cause, sqlite3.ProgrammingError) and "closed" in str(cause)
 
 
 async def _quietly(step: Any) -> None:

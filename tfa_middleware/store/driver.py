@@ -13,7 +13,7 @@ each about 100 µs; here a statement is one. So:
   compiled SQL, the settings' constants already in place;
 - :class:`Connection` runs it and gives back rows that read like SQLAlchemy's (``row.name``,
   ``first()``, ``scalar()``, ``rowcount``);
-- :class:`Pool` keeps the connections of one event loop, made through the engine and then
+- ``pool.py`` keeps the connections of one event loop, made through the engine and then
   detached from SQLAlchemy's pool.
 
 SQLAlchemy's ``before_cursor_execute`` listeners on the engine still hear every statement (the
@@ -22,12 +22,9 @@ tests and benchmarks count queries with them).
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -37,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
 
 from ..errors import StoreUnavailable
+from .pool import Pooled
 
 Parameters = Mapping[str, Any]
 
@@ -180,158 +178,3 @@ class Connection:
     def _heard(self, sql: str, values: Any, *, executemany: bool) -> None:
         if self._events.before_cursor_execute:
             self._events.before_cursor_execute(None, None, sql, values, None, executemany)
-
-
-@dataclass
-class Pooled:
-    """A driver connection in a pool, with the times the pool decides by."""
-
-    driver: Any
-    postgresql: bool
-    made_at: float = field(default_factory=time.monotonic)
-    idle_since: float = field(default_factory=time.monotonic)
-
-    async def fetch(self, sql: str, values: list[Any]) -> list[Any]:
-        if self.postgresql:
-            return list(await self.driver.fetch(sql, *values))
-        return list(await self.driver.execute_fetchall(sql, values))
-
-    async def run(self, sql: str, values: list[Any]) -> int:
-        if self.postgresql:
-            status = await self.driver.execute(sql, *values)
-            last = str(status).rsplit(" ", 1)[-1]
-            return int(last) if last.isdigit() else -1
-        # The cursor is left unclosed: closing it is one more hand-over to aiosqlite's thread, and
-        # the sqlite3 module has already reset its statement.
-        cursor = await self.driver.execute(sql, values)
-        return int(cursor.rowcount)
-
-    async def run_many(self, sql: str, many: list[list[Any]]) -> int:
-        if self.postgresql:
-            await self.driver.executemany(sql, many)
-            return len(many)
-        cursor = await self.driver.executemany(sql, many)
-        return int(cursor.rowcount)
-
-    async def begin(self) -> None:
-        # SQLite: the sqlite3 module opens the transaction itself before the first write.
-        if self.postgresql:
-            await self.driver.execute("BEGIN")
-
-    async def commit(self) -> None:
-        if self.postgresql:
-            await self.driver.execute("COMMIT")
-        elif self.driver.in_transaction:
-            await self.driver.commit()
-
-    async def rollback(self) -> None:
-        if self.postgresql:
-            await self.driver.execute("ROLLBACK")
-        elif self.driver.in_transaction:
-            await self.driver.rollback()
-
-    async def ping(self) -> None:
-        if self.postgresql:
-            await self.driver.fetchval("SELECT 1")
-        else:
-            await self.driver.execute_fetchall("SELECT 1")
-
-    def in_transaction(self) -> bool:
-        if self.postgresql:
-            return bool(self.driver.is_in_transaction())
-        return bool(self.driver.in_transaction)
-
-    async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self.driver.close(), timeout=5)
-        except Exception:
-            return
-
-
-class Pool:
-    """The driver connections of one event loop (asyncpg's belong to the loop that made them).
-
-    New ones are made through the engine (its connect arguments and ``connect`` events) and
-    detached from SQLAlchemy's pool. At most ``size`` exist; a request waits ``timeout`` seconds
-    for one, then fails closed. One idle for ``ping_after`` seconds is pinged before use, one
-    older than ``recycle`` seconds replaced, and after a fork the parent's are dropped unclosed.
-    """
-
-    def __init__(
-        self, engine: AsyncEngine, size: int, timeout: float, recycle: float, ping_after: float
-    ) -> None:
-        self.engine = engine
-        self.postgresql = engine.dialect.name == "postgresql"
-        self.size = size
-        self.timeout = timeout
-        self.recycle = recycle
-        self.ping_after = ping_after
-        self.idle: list[Pooled] = []
-        self.count = 0  # made and not yet closed: idle and in use
-        self.pid = os.getpid()
-        self._freed = asyncio.Condition()
-
-    async def acquire(self) -> Pooled:
-        if self.pid != os.getpid():  # a forked child: the parent's connections are not ours
-            self.idle, self.count, self.pid = [], 0, os.getpid()
-        deadline = time.monotonic() + self.timeout
-        while True:
-            while self.idle:
-                pooled = self.idle.pop()
-                if await self._usable(pooled):
-                    return pooled
-            if self.count < self.size:
-                self.count += 1
-                try:
-                    return await self._make()
-                except BaseException:
-                    self.count -= 1
-                    raise
-            async with self._freed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise StoreUnavailable(f"no database connection free within {self.timeout:g} s")
-                try:
-                    await asyncio.wait_for(self._freed.wait(), left)
-                except TimeoutError:
-                    continue
-
-    async def release(self, pooled: Pooled, *, broken: bool = False) -> None:
-        if broken or pooled.in_transaction():
-            await self._discard(pooled)
-        else:
-            pooled.idle_since = time.monotonic()
-            self.idle.append(pooled)
-        async with self._freed:
-            self._freed.notify()
-
-    async def drop_idle(self) -> None:
-        idle, self.idle = self.idle, []
-        for pooled in idle:
-            await self._discard(pooled)
-
-    async def close(self) -> None:
-        await self.drop_idle()
-
-    async def _usable(self, pooled: Pooled) -> bool:
-        now = time.monotonic()
-        if now - pooled.made_at > self.recycle:
-            await self._discard(pooled)
-            return False
-        if now - pooled.idle_since > self.ping_after:
-            try:
-                await pooled.ping()
-            except Exception:
-                await self._discard(pooled)
-                return False
-        return True
-
-    async def _make(self) -> Pooled:
-        fairy = await self.engine.raw_connection()
-        driver = fairy.driver_connection
-        fairy.detach()
-        return Pooled(driver, self.postgresql)
-
-    async def _discard(self, pooled: Pooled) -> None:
-        self.count -= 1
-        await pooled.close()

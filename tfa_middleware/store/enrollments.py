@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, case, delete, literal_column, select, update
+from sqlalchemy import and_, bindparam, case, delete, select, update
 
 from ..tables import codes, enrollments, factors
 from .database import Store, connection, reading, upsert_for
@@ -61,18 +61,18 @@ PhoneChange = NewPhone | None | Literal[Keep.KEEP]
 
 def _phone(confirmed: bool, column: Any, label: str) -> Any:
     """A column of the user's active (``confirmed``) or pending phone, as a scalar subquery of a
-    statement on the user row: at most one of each (see the module's docstring)."""
-    # The user row's columns spelled out with the table's name: in a RETURNING clause SQLAlchemy
-    # writes SQLite's columns bare, and a bare "interface" inside the subquery is the factor's.
+    statement on the user row named by the parameters "iface" and "user": at most one of each
+    (see the module's docstring)."""
+    # The same parameters rather than a reference to the user row: SQLite cannot look a
+    # correlated subquery up by index inside a RETURNING clause, and scans the factors instead.
     return (
         select(column)
         .where(
-            factors.c.interface == literal_column(f"{enrollments.name}.interface"),
-            factors.c.user_id == literal_column(f"{enrollments.name}.user_id"),
+            factors.c.interface == bindparam("iface"),
+            factors.c.user_id == bindparam("user"),
             factors.c.kind == SMS,
             factors.c.confirmed.is_(confirmed),
         )
-        .order_by(factors.c.id.desc())
         .limit(1)
         .scalar_subquery()
         .label(label)
@@ -95,7 +95,7 @@ READ_COLUMNS = (
     _phone(False, factors.c.assigned_by_manager, "pending_assigned"),
 )
 # Every statement on one user row names it by two parameters, "iface" and "user" (SQLAlchemy
-# keeps the names of the columns for the values of an INSERT or UPDATE).
+# keeps the names of the columns for the values of an INSERT or UPDATE); READ_COLUMNS use them too.
 THE_USER = (
     enrollments.c.interface == bindparam("iface"),
     enrollments.c.user_id == bindparam("user"),
