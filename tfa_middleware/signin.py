@@ -165,8 +165,10 @@ class SignIn:
         (a code to the pending phone) or its use noted, the event. The generation after it."""
         interface, user_id = before.interface, before.user_id
         if purpose is not Purpose.ENROLL:
-            async with self.trail.recording(now, interface, user_id, "verify_ok", request) as conn:
-                return await enrollment_rows.record_sign_in(conn, interface, user_id, now)
+            item = self.trail.event(now, interface, user_id, "verify_ok", request)
+            generation = await enrollment_rows.record_sign_in(self.store, interface, user_id, now, item)
+            await self.trail.announce(item)
+            return generation
         changed = before.phone is not None and before.phone != phone
         kind = "phone_changed" if changed else "enrolled"
         async with self.trail.recording(

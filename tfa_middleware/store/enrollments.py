@@ -15,11 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, case, delete, select, update
+from sqlalchemy import and_, bindparam, case, delete, insert, select, update
 
-from ..tables import codes, enrollments, factors
+from ..tables import codes, enrollments, events, factors
+from . import events as event_rows
 from .database import Store, connection, reading, upsert_for
 from .driver import Connection, inserting
+from .events import AuditEvent
 
 SMS = "sms"
 
@@ -253,13 +255,36 @@ _SET_REF = (
 )
 
 
-async def record_sign_in(db: Store | Connection, interface: str, user_id: str, now: float) -> int:
+def _signed_in_with_event() -> Any:
+    """PostgreSQL: the sign-in, the phone's use and the event in one statement. The user row is
+    updated first (the other two read its result), as every writer of a user's rows does."""
+    user = _SIGNED_IN.cte("signed_in")
+    done = select(user.c.generation).exists()
+    phone = _ACTIVE_PHONE_USED.where(done).cte("phone_used")
+    noted = select(*(bindparam(f"event_{name}", type_=events.c[name].type) for name in event_rows.COLUMNS))
+    noted = noted.where(done)
+    event = insert(events).from_select(list(event_rows.COLUMNS), noted).cte("event")
+    return select(user.c.generation).add_cte(phone, event)
+
+
+_SIGNED_IN_WITH_EVENT = _signed_in_with_event()
+
+
+async def record_sign_in(
+    db: Store | Connection, interface: str, user_id: str, now: float, event: AuditEvent
+) -> int:
     """A right code to the active phone: the verify failures wiped, when, on the user row and the
-    factor. The generation."""
+    factor, and the event; all or nothing. The generation."""
     parameters = {"iface": interface, "user": user_id, "now": now}
+    row = event_rows.row_of(event)
+    if isinstance(db, Store) and db.engine.dialect.name == "postgresql":
+        async with db.statement() as conn:  # one statement: no BEGIN, no COMMIT
+            together = {**parameters, **{f"event_{name}": value for name, value in row.items()}}
+            return int((await conn.execute(_SIGNED_IN_WITH_EVENT, together)).scalar_one())
     async with connection(db) as conn:
         generation = (await conn.execute(_SIGNED_IN, parameters)).one()[0]
         await conn.execute(_ACTIVE_PHONE_USED, parameters)
+        await event_rows.add(conn, event)
     return int(generation)
 
 

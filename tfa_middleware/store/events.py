@@ -36,23 +36,26 @@ class AuditEvent:
     detail: Mapping[str, Any] | None = None
 
 
-_ADD = inserting(events, "at", "interface", "user_id", "kind", "ip", "user_agent", "detail")
+COLUMNS = ("at", "interface", "user_id", "kind", "ip", "user_agent", "detail")
+_ADD = inserting(events, *COLUMNS)
+
+
+def row_of(item: AuditEvent) -> dict[str, Any]:
+    """The event as the values of its row."""
+    return {
+        "at": item.at,
+        "interface": item.interface,
+        "user_id": item.user_id,
+        "kind": item.kind,
+        "ip": item.ip,
+        "user_agent": (item.user_agent or "")[:255] or None,
+        "detail": json.dumps(dict(item.detail or {}), sort_keys=True),
+    }
 
 
 async def add(db: Store | Connection, *items: AuditEvent) -> None:
     """Store events (one statement)."""
-    rows = [
-        {
-            "at": item.at,
-            "interface": item.interface,
-            "user_id": item.user_id,
-            "kind": item.kind,
-            "ip": item.ip,
-            "user_agent": (item.user_agent or "")[:255] or None,
-            "detail": json.dumps(dict(item.detail or {}), sort_keys=True),
-        }
-        for item in items
-    ]
+    rows = [row_of(item) for item in items]
     async with alone(db) as conn:
         await conn.execute(_ADD, rows[0] if len(rows) == 1 else rows)
 
