@@ -153,9 +153,19 @@ class Store:
         pool = self._pools.get(loop)
         if pool is None or pool.engine is not self.engine:
             settings = self.pool_settings
-            size = settings.size + settings.max_overflow if not self._reads_queue else 1
-            old, pool = pool, Pool(
-                self.engine, size, settings.timeout_seconds, settings.recycle_seconds, self.idle_ping_seconds
+            keep, size = (
+                (settings.size, settings.size + settings.max_overflow) if not self._reads_queue else (1, 1)
+            )
+            old, pool = (
+                pool,
+                Pool(
+                    self.engine,
+                    size,
+                    keep,
+                    settings.timeout_seconds,
+                    settings.recycle_seconds,
+                    self.idle_ping_seconds,
+                ),
             )
             self._pools[loop] = pool
             if old is not None:  # the engine was replaced: its connections go with it

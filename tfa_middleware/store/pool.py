@@ -160,17 +160,19 @@ async def _unless_busy(step: Any) -> Any:
 class Pool:
     """The driver connections of one event loop (asyncpg's belong to the loop that made them).
 
-    At most ``size`` exist; a request waits ``timeout`` seconds for one, then fails closed. One
-    idle for ``ping_after`` seconds is pinged before use, one older than ``recycle`` seconds
-    replaced, and after a fork the parent's are dropped unclosed.
+    At most ``size`` exist, of which ``keep`` stay open when idle (``database_pool.size`` and
+    ``max_overflow``); a request waits ``timeout`` seconds for one, then fails closed. One idle
+    for ``ping_after`` seconds is pinged before use, one older than ``recycle`` seconds replaced,
+    and after a fork the parent's are dropped unclosed.
     """
 
     def __init__(
-        self, engine: AsyncEngine, size: int, timeout: float, recycle: float, ping_after: float
+        self, engine: AsyncEngine, size: int, keep: int, timeout: float, recycle: float, ping_after: float
     ) -> None:
         self.engine = engine
         self.kind = AsyncpgPooled if engine.dialect.name == "postgresql" else SqlitePooled
         self.size = size
+        self.keep = keep
         self.timeout = timeout
         self.recycle = recycle
         self.ping_after = ping_after
@@ -208,7 +210,7 @@ class Pool:
                     continue
 
     async def release(self, pooled: Pooled, *, broken: bool = False) -> None:
-        if broken or self.closed or pooled.in_transaction():
+        if broken or self.closed or len(self.idle) >= self.keep or pooled.in_transaction():
             await self._discard(pooled)
         else:
             pooled.idle_since = time.monotonic()
