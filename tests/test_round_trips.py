@@ -121,12 +121,18 @@ def service(store: Store, tmp_path: Path, provider: Any) -> TwoFactor:
     return TwoFactor(settings, store, provider, clock=clock)
 
 
+async def alice_with_a_phone(store: Store, tmp_path: Path, provider: Any) -> TwoFactor:
+    """The service on ``provider``, alice's phone active, and nothing counted yet."""
+    tfa = service(store, tmp_path, provider)
+    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    return tfa
+
+
 async def test_a_login_verify_is_two_transactions_around_the_provider_call(
     store: Store, tmp_path: Path, tally: Tally
 ) -> None:
     gateway = Gateway(tally)
-    tfa = service(store, tmp_path, gateway)
-    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    tfa = await alice_with_a_phone(store, tmp_path, gateway)
     tally.reset()
     assert (await tfa.verify_code("admin", "alice", RIGHT)).status is VerifyStatus.APPROVED
     # The attempt reserved and the enrollment read in one statement; then the outcome, all or
@@ -145,8 +151,7 @@ async def test_a_wrong_code_a_lock_and_a_provider_failure_are_two_each(
     store: Store, tmp_path: Path, tally: Tally
 ) -> None:
     gateway = Gateway(tally)
-    tfa = service(store, tmp_path, gateway)
-    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    tfa = await alice_with_a_phone(store, tmp_path, gateway)
     for attempt in range(5):
         tally.reset()
         outcome = await tfa.verify_code("admin", "alice", "654321")
@@ -202,8 +207,7 @@ async def test_a_send_is_one_transaction_between_a_read_and_its_event(
     store: Store, tmp_path: Path, tally: Tally
 ) -> None:
     gateway = Gateway(tally)
-    tfa = service(store, tmp_path, gateway)
-    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    tfa = await alice_with_a_phone(store, tmp_path, gateway)
     tally.reset()
     assert (await tfa.send_code("admin", "alice")).status is SendStatus.SENT
     assert tally.ways == ["reading", "transaction", "statement"]
@@ -223,8 +227,7 @@ async def test_with_the_sandbox_its_own_statements_come_on_top(
 ) -> None:
     settings = settings_from_mapping(config(tmp_path))
     sandbox = SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=FakeClock())
-    tfa = service(store, tmp_path, sandbox)
-    await tfa.set_phone("admin", "alice", "1", "2015550123", confirmed=True)
+    tfa = await alice_with_a_phone(store, tmp_path, sandbox)
     tally.reset()
     await tfa.send_code("admin", "alice")
     # The code stored (the older ones voided with it), then the outbox.

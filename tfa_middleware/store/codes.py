@@ -11,16 +11,14 @@ from ..tables import codes
 from .database import Store, alone, connection
 from .driver import Connection, inserting
 
-_VOID = (
-    update(codes)
-    .where(
-        codes.c.interface == bindparam("iface"),
-        codes.c.user_id == bindparam("user"),
-        codes.c.purpose == bindparam("intent"),
-        codes.c.used_at.is_(None),
-    )
-    .values(attempts_left=0)
+# The user's unused codes for one purpose, by the parameters "iface", "user" and "intent".
+_UNUSED = (
+    codes.c.interface == bindparam("iface"),
+    codes.c.user_id == bindparam("user"),
+    codes.c.purpose == bindparam("intent"),
+    codes.c.used_at.is_(None),
 )
+_VOID = update(codes).where(*_UNUSED).values(attempts_left=0)
 _NEW = inserting(
     codes, "interface", "user_id", "purpose", "code_hash", "created_at", "expires_at", "attempts_left"
 )
@@ -85,10 +83,7 @@ def _check_statement() -> Any:
     return (
         update(codes)
         .where(
-            codes.c.interface == bindparam("iface"),
-            codes.c.user_id == bindparam("user"),
-            codes.c.purpose == bindparam("intent"),
-            codes.c.used_at.is_(None),
+            *_UNUSED,
             codes.c.attempts_left > 0,
             codes.c.expires_at > now,
         )

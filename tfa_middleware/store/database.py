@@ -294,35 +294,29 @@ async def _quietly(step: Any) -> None:
         return
 
 
-@asynccontextmanager
-async def connection(db: Store | Connection) -> AsyncIterator[Connection]:
+def connection(db: Store | Connection) -> AbstractAsyncContextManager[Connection]:
     """The connection to run a query function's statements on: the caller's, inside its
     transaction, or a transaction of their own."""
-    if isinstance(db, Connection):
-        yield db
-    else:
-        async with db.transaction() as conn:
-            yield conn
+    return _callers_or(db, "transaction")
 
 
-@asynccontextmanager
-async def alone(db: Store | Connection) -> AsyncIterator[Connection]:
+def alone(db: Store | Connection) -> AbstractAsyncContextManager[Connection]:
     """The connection for a query function of one statement: the caller's, or one that commits
     it alone."""
-    if isinstance(db, Connection):
-        yield db
-    else:
-        async with db.statement() as conn:
-            yield conn
+    return _callers_or(db, "statement")
+
+
+def reading(db: Store | Connection) -> AbstractAsyncContextManager[Connection]:
+    """The connection for a query function that only reads: the caller's, or a reading one."""
+    return _callers_or(db, "reading")
 
 
 @asynccontextmanager
-async def reading(db: Store | Connection) -> AsyncIterator[Connection]:
-    """The connection for a query function that only reads: the caller's, or a reading one."""
+async def _callers_or(db: Store | Connection, way: str) -> AsyncIterator[Connection]:
     if isinstance(db, Connection):
         yield db
     else:
-        async with db.reading() as conn:
+        async with getattr(db, way)() as conn:
             yield conn
 
 
