@@ -5,7 +5,7 @@ Runs, in order, and prints each table as it completes:
 1. in-process cost per request, and 2. the database queries on the hot path (``hot_path.py``);
 1w. the same for the WSGI middleware, against a bare WSGI app and Flask (``wsgi_hot_path.py``);
 3. end to end under uvicorn with 1 and 2 workers (``end_to_end.py``, load from ``load.py``);
-4. the challenge path through uvicorn: sends and verifies from 50 clients, SQLite and PostgreSQL (``challenge.py``);
+4. the challenge path through uvicorn, 50 clients, SQLite and PostgreSQL (``challenge.py``);
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
 6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
 7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``);

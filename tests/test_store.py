@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,3 +211,37 @@ async def test_closing_the_store_closes_its_connections(store: Store) -> None:
     assert store.pooled() == 1
     await store.close()
     assert store.pooled() == 0
+
+
+async def _eight_at_once(store: Store) -> None:
+    """Eight connections in use together (the pool keeps 5 and may open 15)."""
+    entered = asyncio.Event()
+    holding: list[int] = []
+
+    async def hold() -> None:
+        async with store.reading() as conn:
+            await conn.execute(select_one())
+            holding.append(1)
+            if len(holding) == 8:
+                entered.set()
+            await entered.wait()
+
+    await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(8))), timeout=30)
+
+
+def select_one() -> Any:
+    from sqlalchemy import literal, select
+
+    return select(literal(1))
+
+
+async def test_a_busy_server_keeps_its_connections_and_closes_the_extra_ones_once_idle(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfa_middleware.store import pool as pool_module
+
+    await _eight_at_once(store)
+    assert store.pooled() == 8  # idle only a moment: kept for the next burst
+    monkeypatch.setattr(pool_module, "EXTRA_IDLE_SECONDS", 0.0)
+    await _eight_at_once(store)
+    assert store.pooled() == 5  # database_pool.size stay open

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..errors import StoreUnavailable
 
 BUSY_SECONDS = 15.0  # as long as SQLAlchemy's connections wait (the engine's sqlite timeout)
+EXTRA_IDLE_SECONDS = 30.0
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
@@ -160,10 +161,12 @@ async def _unless_busy(step: Any) -> Any:
 class Pool:
     """The driver connections of one event loop (asyncpg's belong to the loop that made them).
 
-    At most ``size`` exist, of which ``keep`` stay open when idle (``database_pool.size`` and
-    ``max_overflow``); a request waits ``timeout`` seconds for one, then fails closed. One idle
-    for ``ping_after`` seconds is pinged before use, one older than ``recycle`` seconds replaced,
-    and after a fork the parent's are dropped unclosed.
+    At most ``size`` exist (``database_pool.size + max_overflow``); beyond ``keep``
+    (``database_pool.size``), those idle for ``EXTRA_IDLE_SECONDS`` are closed: a busy server keeps
+    the ones it needs instead of opening and closing one a request. A request waits ``timeout``
+    seconds for a connection, then fails closed. One idle for ``ping_after`` seconds is pinged
+    before use, one older than ``recycle`` seconds replaced, and after a fork the parent's are
+    dropped unclosed.
     """
 
     def __init__(
@@ -210,11 +213,14 @@ class Pool:
                     continue
 
     async def release(self, pooled: Pooled, *, broken: bool = False) -> None:
-        if broken or self.closed or len(self.idle) >= self.keep or pooled.in_transaction():
+        now = time.monotonic()
+        if broken or self.closed or pooled.in_transaction():
             await self._discard(pooled)
         else:
-            pooled.idle_since = time.monotonic()
-            self.idle.append(pooled)
+            pooled.idle_since = now
+            self.idle.append(pooled)  # the oldest idle first, the next one to use last
+        while len(self.idle) > self.keep and now - self.idle[0].idle_since > EXTRA_IDLE_SECONDS:
+            await self._discard(self.idle.pop(0))
         async with self._freed:
             self._freed.notify()
 
