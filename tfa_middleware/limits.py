@@ -9,14 +9,15 @@ be checked, and the lock lands exactly at the limit. A correct code wipes the co
 transaction that records the success (``store.enrollments``: ``record_sign_in``,
 ``confirm_pending``); a provider error gives the attempt back.
 
-**Send.** Every send is logged; one transaction decides a send. It first locks the rows of the
-send's own scopes (account, client address, phone, always in that order), never a row that every
-send shares, and counts the log in sliding windows: the resend cooldown, 3 per 10 minutes and 5
-per hour per account, per phone, per address. Then it logs the send and, last, takes one unit of
-the shop's budget, a counter per clock hour and per UTC day in one row (``tfa_send_budget``),
-by one conditional upsert: that row's lock, the only one all sends share, is held from that
-statement to the commit that follows it. A refusal rolls the whole transaction back; a provider
-that fails to send gives the send back (its log row and its unit of budget).
+**Send.** Every send is logged. One transaction locks the rows of the send's own scopes
+(account, client address, phone, always in that order), never a row that every send shares,
+counts the log in sliding windows (the resend cooldown, 3 per 10 minutes and 5 per hour per
+account, per phone, per address) and logs the send; a refusal rolls it back. Then, last, one
+conditional upsert alone takes a unit of the shop's budget, a counter per clock hour and per UTC
+day in one row (``tfa_send_budget``): that row, the only one all sends share, is locked for that
+one statement. When the budget is spent, the send's log row is deleted again (meanwhile it
+counted against its own scopes only, never for more than it was). A provider that fails to send
+gives the send back: its log row and its unit of budget.
 
 Numbers outside ``allowed_regions`` are refused, by the region the number belongs to
 (``phonenumbers.region_code_for_number``), not by its calling code: +1 is the US, Canada and 23
@@ -201,7 +202,7 @@ class Limits:
         account_key = hashlib.sha256(f"{interface}\0{user_id}".encode()).hexdigest()[:32]
         phone_key = self.phone_key(phone)
         # The order every send takes its locks in, so that no two sends wait for each other's
-        # the other way round; the budget row comes last of all.
+        # the other way round.
         scopes = [f"account:{account_key}", *([f"ip:{ip}"] if ip else []), f"phone:{phone_key}"]
         parameters = {
             "iface": interface,
@@ -225,11 +226,16 @@ class Limits:
                 if refused is not None:
                     raise _Refused(refused)
                 send_id = (await conn.execute(statements.log, parameters)).scalar_one()
-                if (await conn.execute(statements.take_budget, parameters)).first() is None:
-                    raise _Refused(await self._budget_spent(conn, now))
         except _Refused as refused:
             return refused.permit
-        return Permit(True, send_id=int(send_id), sent_at=now)
+        # The budget last, in a statement of its own: its row, the one row every send shares, is
+        # locked for that statement alone, never while this process attends to something else.
+        async with self.store.statement() as conn:
+            if (await conn.execute(statements.take_budget, parameters)).first() is not None:
+                return Permit(True, send_id=int(send_id), sent_at=now)
+            spent = await self._budget_spent(conn, now)
+            await conn.execute(statements.unlog, {"send_id": send_id})  # logged, never sent
+        return spent
 
     def _refusal(self, counts: Any, *, with_ip: bool) -> Permit | None:
         """The first sliding window that is full, as a refusal; None when none is."""

@@ -24,6 +24,10 @@ _NEW = inserting(
 )
 
 
+# PostgreSQL: both in one statement, which commits alone.
+_REPLACE = _NEW.add_cte(_VOID.cte("voided"))
+
+
 async def replace(
     db: Store | Connection,
     interface: str,
@@ -35,20 +39,23 @@ async def replace(
     attempts: int,
 ) -> None:
     """Void the user's earlier codes for ``purpose`` and store a new one (only its hash)."""
+    new = {
+        "interface": interface,
+        "user_id": user_id,
+        "purpose": purpose,
+        "code_hash": code_hash,
+        "created_at": now,
+        "expires_at": now + ttl_seconds,
+        "attempts_left": attempts,
+    }
+    user = {"iface": interface, "user": user_id, "intent": purpose}
+    if isinstance(db, Store) and db.engine.dialect.name == "postgresql":
+        async with db.statement() as conn:
+            await conn.execute(_REPLACE, {**user, **new})
+        return
     async with connection(db) as conn:
-        await conn.execute(_VOID, {"iface": interface, "user": user_id, "intent": purpose})
-        await conn.execute(
-            _NEW,
-            {
-                "interface": interface,
-                "user_id": user_id,
-                "purpose": purpose,
-                "code_hash": code_hash,
-                "created_at": now,
-                "expires_at": now + ttl_seconds,
-                "attempts_left": attempts,
-            },
-        )
+        await conn.execute(_VOID, user)
+        await conn.execute(_NEW, new)
 
 
 async def use(
