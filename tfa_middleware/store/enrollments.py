@@ -9,7 +9,6 @@ PostgreSQL, the write lock in SQLite) and each user keeps at most one phone of e
 from __future__ import annotations
 
 import enum
-import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -174,7 +173,7 @@ async def change(
     async with connection(db) as conn:
         await ensure_row(conn, interface, user_id, now)
         # First the user row: its lock serialises every change of this user's factors.
-        await conn.execute(_touch(bump_generation, require_enrollment is not None), parameters)
+        await conn.execute(_TOUCH[bump_generation, require_enrollment is not None], parameters)
         for confirmed, phone in ((True, active), (False, pending)):
             if phone is not KEEP:
                 await _replace_phone(conn, interface, user_id, confirmed, phone, now)
@@ -196,7 +195,7 @@ async def confirm_pending(
     not enroll again. The generation after it."""
     parameters = {"iface": interface, "user": user_id, "now": now, "number": number, "confirmed": True}
     async with connection(db) as conn:
-        generation = (await conn.execute(_confirmed(bump_generation), parameters)).one()[0]
+        generation = (await conn.execute(_CONFIRMED[bump_generation], parameters)).one()[0]
         await conn.execute(_DROP_PHONE, parameters)
         promoted = await conn.execute(_PROMOTE, parameters)
         if promoted.rowcount != 1:
@@ -301,7 +300,7 @@ async def set_provider_ref(
     """The provider's reference for the user's active (``confirmed``) or pending phone ``number``."""
     parameters = {"iface": interface, "user": user_id, "now": now}
     async with connection(db) as conn:
-        await conn.execute(_touch(False, False), parameters)
+        await conn.execute(_TOUCH[False, False], parameters)
         await conn.execute(_SET_REF, {**parameters, "confirmed": confirmed, "number": number, "ref": ref})
 
 
@@ -347,12 +346,11 @@ async def delete_user(db: Store | Connection, interface: str, user_id: str) -> b
 async def ensure_row(conn: Connection, interface: str, user_id: str, now: float) -> None:
     """The user row, made if missing. A new row starts at a random 62-bit generation (tables.py)."""
     await conn.execute(
-        _ensure_row(conn.dialect.name),
+        _ENSURE_ROW[conn.dialect.name],
         {"interface": interface, "user_id": user_id, "generation": secrets.randbits(62), "now": now},
     )
 
 
-@functools.cache
 def _ensure_row(dialect: str) -> Any:
     return (
         upsert_for(dialect, enrollments)
@@ -373,7 +371,6 @@ def _ensure_row(dialect: str) -> Any:
     )
 
 
-@functools.cache
 def _touch(bump_generation: bool, set_require: bool) -> Any:
     """The user row's UPDATE for a change: the time, the generation bumped or not, and
     ``require_enrollment`` set to the parameter "require" or left."""
@@ -385,7 +382,6 @@ def _touch(bump_generation: bool, set_require: bool) -> Any:
     return update(enrollments).where(*THE_USER).values(**values)
 
 
-@functools.cache
 def _confirmed(bump_generation: bool) -> Any:
     values: dict[str, Any] = {
         "updated_at": bindparam("now"),
@@ -396,6 +392,12 @@ def _confirmed(bump_generation: bool) -> Any:
     if bump_generation:
         values["generation"] = enrollments.c.generation + 1
     return update(enrollments).where(*THE_USER).values(**values).returning(enrollments.c.generation)
+
+
+# Every variant built once, at import (statements, not data: nothing here holds a request's).
+_ENSURE_ROW = {dialect: _ensure_row(dialect) for dialect in ("postgresql", "sqlite")}
+_TOUCH = {(bump, require): _touch(bump, require) for bump in (False, True) for require in (False, True)}
+_CONFIRMED = {bump: _confirmed(bump) for bump in (False, True)}
 
 
 async def _replace_phone(
