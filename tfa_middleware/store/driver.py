@@ -158,7 +158,9 @@ class Connection:
     def __init__(self, pooled: Pooled, dialect: Dialect, engine: AsyncEngine) -> None:
         self._pooled = pooled
         self.dialect = dialect
-        self._events = engine.sync_engine.dispatch
+        # Looked up once a connection: most engines have no listener, and asking costs.
+        listeners = engine.sync_engine.dispatch.before_cursor_execute
+        self._listeners = listeners if listeners else None
 
     async def execute(
         self, statement: ClauseElement, parameters: Parameters | Sequence[Parameters] | None = None
@@ -176,5 +178,5 @@ class Connection:
         return Result(found.rows(await self._pooled.fetch(found.sql, values)), -1)
 
     def _heard(self, sql: str, values: Any, *, executemany: bool) -> None:
-        if self._events.before_cursor_execute:
-            self._events.before_cursor_execute(None, None, sql, values, None, executemany)
+        if self._listeners is not None:
+            self._listeners(None, None, sql, values, None, executemany)
