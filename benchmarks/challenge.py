@@ -5,9 +5,9 @@ Each user of the shop is a browser logged in to it (its own admin account and se
 its own client address: the shop is behind a proxy, ``trusted_proxies``, that sets
 X-Forwarded-For) holding a CSRF token from the challenge page. The smallest shop runs wrapped
 under a real uvicorn (``benchmarks/servers.py``: 1 worker on SQLite, the one-process database;
-2 on PostgreSQL) and the load generator (``benchmarks/load.py``) keeps 50 keep-alive connections
-busy from another process: first every user POSTs ``send`` once, then, once each code has been
-read from the sandbox outbox, every user POSTs ``verify`` with it once. A verify's figures are
+1 and then 2 on PostgreSQL) and the load generator (``benchmarks/load.py``) keeps 50 keep-alive
+connections busy from another process: first every user POSTs ``send`` once, then, once each
+code has been read from the sandbox outbox, every user POSTs ``verify`` with it once. A verify's figures are
 those of 50 verifies in flight at every moment; every answer must be the redirect with a proof
 cookie (verify) or to the challenge (send).
 """
@@ -58,10 +58,11 @@ TIMEOUT = 120.0  # seconds for one phase; a server that stops answering ends the
 class Plan:
     clients: int
     users: int
+    postgres_workers: tuple[int, ...]
 
 
-FULL = Plan(clients=50, users=3000)
-QUICK = Plan(clients=5, users=40)
+FULL = Plan(clients=50, users=3000, postgres_workers=(1, 2))
+QUICK = Plan(clients=5, users=40, postgres_workers=(1,))
 
 
 @dataclass
@@ -103,7 +104,10 @@ async def run(report: Report, *, quick: bool) -> None:
     databases: list[tuple[str, int, Any]] = [("SQLite (file, WAL)", 1, _sqlite_database)]
     url = postgres_url()
     if url:
-        databases.append(("PostgreSQL", 2, lambda _folder: _postgres_database(url)))
+        # One worker leaves a core to the database server on this two-core machine; two are how
+        # PostgreSQL is meant to be used: both are shown.
+        postgres = lambda _folder: _postgres_database(url)  # noqa: E731 (the same opener for each)
+        databases += [("PostgreSQL", workers, postgres) for workers in plan.postgres_workers]
     else:
         table.notes.append("PostgreSQL skipped: set TFA_TEST_POSTGRES_URL to include it")
     for name, workers, database in databases:
@@ -125,32 +129,16 @@ async def run(report: Report, *, quick: bool) -> None:
             verify.server_cpu_us,
             failed,
         )
-        report.target(
-            f"verifies/s at {plan.clients} concurrent clients through uvicorn, {name}",
-            "≥ 500 /s",
-            f"{verify.rps:.0f} /s",
-            verify.rps >= 500 and failed == 0,
-        )
-        report.target(
-            f"verify p99 at {plan.clients} concurrent clients through uvicorn, {name}",
-            "< 150 ms",
-            f"{verify.p99_ms:.1f} ms",
-            verify.p99_ms < 150 and failed == 0,
-        )
-        report.target(
-            f"send p99 at {plan.clients} concurrent clients through uvicorn (sandbox), {name}",
-            "< 200 ms",
-            f"{send.p99_ms:.1f} ms",
-            send.p99_ms < 200 and failed == 0,
+        _targets(
+            report,
+            f"{plan.clients} concurrent clients through uvicorn, {name}, {workers} worker"
+            + ("s" if workers > 1 else ""),
+            send,
+            verify,
+            failed,
         )
     if not url:
-        for what in ("verifies/s", "verify p99", "send p99"):
-            report.target(
-                f"{what} at {plan.clients} concurrent clients through uvicorn, PostgreSQL",
-                "",
-                "skipped",
-                None,
-            )
+        _targets(report, f"{plan.clients} concurrent clients through uvicorn, PostgreSQL", None, None, 0)
     table.notes += [
         "each user sends once and verifies once; req/s: answers divided by the phase's wall time",
         "server CPU µs/verify: the CPU time of uvicorn's processes (from /proc) per verify; the "
@@ -158,6 +146,25 @@ async def run(report: Report, *, quick: bool) -> None:
         "failed: answers other than the expected redirect, and verifies without a proof cookie",
     ]
     report.show(table)
+
+
+def _targets(report: Report, where: str, send: Phase | None, verify: Phase | None, failed: int) -> None:
+    if send is None or verify is None:
+        for what in ("verifies/s", "verify p99", "send p99"):
+            report.target(f"{what} at {where}", "", "skipped", None)
+        return
+    report.target(
+        f"verifies/s at {where}", "≥ 500 /s", f"{verify.rps:.0f} /s", verify.rps >= 500 and not failed
+    )
+    report.target(
+        f"verify p99 at {where}", "< 150 ms", f"{verify.p99_ms:.1f} ms", verify.p99_ms < 150 and not failed
+    )
+    report.target(
+        f"send p99 at {where} (sandbox)",
+        "< 200 ms",
+        f"{send.p99_ms:.1f} ms",
+        send.p99_ms < 200 and not failed,
+    )
 
 
 def _failed(phase: Phase, status: int, expected: int) -> int:
