@@ -8,6 +8,7 @@ schema, so runs never see each other's rows.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,32 @@ async def test_a_busy_server_keeps_its_connections_and_closes_the_extra_ones_onc
     monkeypatch.setattr(pool_module, "EXTRA_IDLE_SECONDS", 0.0)
     await _eight_at_once(store)
     assert store.pooled() == 5  # database_pool.size stay open
+
+
+async def test_closing_the_store_closes_the_connections_other_event_loops_opened(store: Store) -> None:
+    """A WSGI server's loop thread, still running; and (SQLite, whose connections any loop can
+    close) one whose loop has ended. asyncpg's connections belong to their loop: one that has
+    ended takes them with it."""
+    await enrollment_rows.change(store, "admin", "u1", T0)
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever)
+    thread.start()
+    try:
+        there = asyncio.run_coroutine_threadsafe(enrollment_rows.get(store, "admin", "u1"), running)
+        assert (await asyncio.wrap_future(there)) is not None
+        if store.engine.dialect.name == "sqlite":
+            await asyncio.to_thread(asyncio.run, enrollment_rows.get(store, "admin", "u1"))
+        assert len(store._pools) == (3 if store.engine.dialect.name == "sqlite" else 2)
+        await store.close()
+        assert store._pools == {}
+        assert store.pooled() == 0
+        left = asyncio.run_coroutine_threadsafe(_pooled_there(store), running)
+        assert await asyncio.wrap_future(left) == 0
+    finally:
+        running.call_soon_threadsafe(running.stop)
+        await asyncio.to_thread(thread.join)
+        running.close()
+
+
+async def _pooled_there(store: Store) -> int:
+    return store.pooled()

@@ -47,8 +47,12 @@ from ..settings import PoolSettings, Settings
 from .driver import Connection
 from .pool import Pool
 
+log = logging.getLogger("tfa_middleware")
+
 # A pooled connection idle this long is pinged before use (see the module's docstring).
 IDLE_PING_SECONDS = 10.0
+# How long a process waits for another that is migrating the same database.
+MIGRATION_WAIT_SECONDS = 15.0
 
 
 class Store:
@@ -73,7 +77,8 @@ class Store:
         sqlite = self.engine.dialect.name == "sqlite"
         # Per event loop: its connections (asyncpg's belong to the loop that made them) and, on
         # SQLite, the lock its writers queue on.
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
+        # Held, not weakly: a pool whose loop has gone is still closed by close().
+        self._pools: dict[asyncio.AbstractEventLoop, Pool] = {}
         self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = (
             weakref.WeakKeyDictionary() if sqlite else None
         )
@@ -91,11 +96,11 @@ class Store:
         )
 
     async def close(self) -> None:
-        pools, self._pools = list(self._pools.items()), weakref.WeakKeyDictionary()
-        current = asyncio.get_running_loop()
-        for loop, pool in pools:
-            if loop is current:  # another loop's connections cannot be closed from here
-                await pool.close()
+        """Close every connection: this loop's, and those other loops made (a WSGI server's loop
+        thread, a test's loop), each where it can be closed."""
+        pools, self._pools = self._pools, {}
+        for loop, pool in pools.items():
+            await _close(pool, loop)
         await self.engine.dispose()
 
     def pooled(self) -> int:
@@ -151,6 +156,9 @@ class Store:
     async def _pool(self) -> Pool:
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
+        if pool is None:  # a new loop: the pools of loops that have ended are closed first
+            for gone in [other for other in self._pools if other.is_closed()]:
+                await _close(self._pools.pop(gone), gone)
         if pool is None or pool.engine is not self.engine:
             settings = self.pool_settings
             keep, size = (
@@ -207,8 +215,9 @@ class Store:
                     async with self.engine.begin() as conn:
                         await conn.run_sync(schema.upgrade)
                 except SQLAlchemyError:
-                    # Another process may have migrated at the same moment; if so, all is well.
-                    if await self._revision() != schema.head():
+                    # Another process may be migrating at the same moment (workers starting
+                    # together on a new SQLite file): when it reaches this release, all is well.
+                    if not await self._reaches_head(MIGRATION_WAIT_SECONDS):
                         raise
             found = await self._revision()
             if found != schema.head():
@@ -217,6 +226,14 @@ class Store:
                     f"needs {schema.head()}: run `tfa-middleware db upgrade --config FILE`"
                 )
             self._ready = True
+
+    async def _reaches_head(self, seconds: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while await self._revision() != schema.head():
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _revision(self) -> str | None:
         async with self.engine.connect() as conn:
@@ -254,6 +271,21 @@ try:  # asyncpg is the postgres extra's
     _DRIVER_ERRORS += (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 except ImportError:  # pragma: no cover (installed with the tests)
     asyncpg = None
+
+
+async def _close(pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a pool from this loop. aiosqlite's connections close from any loop; asyncpg's only
+    from their own: while it runs, there; once it has ended, their sockets are dropped."""
+    try:
+        if loop is asyncio.get_running_loop() or not pool.postgresql:
+            await pool.close()
+        elif loop.is_running():
+            done = asyncio.run_coroutine_threadsafe(pool.close(), loop)
+            await asyncio.wait_for(asyncio.wrap_future(done), timeout=10)
+        else:
+            pool.abandon()
+    except Exception:  # the connections are lost either way; closing must not fail the caller
+        log.warning("database connections of another event loop could not be closed", exc_info=True)
 
 
 async def _guarded(step: Any) -> Any:

@@ -72,6 +72,9 @@ class Pooled:
     async def close(self) -> None:
         raise NotImplementedError
 
+    def abandon(self) -> None:
+        """Drop it without awaiting anything (its event loop has ended)."""
+
 
 class AsyncpgPooled(Pooled):
     async def fetch(self, sql: str, values: list[Any]) -> list[Any]:
@@ -103,6 +106,12 @@ class AsyncpgPooled(Pooled):
             await asyncio.wait_for(self.driver.close(), timeout=5)
         except Exception:  # a connection that cannot even close is dropped all the same
             self.driver.terminate()
+
+    def abandon(self) -> None:
+        try:
+            self.driver.terminate()
+        except Exception:  # its loop is closed: the socket goes with the process
+            return
 
 
 class SqlitePooled(Pooled):
@@ -173,7 +182,8 @@ class Pool:
         self, engine: AsyncEngine, size: int, keep: int, timeout: float, recycle: float, ping_after: float
     ) -> None:
         self.engine = engine
-        self.kind = AsyncpgPooled if engine.dialect.name == "postgresql" else SqlitePooled
+        self.postgresql = engine.dialect.name == "postgresql"
+        self.kind: type[Pooled] = AsyncpgPooled if self.postgresql else SqlitePooled
         self.size = size
         self.keep = keep
         self.timeout = timeout
@@ -233,6 +243,14 @@ class Pool:
         """Close the idle connections now, and those in use when they come back."""
         self.closed = True
         await self.drop_idle()
+
+    def abandon(self) -> None:
+        """Their event loop has ended: nothing can be awaited on them any more; drop them."""
+        self.closed = True
+        idle, self.idle = self.idle, []
+        for pooled in idle:
+            self.count -= 1
+            pooled.abandon()
 
     async def _usable(self, pooled: Pooled) -> bool:
         now = time.monotonic()
