@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.database import live_code
 from tests.harness import T0, Harness, config
-from tests.helpers import Cli, CliResult
+from tests.helpers import ROOT, Cli, CliResult
 from tfa_middleware import ConfigError, SchemaOutdated, settings_from_mapping
 from tfa_middleware import schema as schema_module
 from tfa_middleware.store import AuditEvent, Store, maintenance
@@ -317,5 +318,40 @@ async def test_0005_starts_the_budget_from_the_sends_already_made_and_goes_back(
         assert "tfa_send_budget" not in tables
         assert "tfa_send" in tables  # the log keeps every send
         assert await store.upgrade_schema() == ("0004", schema_module.head())
+    finally:
+        await store.close()
+
+
+# A worker starting: its store is checked, so migrated on a new SQLite file.
+STARTING_WORKER = """
+import asyncio, sys
+from tfa_middleware.store import Store
+
+async def start() -> None:
+    store = Store(sys.argv[1])
+    try:
+        await store.ping()
+    finally:
+        await store.close()
+
+asyncio.run(start())
+"""
+
+
+async def test_workers_starting_together_on_a_new_sqlite_file_all_start(tmp_path: Path) -> None:
+    """Processes migrating one new file at once: those that trip over another's tables wait
+    for it to finish, instead of failing their start."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.sqlite3'}"
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", STARTING_WORKER, url, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    failures = [(await asyncio.wait_for(w.communicate(), 60))[1].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0] * 4, "\n".join(failures)
+    store = Store(url)
+    try:
+        assert await store.schema_revision() == schema_module.head()
     finally:
         await store.close()
