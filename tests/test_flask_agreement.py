@@ -164,13 +164,20 @@ def is_id(value: Any) -> bool:
     return isinstance(value, str | int) and not isinstance(value, bool)
 
 
+def read(name: str, scope: dict[str, Any]) -> Identity | str | None:
+    try:
+        return RESOLVERS[name](scope)
+    except UnusableIdentity:
+        return "refused"
+
+
 def agree(app: Flask, header: bytes) -> None:
     name = next(n for n, a in APPS.items() if a is app)
     outcome, session = flask_sees(app, header)
-    try:
-        ours: Identity | str | None = RESOLVERS[name](scope_with(header))
-    except UnusableIdentity:
-        ours = "refused"
+    ours = read(name, scope_with(header))
+    # Under WSGI the resolver reads the environ's text, as Flask's request does there.
+    environ = {"HTTP_COOKIE": header.decode("latin-1")}
+    assert read(name, {"type": "http", "headers": [], "wsgi.environ": environ}) == ours
     if outcome == "error":
         assert ours is None, f"Flask fails on the cookie ({session!r}), we read {ours!r}"
         return

@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # PyJWT is an extra: the module is imported only for a from: 
     from .identity.tokens import JwtResolver
 
 
-
 async def doctor(
     settings: Settings, *, cookie: str | None, headers: Sequence[tuple[str, str]], path: str | None, peer: str
 ) -> int:

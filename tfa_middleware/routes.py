@@ -53,6 +53,8 @@ class Interface:
     # The shop's cookie the resolver reads (session or JWT), when a resolver built from the YAML
     # reads one: a shop answer deleting it is a logout, and the proof cookie goes with it.
     session_cookie: str | None = None
+    # The resolver reads only the request's headers: the WSGI middleware builds it a light scope.
+    light_scope: bool = False
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)

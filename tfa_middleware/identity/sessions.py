@@ -120,6 +120,9 @@ class StarletteSessionCookieResolver:
     cookie's read); a resolver built alone gets a parser of its own.
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     CACHE_SECONDS = 3600.0
     CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 
@@ -200,5 +203,3 @@ class StarletteSessionCookieResolver:
             return Reading(None, why, notable=True, check="session"), 0.0
         limit = timestamp.timestamp() + self.max_age if self.max_age is not None else now + self.CACHE_SECONDS
         return _from_session(session, self.key, self.session_id_key, self.roles_key, what), limit
-
-

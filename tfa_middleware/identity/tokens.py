@@ -81,6 +81,9 @@ class JwtResolver:
     ``nbf`` by the real time, as the shop's own PyJWT does.
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     CACHE_SECONDS = 60.0
     CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 

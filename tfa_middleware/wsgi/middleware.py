@@ -58,7 +58,17 @@ from ..routes import Interface, Router, build_interfaces
 from ..service import TwoFactor
 from ..session_end import SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
-from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
+from .environ import (
+    ENVIRON_KEY,
+    EnvironCookies,
+    complete,
+    http_scope,
+    light_scope,
+    read_body,
+    refuse,
+    respond,
+    text,
+)
 from .guard import ExcInfo, Write, clearing_cookies, unidentified
 from .loop import LoopThread, collect
 
@@ -158,7 +168,7 @@ class TwoFactorWSGIMiddleware:
         root = environ.get("SCRIPT_NAME", "")
         if not root.isascii():  # "" is ASCII
             root = text(root)
-        scope = http_scope(environ, raw, root)
+        scope = light_scope(environ, raw, root) if iface.light_scope else http_scope(environ, raw, root)
         try:
             result = iface.resolver(scope)
             identity = as_identity(self.loop.run(result) if iface.resolver_is_async else result)  # type: ignore[arg-type]
@@ -189,10 +199,16 @@ class TwoFactorWSGIMiddleware:
 
     def _here(self, iface: Interface) -> Interface:
         """The interface with a resolver fit for the server's thread: a sync ``from: callable``
-        function is called directly (this thread may block); an async one stays async (the loop)."""
+        function is called directly (this thread may block), and so is Django's session read
+        (``in_this_thread``); an async one stays async (the loop). A built-in resolver that reads
+        only the headers gets the light scope."""
         resolver = iface.resolver
+        light = getattr(resolver, "READS_HEADERS_ONLY", False) is True
+        here = getattr(resolver, "in_this_thread", None)
+        if callable(here):
+            return replace(iface, resolver=here, resolver_is_async=False, light_scope=light)
         if not isinstance(resolver, CallableResolver) or resolver.is_async:
-            return iface
+            return replace(iface, light_scope=light) if light else iface
         func = resolver.func
         run = self.run
 
@@ -311,6 +327,7 @@ class TwoFactorWSGIMiddleware:
         environ: WSGIEnvironment,
         start_response: StartResponse,
     ) -> Iterable[bytes]:
+        complete(scope)
         body = read_body(environ, self.settings.max_form_bytes) if scope["method"] == "POST" else b""
 
         def call(receive: Receive, send: Send) -> Any:
@@ -333,6 +350,7 @@ class TwoFactorWSGIMiddleware:
         on an interface with ``on_missing_phone: skip``, the app)."""
         if iface.settings.on_missing_phone == "skip" and self._unenrolled(iface, identity):
             return self.app(environ, start_response)
+        complete(scope)
         url = challenge_url(scope, relative, root, iface.prefix, iface.pages_path)
         if wants_json(scope):
             body = challenge_json(url)
