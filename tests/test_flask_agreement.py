@@ -63,9 +63,11 @@ tagged = (
 )
 values = st.recursive(
     scalars | tagged,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.lists(inner, max_size=4).map(tuple)
-    | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 user_ids = (
@@ -211,7 +213,7 @@ def agree(app: Flask, header: bytes) -> None:
 @example(app=APP, header=b"session=" + sign({"_user_id": "ädmin", "t": (b"x", uuid.UUID(int=5))}).encode())
 @example(app=APP, header=b"session=" + sign_payload(b'[["_user_id","9"]]').encode())
 @example(app=APP, header=b"session=" + sign_payload(b"." + urlsafe_b64encode(b"not zlib")).encode())
-@example(app=APP, header=b"session=\"" + sign({"_user_id": "1"}).encode() + b"\"")
+@example(app=APP, header=b'session="' + sign({"_user_id": "1"}).encode() + b'"')
 # Two session cookies: Flask (Werkzeug) takes the first; Starlette's parser would take the last.
 @example(
     app=APP,

@@ -68,7 +68,7 @@ class VerifyOutcome:
 @dataclass(frozen=True, slots=True)
 class Revocations:
     """What voids a user's proof: another generation, or a login (session digest) that the shop
-    signed out at ``sessions[digest]``, for a proof of that login issued before then."""
+    signed out at ``sessions[digest]``, for a proof of that login that had not seen that sign-out."""
 
     generation: int
     sessions: Mapping[str, float]

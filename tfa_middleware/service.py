@@ -37,6 +37,7 @@ from .outcomes import (
     VerifyStatus,
     status_of,
 )
+from .proof import session_digest
 from .providers.base import Provider
 from .providers.base import Purpose as Purpose
 from .providers.build import build_provider
@@ -202,6 +203,14 @@ class TwoFactor:
         signed out one by one, in one query."""
         generation, sessions = await revocation_rows.of_user(self.store, interface, user_id, self.clock())
         return Revocations(generation, sessions)
+
+    async def signed_out_at(self, interface: str, user_id: str, session_id: str | None) -> float:
+        """When the shop last signed this login out (0.0 for never, or no session id): what a proof
+        issued now has seen, so that only a later sign-out voids it (``Proof.seen``)."""
+        if not session_id:
+            return 0.0
+        digest = session_digest(session_id)
+        return await revocation_rows.signed_out_at(self.store, interface, user_id, digest, self.clock())
 
     async def users(
         self, interface: str | Sequence[str] | None = None, *, search: str = "", limit: int = 200

@@ -151,8 +151,8 @@ events = Table(
 
 
 # Logins whose proofs the shop ended one by one (TwoFactor.sign_out with a session id): a proof
-# carrying one of these session digests, issued before revoked_at, is refused. A row is needed
-# only as long as such a proof could live, expires_at; `db purge` removes it after that.
+# carrying one of these session digests that had not seen this revoked_at (Proof.seen) is refused.
+# A row is needed only as long as such a proof could live, expires_at; `db purge` removes it then.
 revoked_sessions = Table(
     "tfa_revoked_session",
     metadata,

@@ -114,7 +114,7 @@ class AccountPages:
         if verified.status is VerifyStatus.APPROVED:
             # The change revoked every proof issued before it, this browser's too: issue a new one.
             response = RedirectResponse(ctx.url("phone", done="1"), status_code=303)
-            self.kit.set_proof(response, ctx, verified.generation, verified.method)
+            await self.kit.set_proof(response, ctx, verified.generation, verified.method)
             return response
         return await self._phone(ctx, error=self.kit.verify_error(verified), code=400)
 

@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope
 
 from ..asgi import canonical_path, inside
 from ..csrf import CsrfTokens, cross_site
-from ..errors import HostilePath
+from ..errors import HostilePath, StoreUnavailable
 from ..forms import read_form
 from ..identity import Identity
 from ..proof import Proof, ProofCodec, proof_clear_cookie, proof_cookie_name, proof_set_cookie
@@ -232,10 +232,16 @@ class PageKit:
 
     # ------------------------------------------------------------------ the proof cookie
 
-    def set_proof(self, response: Response, ctx: PageContext, generation: int, method: str) -> None:
-        """Issue a proof of a second factor done just now, for this user and login."""
+    async def set_proof(self, response: Response, ctx: PageContext, generation: int, method: str) -> None:
+        """Issue a proof of a second factor done just now, for this user and login; it carries the
+        login's last sign-out it has seen (one indexed read, only for a login with a session id)."""
+        user_id, session_id = ctx.identity.user_id, ctx.identity.session_id
+        try:
+            seen = await self.service.signed_out_at(ctx.iface.name, user_id, session_id)
+        except StoreUnavailable:
+            seen = 0.0  # the code was right: a proof that has seen nothing, void if this login was signed out
         value = self._codecs[ctx.iface.name].issue(
-            ctx.identity.user_id, generation, self.clock(), method, ctx.identity.session_id
+            user_id, generation, self.clock(), method, session_id, seen
         )
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)

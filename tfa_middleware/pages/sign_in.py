@@ -63,7 +63,7 @@ class SignInPages:
         outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
         if outcome.status is VerifyStatus.APPROVED:
             response = RedirectResponse(ctx.next_url, status_code=303)
-            self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
+            await self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
             return response
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
