@@ -22,7 +22,7 @@ from .identity import Identity
 from .proof import proof_clear_cookie
 from .routes import Interface
 from .service import TwoFactor
-from .session_end import Ended, SessionEnds, same_login, set_cookies_asgi
+from .session_end import Ended, Reissued, SessionEnds, same_login, set_cookies_asgi
 
 log = logging.getLogger("tfa_middleware")
 
@@ -87,13 +87,24 @@ class ShopLogout:
         already knows of this request (on a protected path), read before the shop ran."""
         assert self.ends is not None
         headers = message.get("headers") or ()
-        found = self.ends.ended(set_cookies_asgi(headers), scope, self.clock())
+        found, reissued = self.ends.ended(set_cookies_asgi(headers), scope, self.clock())
+        for new in reissued:
+            if await self._ends_login(new):
+                found.append(new.end)
         if not found:
             return message
         for end in found:
             await self._revoke_ended(end, scope, identity if end.iface is iface else None)
         cleared = [(b"set-cookie", end.clear.encode("latin-1")) for end in found]
         return {**message, "headers": [*headers, *cleared]}
+
+    async def _ends_login(self, new: Reissued) -> bool:
+        """Whether the session cookie the shop writes anew holds anybody but the proof's user."""
+        try:
+            identity = await self.identify(new.end.iface, new.scope)
+        except Exception:
+            return True  # a cookie the resolver cannot read holds no login it can vouch for
+        return identity is None or identity.user_id != new.user_id
 
     async def _revoke_ended(self, end: Ended, scope: Scope, identity: Identity | None) -> None:
         if end.proof is None:

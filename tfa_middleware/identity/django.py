@@ -106,7 +106,8 @@ class DjangoSessionResolver:
     belong to the interface; a customer on ``/admin`` is nobody there, and Django's admin shows its
     own login. The session key is the session id, so Django's logout (which flushes the session)
     ends the proof; except with ``signed_cookies``, whose key is the session's own content and
-    changes with every write: there the proof is not bound (the ``logout_url`` ends it).
+    changes with every write: there the proof is not bound (the logout's answer, which deletes or
+    rewrites the cookie, ends it: ``session_end``).
     """
 
     # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it

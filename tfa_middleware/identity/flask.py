@@ -174,6 +174,13 @@ class FlaskSessionResolver:
         self._cache: BoundedCache[str, tuple[Reading, float]] = BoundedCache(cache_size)
         self._warn = Warnings(label)
 
+    @staticmethod
+    def same_content(old: str, new: str) -> bool:
+        """Whether two cookie values hold the same session: itsdangerous's timestamp signer writes
+        ``payload.timestamp.signature``, and the shop re-signs an unchanged session with a new
+        timestamp on every write (``session_end``: such a write is no logout, and costs no read)."""
+        return old.rsplit(".", 2)[0] == new.rsplit(".", 2)[0]
+
     def __call__(self, scope: Scope) -> Identity | None:
         value = self.cookies.read(scope, self.cookie_name)
         if not value:

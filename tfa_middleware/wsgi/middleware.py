@@ -56,7 +56,7 @@ from ..responses import (
 )
 from ..routes import Interface, Router, build_interfaces
 from ..service import TwoFactor
-from ..session_end import SessionEnds, same_login, set_cookies_wsgi
+from ..session_end import Reissued, SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
 from .environ import (
     ENVIRON_KEY,
@@ -302,7 +302,8 @@ class TwoFactorWSGIMiddleware:
         here = scope or http_scope(
             environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
         )
-        found = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        found, reissued = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        found += [new.end for new in reissued if self._ends_login(new)]
         for end in found:
             if end.proof is None:
                 continue
@@ -315,6 +316,14 @@ class TwoFactorWSGIMiddleware:
             if same_login(end.proof, known):
                 self.loop.run(revoke_login(self.service, self._proofs.forget, end.iface, known))
         return [*headers, *(("Set-Cookie", end.clear) for end in found)]
+
+    def _ends_login(self, new: Reissued) -> bool:
+        """Whether the session cookie the shop writes anew holds anybody but the proof's user."""
+        try:
+            identity = self._identify(new.end.iface, new.scope)
+        except Exception:
+            return True  # a cookie the resolver cannot read holds no login it can vouch for
+        return identity is None or identity.user_id != new.user_id
 
     def _pages(
         self,
