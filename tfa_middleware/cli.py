@@ -129,8 +129,9 @@ def _outbox_command(args: argparse.Namespace) -> int:
 
 def _check_config(path: str, as_json: bool) -> int:
     settings = load_settings(path)
-    # A callable that cannot be imported would stop the server at start: say so now, by key path.
-    problems = doctor.import_problems(settings)
+    # What would stop the server at start (a callable that cannot be imported, a missing extra,
+    # Django not set up): say so now, by key path.
+    problems = doctor.start_problems(settings)
     if problems:
         raise ConfigError(problems, path)
     described = settings.describe()

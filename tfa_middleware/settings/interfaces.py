@@ -224,9 +224,16 @@ class InterfaceSettings(Section):
     @classmethod
     def _roles_readable(cls, manage: ManageSettings, info: ValidationInfo) -> ManageSettings:
         identity = info.data.get("identity")
-        readable = isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
+        readable = (
+            isinstance(identity, CallableSource)
+            or getattr(identity, "roles_key", None)
+            or getattr(identity, "roles_claim", None)
+        )
         if manage.allow_roles and identity and not readable:
-            why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
+            why = (
+                "needs identity.roles_key (the session key holding the user's roles), roles_claim (from: "
+                "jwt), or a callable resolver"
+            )
             raise_any([("allow_roles", why)])
         return manage
 
