@@ -130,20 +130,29 @@ def logout_watch(
     """The ``send`` given to the shop on a request carrying a watched proof cookie: the response
     start is scanned for ``set-cookie``, and only an answer setting a cookie is read further.
 
-    A closure (cheaper to make than an object), and not a coroutine itself: a message passes on
-    as the shop's send's own awaitable, so the watch adds no coroutine per message."""
-
-    async def ended(message: Message) -> None:
-        await send(await logout.ended(message, scope, iface, identity))
+    One closure (cheaper to make than an object), and not a coroutine itself: a message passes on
+    as the shop's send's own awaitable, so the watch adds no coroutine per message, and only an
+    answer setting a cookie makes one (:func:`_read_ended`)."""
 
     def watched(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             for key, _ in message.get("headers") or ():
                 if key == b"set-cookie":
-                    return ended(message)
+                    return _read_ended(logout, message, scope, send, iface, identity)
         return send(message)
 
     return watched
+
+
+async def _read_ended(
+    logout: ShopLogout,
+    message: Message,
+    scope: Scope,
+    send: Send,
+    iface: Interface | None,
+    identity: Identity | None,
+) -> None:
+    await send(await logout.ended(message, scope, iface, identity))
 
 
 async def revoke_login(

@@ -38,7 +38,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import inside, is_https
+from ..asgi import is_https
 from ..errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from ..guard import ErrorLog
 from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
@@ -159,7 +159,7 @@ class TwoFactorWSGIMiddleware:
                 route = self._router.route(raw)
             except HostilePath:
                 return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
-        iface, path, logouts = route
+        iface, path, logouts, in_pages = route
         if iface is None:
             if logouts or self._watching:
                 return self._unprotected(logouts, environ, start_response)
@@ -175,7 +175,6 @@ class TwoFactorWSGIMiddleware:
         except Exception as exc:
             return self._resolver_failed(iface, exc, environ, start_response)
 
-        in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
             return unidentified(self.app, iface.settings, self._errors, raw, environ, start_response)
 
