@@ -40,6 +40,18 @@ WRONG_CODE = (
     "That code didn't work. It may be mistyped, used already or expired: "
     "check the latest text message or ask for a new code."
 )
+WRONG_CODES = {
+    "totp": (
+        "That code didn't work. It may be mistyped or used already: enter the code your app shows "
+        "now, and check that your phone's clock is right."
+    ),
+    "recovery": "That code didn't work. It may be mistyped or used already: try another of your codes.",
+}
+MALFORMED = {
+    "sms": "Enter the {digits}-digit code from the text message, digits only.",
+    "totp": "Enter the 6-digit code from your authenticator app, digits only.",
+    "recovery": "A recovery code has 16 letters and digits, like ABCD-EFGH-JKLM-NPQR.",
+}
 LOCKED = (
     "Too many wrong codes. For your security, no code can be checked for this account "
     "for {wait}. If this wasn't you, tell the shop's administrator."
@@ -87,8 +99,9 @@ def duration(seconds: float) -> str:
     return f"{hours} hours"
 
 
+REMEMBERED = "remembered"  # the proof's method when a remembered browser skipped the challenge
 # Our own pages that a user may be sent back to after a challenge: they only show things.
-RETURN_PAGES = ("phone", "manage")
+RETURN_PAGES = ("phone", "manage", "account", "app")
 
 
 def safe_next(value: str | None, iface: InterfaceSettings) -> str:
@@ -255,7 +268,12 @@ class PageKit:
     def fresh(self, ctx: PageContext) -> bool:
         """A proof young enough to change the second factor it proves (``phone_change_fresh_seconds``)."""
         proof = ctx.proof
-        return proof is not None and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
+        # A remembered browser skipped the code: it proves the browser, not the person.
+        return (
+            proof is not None
+            and proof.method != REMEMBERED
+            and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
+        )
 
     # ------------------------------------------------------------------ texts
 
@@ -266,16 +284,16 @@ class PageKit:
         message, code = SEND_REFUSALS[outcome.refusal]
         return message.format(wait=duration(outcome.retry_after)), code
 
-    def verify_error(self, outcome: VerifyOutcome) -> str:
-        """The message for a code that did not let the user in."""
+    def verify_error(self, outcome: VerifyOutcome, factor: str = "sms") -> str:
+        """The message for a code of ``factor`` that did not let the user in."""
         low, high = self.service.code_lengths
         digits = f"{low}" if low == high else f"{low} to {high}"
         wait = duration(outcome.retry_at - self.clock())
         return {
-            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
+            VerifyStatus.MALFORMED: MALFORMED.get(factor, "").format(digits=digits),
             VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
             VerifyStatus.LOCKED: LOCKED.format(wait=wait),
-        }.get(outcome.status, WRONG_CODE)
+        }.get(outcome.status) or WRONG_CODES.get(factor, WRONG_CODE)
 
     async def waits(self, ctx: PageContext) -> dict[str, Any]:
         """What the page must say the user is waiting for: a lock, and the resend cooldown."""

@@ -29,6 +29,7 @@ from ..proof import Proof, ProofCodec
 from ..service import RequestInfo, TwoFactor
 from ..settings import InterfaceSettings, Settings
 from .account import AccountPages
+from .factors import FactorPages
 from .kit import (
     BLOCKED,
     RATE_LIMITED,
@@ -61,12 +62,15 @@ class Pages:
         self.settings = settings
         self.kit = PageKit(settings, service, codecs, clock)
         sign_in, account = SignInPages(self.kit), AccountPages(self.kit)
+        factors = FactorPages(self.kit)
         self._get: dict[str, GetPage] = {
             "challenge": sign_in.challenge,
             "enroll": sign_in.enroll_page,
             "logout": sign_in.logout_page,
             "phone": account.phone_page,
             "manage": account.manage_page,
+            "app": factors.app_page,
+            "account": factors.account_page,
         }
         self._post: dict[str, PostPage] = {
             "send": sign_in.send,
@@ -75,6 +79,8 @@ class Pages:
             "logout": sign_in.logout,
             "phone": account.phone_post,
             "manage": account.manage_post,
+            "app": factors.app_post,
+            "account": factors.account_post,
         }
         self._static = {
             "static/tfa.css": ((STATIC_DIR / "tfa.css").read_bytes(), "text/css"),

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 from starlette.responses import RedirectResponse, Response
 
-from ..errors import EnrollmentNotAllowed, InvalidPhoneNumber
-from ..service import EnrollmentStatus, SendStatus, VerifyStatus
+from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
+from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
 from .kit import PageContext, PageKit, phone_fields
 
 
@@ -60,19 +60,33 @@ class SignInPages:
 
     async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
-        outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
+        factor = form.get("factor", "sms")
+        if factor not in ctx.iface.factors:
+            raise InvalidInput("Unknown way to sign in.")
+        outcome = await self.service.verify_code(
+            name, user_id, form.get("code", ""), request=ctx.request, factor=factor
+        )
         if outcome.status is VerifyStatus.APPROVED:
-            response = RedirectResponse(ctx.next_url, status_code=303)
-            await self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
-            return response
+            return await self._approved(ctx, outcome)
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
+            if factor != "sms":  # no app, or no recovery code left: the other ways
+                return RedirectResponse(ctx.url("challenge"), status_code=303)
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        error = self.kit.verify_error(outcome)
+        error = self.kit.verify_error(outcome, factor)
         status = await self.service.status(name, user_id)  # only now: the page to show it on
         # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
             return await self._enroll(ctx, status, error=error, code=400)
-        return await self._challenge(ctx, status, error=error, code=400)
+        return await self._challenge(ctx, status, error=error, code=400, factor=factor)
+
+    async def _approved(self, ctx: PageContext, outcome: VerifyOutcome) -> Response:
+        """The proof for a right code; after a recovery code, a page that says how many are left."""
+        response: Response = RedirectResponse(ctx.next_url, status_code=303)
+        if outcome.method == "recovery":
+            left = await self.service.factors.recovery_left(ctx.iface.name, ctx.identity.user_id)
+            response = self.kit.render(ctx, "recovery_used.html", 200, left=left, few=left <= FEW_LEFT)
+        await self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
+        return response
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
@@ -118,13 +132,21 @@ class SignInPages:
         error: str = "",
         send_error: str = "",
         code: int = 200,
+        factor: str = "",
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
         waits = await self.kit.waits(ctx)
+        ways = ways_in(status, ctx.iface.factors) or ["sms"]
+        factor = factor or ctx.query.get("factor", "")
+        if factor not in ways:
+            factor = ways[0]
         return self.kit.render(
             ctx,
             "challenge.html",
             code,
+            factor=factor,
+            other_ways=[(kind, self._way_text(kind, status)) for kind in ways if kind != factor],
+            remember_days=ctx.iface.remember_days if not ctx.query.get("reauth") else 0,
             masked_phone=status.masked_phone,
             notice=f"We sent a code to {status.masked_phone}." if sent else "",
             # After a wrong try, or a resend refused, the user has a code: lead with the form.
@@ -134,6 +156,12 @@ class SignInPages:
             supports_call=self.service.provider.supports_call,
             **waits,
         )
+
+    @staticmethod
+    def _way_text(kind: str, status: EnrollmentStatus) -> str:
+        if kind == "sms":
+            return f"Text a code to {status.masked_phone}"
+        return "Use your authenticator app" if kind == "totp" else "Use a recovery code"
 
     async def _enroll(
         self,
@@ -158,6 +186,17 @@ class SignInPages:
             else "",
             error=error,
             send_error=send_error,
+            sms_allowed="sms" in ctx.iface.factors,
+            totp_allowed="totp" in ctx.iface.factors,
             **phone_fields(form),
             **waits,
         )
+
+
+def ways_in(status: EnrollmentStatus, allowed: tuple[str, ...]) -> list[str]:
+    """The ways the user can pass the challenge, preferred first: the app, the phone, then the
+    recovery codes while one is left."""
+    ways = list(status.usable if status.usable is not None else ["sms"])
+    if "recovery" in allowed and "recovery" in status.factors:
+        ways.append("recovery")
+    return ways
