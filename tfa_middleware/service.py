@@ -25,7 +25,7 @@ from .audit import AuditTrail, EventHook, RequestInfo
 from .enrolling import Enrolling
 from .errors import EnrollmentNotAllowed as EnrollmentNotAllowed  # its old home: still importable from here
 from .errors import InvalidInput
-from .factors.service import FEW_LEFT, Factor, Factors, NewApp
+from .factors.service import FEW_LEFT, Factor, Factors, NewApp, RememberedBrowser
 from .imports import import_callable
 from .limits import Limits, Waits
 from .limits import Refusal as Refusal
@@ -60,6 +60,7 @@ __all__ = [
     "NewApp",
     "Purpose",
     "Refusal",
+    "RememberedBrowser",
     "RequestInfo",
     "Revocations",
     "SendOutcome",

@@ -22,14 +22,16 @@ from ..outcomes import VerifyOutcome
 from ..settings import Settings
 from ..store import Store
 from ..store import factors as factor_rows
+from ..store.browsers import RememberedBrowser
 from ..store.factors import RECOVERY, TOTP, Factor
 from .attempts import Attempts
+from .browsers import Browsers
 from .recovery import FEW_LEFT, RecoveryCodes
 from .totp import Authenticators, NewApp
 
 MAX_LABEL_LENGTH = 64
 
-__all__ = ["FEW_LEFT", "Factor", "Factors", "NewApp"]
+__all__ = ["FEW_LEFT", "Factor", "Factors", "NewApp", "RememberedBrowser"]
 
 
 class Factors:
@@ -50,6 +52,7 @@ class Factors:
         self.attempts = Attempts(settings, limits, trail)
         self.apps = Authenticators(settings, store, self.attempts, trail, clock)
         self.recovery = RecoveryCodes(settings, store, self.attempts, trail, clock)
+        self.browsers = Browsers(settings, store, trail, clock)
 
     def allowed(self, interface: str, kind: str) -> bool:
         return kind in self.settings.interface(interface).factors
@@ -140,3 +143,36 @@ class Factors:
             now, interface, user_id, "factor_removed", request, factor=target.kind, factor_id=str(factor_id)
         ) as conn:
             return await factor_rows.remove(conn, interface, user_id, factor_id, now)
+
+    # ------------------------------------------------------------------ remembered browsers
+
+    async def remember_browser(
+        self, interface: str, user_id: str, generation: int, *, request: RequestInfo | None = None
+    ) -> tuple[str, str]:
+        """After a right code, with the user's consent: (the cookie's token, the proof's digest)."""
+        self._check(interface, user_id)
+        if not self.settings.interface(interface).remember_days:
+            raise InvalidInput(f"interface {interface!r} remembers no browser (remember_days: 0)")
+        return await self.browsers.remember(interface, user_id, generation, request)
+
+    async def recall_browser(self, interface: str, user_id: str, token: str) -> tuple[int, str] | None:
+        """(generation, digest) for a browser remembered for this user and interface, else None."""
+        self._check(interface, user_id)
+        if not self.settings.interface(interface).remember_days:
+            return None  # switched off since: nobody skips the challenge
+        return await self.browsers.recall(interface, user_id, token)
+
+    async def remembered_browsers(self, interface: str, user_id: str) -> list[RememberedBrowser]:
+        self._check(interface, user_id)
+        return await self.browsers.of_user(interface, user_id)
+
+    async def forget_browser(
+        self, interface: str, user_id: str, browser_id: int | None, *, request: RequestInfo | None = None
+    ) -> int:
+        """Forget one remembered browser (None: all of them); the proofs it got stop working on
+        every worker within revocation_check_seconds. How many were forgotten (0: none known)."""
+        self._check(interface, user_id)
+        known = [b.id for b in await self.browsers.of_user(interface, user_id)]
+        if not known or (browser_id is not None and browser_id not in known):
+            return 0
+        return await self.browsers.forget(interface, user_id, browser_id, request)

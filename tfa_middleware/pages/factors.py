@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidInput
-from ..service import FEW_LEFT, EnrollmentStatus, VerifyStatus
+from ..service import FEW_LEFT, EnrollmentStatus, RememberedBrowser, VerifyStatus
 from .kit import PageContext, PageKit
 
 
@@ -97,6 +98,7 @@ class FactorPages:
             "app": "Your authenticator app is set up: sign in with its codes from now on.",
             "renamed": "The name is saved.",
             "removed": "Removed.",
+            "forgotten": "That browser is forgotten: it will be asked for a code at its next request.",
         }.get(ctx.query.get("done", ""), "")
         return await self._account(ctx, notice=done)
 
@@ -125,6 +127,10 @@ class FactorPages:
                 return RedirectResponse(ctx.url("account", done="renamed"), status_code=303)
             await self.factors.remove(name, user_id, factor_id, request=request)
             return RedirectResponse(ctx.url("account", done="removed"), status_code=303)
+        if action == "forget_browser":
+            browser_id = _number(form.get("browser_id", ""))
+            await self.factors.forget_browser(name, user_id, browser_id, request=request)
+            return RedirectResponse(ctx.url("account", done="forgotten"), status_code=303)
         raise InvalidInput("Unknown action.")
 
     async def _account(
@@ -133,6 +139,7 @@ class FactorPages:
         name, user_id = ctx.iface.name, ctx.identity.user_id
         status = await self.service.status(name, user_id)
         factors = await self.factors.of_user(name, user_id)
+        browsers = await self.factors.remembered_browsers(name, user_id)
         apps = [
             {"id": f.id, "label": f.label, "added": when(f.created_at), "used": when(f.last_used_at)}
             for f in factors
@@ -152,7 +159,22 @@ class FactorPages:
             recovery_allowed="recovery" in allowed,
             notice=notice,
             error=error,
+            browsers=[browser_row(b, self.factors.browsers.is_this(b, ctx.remembered)) for b in browsers],
+            remember_days=ctx.iface.remember_days,
+            browser_page="account",
         )
+
+
+def browser_row(browser: RememberedBrowser, current: bool = False) -> dict[str, Any]:
+    return {
+        "id": browser.id,
+        "label": browser.label,
+        "network": browser.network,
+        "created": when(browser.created_at),
+        "seen": when(browser.last_seen_at),
+        "expires": when(browser.expires_at),
+        "current": current,
+    }
 
 
 def _number(text: str) -> int:

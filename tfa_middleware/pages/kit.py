@@ -130,6 +130,11 @@ def safe_next(value: str | None, iface: InterfaceSettings) -> str:
     return value
 
 
+def remember_cookie_name(iface: InterfaceSettings, https: bool) -> str:
+    """The remembered browser's cookie: the proof cookie's name and ``_remember``."""
+    return proof_cookie_name(f"{iface.proof_cookie}_remember", https)
+
+
 @dataclass(frozen=True, slots=True)
 class PageContext:
     """One request to our pages: who, where, and the parsed query."""
@@ -141,6 +146,7 @@ class PageContext:
     request: RequestInfo
     https: bool
     root: str = ""  # the application's root path: every link and redirect starts with it
+    remembered: str | None = None  # the remembered browser's token (its cookie), if any
 
     @property
     def next(self) -> str:
@@ -245,16 +251,19 @@ class PageKit:
 
     # ------------------------------------------------------------------ the proof cookie
 
-    async def set_proof(self, response: Response, ctx: PageContext, generation: int, method: str) -> None:
+    async def set_proof(
+        self, response: Response, ctx: PageContext, generation: int, method: str, browser: str = ""
+    ) -> None:
         """Issue a proof of a second factor done just now, for this user and login; it carries the
-        login's last sign-out it has seen (one indexed read, only for a login with a session id)."""
+        login's last sign-out it has seen (one indexed read, only for a login with a session id),
+        and the remembered browser's digest when there is one."""
         user_id, session_id = ctx.identity.user_id, ctx.identity.session_id
         try:
             seen = await self.service.signed_out_at(ctx.iface.name, user_id, session_id)
         except StoreUnavailable:
             seen = 0.0  # the code was right: a proof that has seen nothing, void if this login was signed out
         value = self._codecs[ctx.iface.name].issue(
-            user_id, generation, self.clock(), method, session_id, seen
+            user_id, generation, self.clock(), method, session_id, seen, browser
         )
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)
@@ -263,6 +272,19 @@ class PageKit:
     @staticmethod
     def clear_proof(response: Response, ctx: PageContext) -> None:
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
+        response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
+
+    @staticmethod
+    def set_remembered(response: Response, ctx: PageContext, token: str) -> None:
+        """The remembered browser's cookie: HttpOnly, SameSite=Lax, ``__Host-`` over https, for
+        the interface's remember_days."""
+        name = remember_cookie_name(ctx.iface, ctx.https)
+        max_age = ctx.iface.remember_days * 86400
+        response.headers.append("set-cookie", proof_set_cookie(name, token, max_age, ctx.https))
+
+    @staticmethod
+    def clear_remembered(response: Response, ctx: PageContext) -> None:
+        name = remember_cookie_name(ctx.iface, ctx.https)
         response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
 
     def fresh(self, ctx: PageContext) -> bool:

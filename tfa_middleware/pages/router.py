@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import client_ip, header, is_https
+from ..asgi import client_ip, cookie, header, is_https
 from ..errors import (
     FormTooLarge,
     InvalidInput,
@@ -39,6 +39,7 @@ from .kit import (
     PageContext,
     PageKit,
     duration,
+    remember_cookie_name,
 )
 from .sign_in import SignInPages
 
@@ -136,6 +137,7 @@ class Pages:
                 ),
                 https=is_https(scope),
                 root=root,
+                remembered=cookie(scope, remember_cookie_name(iface, is_https(scope))),
             )
             response = await self._answer(scope, receive, ctx, page, method)
         response.headers.update(self.security_headers)

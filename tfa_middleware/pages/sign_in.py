@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
 from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
-from .kit import PageContext, PageKit, phone_fields
+from .kit import REMEMBERED, PageContext, PageKit, phone_fields
 
 
 class SignInPages:
@@ -24,8 +24,18 @@ class SignInPages:
     # ------------------------------------------------------------------ GET
 
     async def challenge(self, ctx: PageContext) -> Response:
-        if ctx.proof is not None and not ctx.query.get("reauth"):
+        reauth = bool(ctx.query.get("reauth"))
+        if ctx.proof is not None and not reauth:
             return RedirectResponse(ctx.next_url, status_code=303)
+        if ctx.remembered and not reauth:  # never for a re-check: that wants the person
+            recalled = await self.service.factors.recall_browser(
+                ctx.iface.name, ctx.identity.user_id, ctx.remembered
+            )
+            if recalled is not None:
+                generation, browser = recalled
+                response = RedirectResponse(ctx.next_url, status_code=303)
+                await self.kit.set_proof(response, ctx, generation, REMEMBERED, browser)
+                return response
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
@@ -67,7 +77,7 @@ class SignInPages:
             name, user_id, form.get("code", ""), request=ctx.request, factor=factor
         )
         if outcome.status is VerifyStatus.APPROVED:
-            return await self._approved(ctx, outcome)
+            return await self._approved(ctx, outcome, remember=form.get("remember") == "1")
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
             if factor != "sms":  # no app, or no recovery code left: the other ways
                 return RedirectResponse(ctx.url("challenge"), status_code=303)
@@ -79,13 +89,21 @@ class SignInPages:
             return await self._enroll(ctx, status, error=error, code=400)
         return await self._challenge(ctx, status, error=error, code=400, factor=factor)
 
-    async def _approved(self, ctx: PageContext, outcome: VerifyOutcome) -> Response:
-        """The proof for a right code; after a recovery code, a page that says how many are left."""
+    async def _approved(self, ctx: PageContext, outcome: VerifyOutcome, *, remember: bool) -> Response:
+        """The proof for a right code (and the browser remembered, when the user asked); after a
+        recovery code, a page that says how many are left."""
+        name, user_id = ctx.iface.name, ctx.identity.user_id
         response: Response = RedirectResponse(ctx.next_url, status_code=303)
         if outcome.method == "recovery":
-            left = await self.service.factors.recovery_left(ctx.iface.name, ctx.identity.user_id)
+            left = await self.service.factors.recovery_left(name, user_id)
             response = self.kit.render(ctx, "recovery_used.html", 200, left=left, few=left <= FEW_LEFT)
-        await self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
+        browser = ""
+        if remember and ctx.iface.remember_days:
+            token, browser = await self.service.factors.remember_browser(
+                name, user_id, outcome.generation, request=ctx.request
+            )
+            self.kit.set_remembered(response, ctx, token)
+        await self.kit.set_proof(response, ctx, outcome.generation, outcome.method, browser)
         return response
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
@@ -120,6 +138,7 @@ class SignInPages:
         await self.service.sign_out(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
         response = RedirectResponse(ctx.url("challenge"), status_code=303)
         self.kit.clear_proof(response, ctx)
+        self.kit.clear_remembered(response, ctx)  # the generation bump forgot it already
         return response
 
     # ------------------------------------------------------------------ the two pages they show
