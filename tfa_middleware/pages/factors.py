@@ -9,35 +9,19 @@ Recovery codes are shown in the answer that made them, once; no later page can s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidInput
-from ..service import FEW_LEFT, EnrollmentStatus, RememberedBrowser, VerifyStatus
-from .kit import PageContext, PageKit
-
-
-def when(at: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
+from ..service import FEW_LEFT, EnrollmentStatus, VerifyStatus
+from .kit import PageContext, PageKit, browser_row, codes_page, when
 
 
 def reauthenticate(ctx: PageContext, page: str) -> Response:
     """Ask for a second factor first; the challenge sends the user back to ``page`` afterwards."""
     back = f"{ctx.iface.pages_path}/{page}"
     return RedirectResponse(f"{ctx.base}/challenge?reauth=1&next={back}", status_code=303)
-
-
-def codes_page(
-    kit: PageKit, ctx: PageContext, codes: list[str], done_url: str, for_user: str = ""
-) -> Response:
-    """The one page that ever shows a set of recovery codes: the answer to the POST that made them."""
-    text = "Recovery codes (each works once; any earlier codes no longer work):\n\n" + "\n".join(codes) + "\n"
-    return kit.render(
-        ctx, "recovery_codes.html", 200, codes=codes, download=text, done_url=done_url, for_user=for_user
-    )
 
 
 class FactorPages:
@@ -163,18 +147,6 @@ class FactorPages:
             remember_days=ctx.iface.remember_days,
             browser_page="account",
         )
-
-
-def browser_row(browser: RememberedBrowser, current: bool = False) -> dict[str, Any]:
-    return {
-        "id": browser.id,
-        "label": browser.label,
-        "network": browser.network,
-        "created": when(browser.created_at),
-        "seen": when(browser.last_seen_at),
-        "expires": when(browser.expires_at),
-        "current": current,
-    }
 
 
 def _number(text: str) -> int:

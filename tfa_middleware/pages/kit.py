@@ -8,6 +8,7 @@ cases and this kit for everything about HTTP, so the two never need each other.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,15 @@ from ..errors import HostilePath, StoreUnavailable
 from ..forms import read_form
 from ..identity import Identity
 from ..proof import Proof, ProofCodec, proof_clear_cookie, proof_cookie_name, proof_set_cookie
-from ..service import Refusal, RequestInfo, SendOutcome, TwoFactor, VerifyOutcome, VerifyStatus
+from ..service import (
+    Refusal,
+    RememberedBrowser,
+    RequestInfo,
+    SendOutcome,
+    TwoFactor,
+    VerifyOutcome,
+    VerifyStatus,
+)
 from ..settings import InterfaceSettings, Settings
 
 SECURITY_HEADERS = {
@@ -165,6 +174,32 @@ class PageContext:
     def url(self, page: str, **params: str) -> str:
         query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
         return f"{self.base}/{page}?{query}"
+
+
+def when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
+
+
+def browser_row(browser: RememberedBrowser, current: bool = False) -> dict[str, Any]:
+    return {
+        "id": browser.id,
+        "label": browser.label,
+        "network": browser.network,
+        "created": when(browser.created_at),
+        "seen": when(browser.last_seen_at),
+        "expires": when(browser.expires_at),
+        "current": current,
+    }
+
+
+def codes_page(
+    kit: PageKit, ctx: PageContext, codes: list[str], done_url: str, for_user: str = ""
+) -> Response:
+    """The one page that ever shows a set of recovery codes: the answer to the POST that made them."""
+    text = "Recovery codes (each works once; any earlier codes no longer work):\n\n" + "\n".join(codes) + "\n"
+    return kit.render(
+        ctx, "recovery_codes.html", 200, codes=codes, download=text, done_url=done_url, for_user=for_user
+    )
 
 
 def phone_fields(form: Mapping[str, str] | None) -> dict[str, str]:
