@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidInput
 from ..service import FEW_LEFT, EnrollmentStatus, VerifyStatus
-from .kit import PageContext, PageKit, browser_row, codes_page, when
+from .kit import PageContext, PageKit, browser_row, codes_page, missing_factors, when
 
 
 def reauthenticate(ctx: PageContext, page: str) -> Response:
@@ -65,7 +65,7 @@ class FactorPages:
         if outcome.status is VerifyStatus.APPROVED:
             response = RedirectResponse(ctx.url("account", done="app"), status_code=303)
             if enrolling:  # the first factor: its first code is the sign-in
-                await self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
+                await self.kit.set_proof_or_setup(response, ctx, outcome.generation, outcome.method)
             return response
         app = await self.factors.pending_app(name, user_id)
         if app is None:
@@ -78,6 +78,8 @@ class FactorPages:
     async def account_page(self, ctx: PageContext) -> Response:
         if not self.kit.fresh(ctx):
             return reauthenticate(ctx, "account")
+        if ctx.proof is not None and ctx.proof.interface != ctx.iface.name:
+            return await self._setting_up(ctx)
         done = {
             "app": "Your authenticator app is set up: sign in with its codes from now on.",
             "renamed": "The name is saved.",
@@ -85,6 +87,24 @@ class FactorPages:
             "forgotten": "That browser is forgotten: it will be asked for a code at its next request.",
         }.get(ctx.query.get("done", ""), "")
         return await self._account(ctx, notice=done)
+
+    async def _setting_up(self, ctx: PageContext) -> Response:
+        """With a set-up proof: what is still missing, or, once nothing is, the real proof."""
+        assert ctx.proof is not None
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
+        missing = missing_factors(ctx.iface, status.factors)
+        if missing:
+            names = {"totp": "an authenticator app", "recovery": "recovery codes"}
+            wanted = " and ".join(names.get(kind, kind) for kind in missing)
+            return await self._account(
+                ctx, notice=f"This account needs {wanted}: set it up below to continue."
+            )
+        if status.generation != ctx.proof.generation:  # reset meanwhile: start again
+            return reauthenticate(ctx, "account")
+        response = await self._account(ctx, notice="All set: you can continue.")
+        await self.kit.set_proof(response, ctx, ctx.proof.generation, ctx.proof.method)
+        self.kit.clear_setup(response, ctx)
+        return response
 
     async def account_post(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         if not self.kit.fresh(ctx):

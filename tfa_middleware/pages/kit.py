@@ -18,12 +18,19 @@ import jinja2
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from ..asgi import canonical_path, inside
+from ..asgi import canonical_path, cookie, inside, is_https
 from ..csrf import CsrfTokens, cross_site
 from ..errors import HostilePath, StoreUnavailable
 from ..forms import read_form
 from ..identity import Identity
-from ..proof import Proof, ProofCodec, proof_clear_cookie, proof_cookie_name, proof_set_cookie
+from ..proof import (
+    Proof,
+    ProofCodec,
+    proof_clear_cookie,
+    proof_cookie_name,
+    proof_set_cookie,
+    session_digest,
+)
 from ..service import (
     Refusal,
     RememberedBrowser,
@@ -109,6 +116,15 @@ def duration(seconds: float) -> str:
 
 
 REMEMBERED = "remembered"  # the proof's method when a remembered browser skipped the challenge
+SETUP = ".setup"  # a set-up proof's interface is "<name>.setup": valid for the account pages alone
+SETUP_COOKIE = "_setup"
+
+
+def missing_factors(iface: InterfaceSettings, kinds: frozenset[str]) -> list[str]:
+    """What require_factors asks for that the user has not set up (recovery: with a code left)."""
+    return [kind for kind in iface.require_factors if kind not in kinds]
+
+
 # Our own pages that a user may be sent back to after a challenge: they only show things.
 RETURN_PAGES = ("phone", "manage", "account", "app")
 
@@ -233,6 +249,13 @@ class PageKit:
         self.clock = clock
         self._codecs = codecs
         self._csrf = {name: CsrfTokens(name, settings.secret_keys, clock) for name in settings.interfaces}
+        # A second factor passed by a user who still lacks a factor that require_factors asks
+        # for: signed for "<name>.setup", so no middleware ever takes it as a proof; the
+        # account pages take it, to set up what is missing, for phone_change_fresh_seconds.
+        self._setup = {
+            name: ProofCodec(f"{name}{SETUP}", settings.secret_keys, iface.phone_change_fresh_seconds)
+            for name, iface in settings.interfaces.items()
+        }
         self._templates = templates(settings.templates_dir)
 
     # ------------------------------------------------------------------ responses
@@ -307,6 +330,37 @@ class PageKit:
     @staticmethod
     def clear_proof(response: Response, ctx: PageContext) -> None:
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
+        response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
+
+    async def set_proof_or_setup(
+        self, response: Response, ctx: PageContext, generation: int, method: str, browser: str = ""
+    ) -> bool:
+        """The proof, or, while the user lacks a factor that require_factors asks for, the set-up
+        proof that lets them add it (False: the caller sends them to the account page)."""
+        required = ctx.iface.require_factors
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id) if required else None
+        if status is None or not missing_factors(ctx.iface, status.factors):
+            await self.set_proof(response, ctx, generation, method, browser)
+            return True
+        value = self._setup[ctx.iface.name].issue(
+            ctx.identity.user_id, generation, self.clock(), method, ctx.identity.session_id
+        )
+        name = proof_cookie_name(f"{ctx.iface.proof_cookie}{SETUP_COOKIE}", ctx.https)
+        max_age = ctx.iface.phone_change_fresh_seconds
+        response.headers.append("set-cookie", proof_set_cookie(name, value, max_age, ctx.https))
+        return False
+
+    def setup_proof(self, scope: Scope, iface: InterfaceSettings, identity: Identity) -> Proof | None:
+        """The set-up proof of this request, if any, for this user and login."""
+        value = cookie(scope, proof_cookie_name(f"{iface.proof_cookie}{SETUP_COOKIE}", is_https(scope)))
+        proof = self._setup[iface.name].read(value, self.clock()) if value else None
+        if proof is None or proof.user_id != identity.user_id:
+            return None
+        return proof if proof.session_digest == session_digest(identity.session_id) else None
+
+    @staticmethod
+    def clear_setup(response: Response, ctx: PageContext) -> None:
+        name = proof_cookie_name(f"{ctx.iface.proof_cookie}{SETUP_COOKIE}", ctx.https)
         response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -46,6 +47,7 @@ from .sign_in import SignInPages
 log = logging.getLogger("tfa_middleware.pages")
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
+SETUP_PAGES = ("account", "app")  # where a user adds what require_factors asks for
 GetPage = Callable[[PageContext], Awaitable[Response]]
 PostPage = Callable[[PageContext, Mapping[str, str]], Awaitable[Response]]
 
@@ -139,6 +141,11 @@ class Pages:
                 root=root,
                 remembered=cookie(scope, remember_cookie_name(iface, is_https(scope))),
             )
+            if proof is None and page in SETUP_PAGES:
+                # A set-up proof (require_factors): these pages alone take it.
+                setup = self.kit.setup_proof(scope, iface, identity)
+                if setup is not None:
+                    ctx = replace(ctx, proof=setup)
             response = await self._answer(scope, receive, ctx, page, method)
         response.headers.update(self.security_headers)
         await response(scope, receive, send)

@@ -34,7 +34,8 @@ class SignInPages:
             if recalled is not None:
                 generation, browser = recalled
                 response = RedirectResponse(ctx.next_url, status_code=303)
-                await self.kit.set_proof(response, ctx, generation, REMEMBERED, browser)
+                if not await self.kit.set_proof_or_setup(response, ctx, generation, REMEMBERED, browser):
+                    response.headers["location"] = ctx.url("account", setup="1")
                 return response
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
@@ -103,7 +104,10 @@ class SignInPages:
                 name, user_id, outcome.generation, request=ctx.request
             )
             self.kit.set_remembered(response, ctx, token)
-        await self.kit.set_proof(response, ctx, outcome.generation, outcome.method, browser)
+        if not await self.kit.set_proof_or_setup(response, ctx, outcome.generation, outcome.method, browser):
+            # A factor require_factors asks for is missing: it is set up before the shop opens.
+            response.status_code = 303
+            response.headers["location"] = ctx.url("account", setup="1")
         return response
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:

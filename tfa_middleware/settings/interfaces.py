@@ -253,12 +253,15 @@ class InterfaceSettings(Section):
     @classmethod
     def _required_allowed(cls, required: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         allowed = info.data.get("factors")
+        sms = "sms: a phone is asked for at enrollment (on_missing_phone: enroll); list totp or recovery"
+        found = [(f"[{i}]", sms) for i, kind in enumerate(required) if kind == "sms"]
         if allowed is not None:
-            raise_any(
+            found += [
                 (f"[{i}]", f"{kind!r} is not in factors {list(allowed)}")
                 for i, kind in enumerate(required)
-                if kind not in allowed
-            )
+                if kind not in allowed and kind != "sms"
+            ]
+        raise_any(found)
         return required
 
     @field_validator("manage")
