@@ -224,3 +224,27 @@ async def test_a_forgotten_browser_is_challenged_on_every_worker(
     kinds = [e.kind for e in await event_rows.latest(h.service.store, "admin", "alice", limit=50)]
     assert "browser_remembered" in kinds
     assert "browser_forgotten" in kinds
+
+
+async def test_a_re_check_stays_one_through_the_send(h: Harness) -> None:
+    """Sending the code of a re-check must not turn it into a plain challenge, which the
+    remembered browser (or any proof) would pass without a code."""
+    await remembered(h)
+    drop_proof(h.client)
+    headers = h.as_user("alice")
+    await h.client.get("/admin/_2fa/challenge", headers=headers)  # the remembered proof
+    h.clock.advance(60)
+    url = "/admin/_2fa/challenge?reauth=1&next=/admin/_2fa/account"
+    page = await h.client.get(url, headers=headers)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    send = re.search(r'action="([^"]*/send[^"]*)"', page.text)
+    assert send
+    sent = await h.client.post(
+        html.unescape(send.group(1)), data={"csrf_token": token.group(1)}, headers=headers
+    )
+    assert sent.status_code == 303
+    assert "reauth=1" in sent.headers["location"]
+    shown = await h.client.get(sent.headers["location"], headers=headers)
+    assert shown.status_code == 200
+    assert "We sent a code" in shown.text

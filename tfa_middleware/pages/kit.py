@@ -188,7 +188,14 @@ class PageContext:
         return self.root + self.iface.pages_path
 
     def url(self, page: str, **params: str) -> str:
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
+        # A re-check (reauth) stays one through its own steps: sending a code must not turn it
+        # into a plain challenge, which a proof (or a remembered browser) would pass at once.
+        carried = (
+            {"reauth": "1"} if self.query.get("reauth") and page in ("challenge", "send", "verify") else {}
+        )
+        query = "&".join(
+            f"{k}={quote(v, safe='')}" for k, v in {**params, **carried, "next": self.next}.items()
+        )
         return f"{self.base}/{page}?{query}"
 
 
