@@ -348,6 +348,52 @@ async def test_asgi_a_session_re_signed_unchanged_is_not_read_again(
     assert len(decoded) == 1  # the next request reads the new cookie, as any request does
 
 
+def jwt_shop() -> Starlette:
+    """fastapi-users' cookie transport in small: a log-in and a refresh write the JWT cookie."""
+    from tests.tokens import COOKIE, claims, sign
+
+    def with_token(user: str, lifetime: float) -> Response:
+        response = PlainTextResponse("token written")
+        response.set_cookie(COOKIE, sign(claims(user, lifetime=lifetime)), httponly=True)
+        return response
+
+    async def login(request: Request) -> Response:
+        return with_token(request.query_params["user"], 3600)
+
+    async def refresh(_request: Request) -> Response:
+        return with_token("alice", 7200)  # a new token of the same user
+
+    async def orders(_request: Request) -> Response:
+        return PlainTextResponse("orders")
+
+    return Starlette(
+        routes=[Route("/login", login), Route("/admin/refresh", refresh), Route("/admin/orders", orders)]
+    )
+
+
+async def test_asgi_a_jwt_written_anew_ends_the_proof_only_for_another_user(
+    make_harness: Callable[..., Any],
+) -> None:
+    from tests.tokens import AUDIENCE, COOKIE, SECRET
+
+    identity = {"from": "jwt", "cookie": COOKIE, "secret": SECRET, "audience": AUDIENCE}
+    h: Harness = await make_harness(jwt_shop(), interfaces=admin(identity))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    assert (await h.client.get("/login", params={"user": "alice"})).text == "token written"
+    await h.send({"accept": "text/html"})
+    assert (await h.verify({"accept": "text/html"}, await h.latest_code())).status_code == 303
+    assert (await h.client.get("/admin/orders")).text == "orders"
+
+    refreshed = await h.client.get("/admin/refresh")  # the same user: the proof stays
+    assert any(v.startswith(f"{COOKIE}=") for v in set_cookies(refreshed))
+    assert not any(v.startswith("tfa_admin=") for v in set_cookies(refreshed))
+    assert (await h.client.get("/admin/orders")).text == "orders"
+
+    other = await h.client.get("/login", params={"user": "mallory"})  # another user's token
+    assert proof_clear_cookie("tfa_admin", https=False) in set_cookies(other)
+    assert "tfa_admin" not in h.client.cookies
+
+
 async def test_asgi_a_header_resolver_is_not_watched(make_harness: Callable[..., Any]) -> None:
     h: Harness = await make_harness(
         cookie_shop(), interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"})
