@@ -23,12 +23,13 @@ from typing import Any
 
 import httpx
 from itsdangerous import Signer, URLSafeTimedSerializer
-from sqlalchemy import event
+from sqlalchemy import event, update
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import cookie_parser
 
 from tfa_middleware import Identity, TwoFactor, TwoFactorMiddleware
 from tfa_middleware.store import outbox as outbox_rows
+from tfa_middleware.tables import sends
 
 from .common import (
     PROTECTED,
@@ -45,7 +46,7 @@ from .common import (
     shop,
     sqlite_url,
 )
-from .remembered import remembered_proof, remembering
+from .remembered import counting, remembering
 from .remembered import show as show_remembered
 
 SID = "bench-login-0123456789abcdefghij"
@@ -117,17 +118,40 @@ async def pass_challenge(
     holding ``session``; return the proof cookie."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
         client.cookies.set(cookie_name, session)
-        page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-        body = (await outbox_rows.latest(service.store, 1))[0].body
-        code = re.search(r"\b(\d{6})\b", body)
-        assert code, body
-        done = await client.post(
-            "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1)}
-        )
-        return done.cookies["tfa_admin"]
+        return await walk_challenge(client, service)
+
+
+async def walk_challenge(client: httpx.AsyncClient, service: TwoFactor, *, remember: bool = False) -> str:
+    """The challenge's page, send and verify in ``client`` ("remember this browser" ticked when
+    ``remember``); the proof cookie."""
+    page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
+    body = (await outbox_rows.latest(service.store, 1))[0].body
+    code = re.search(r"\b(\d{6})\b", body)
+    assert code, body
+    form = {"csrf_token": token.group(1), "code": code.group(1)} | ({"remember": "1"} if remember else {})
+    done = await client.post("/admin/_2fa/verify", data=form)
+    return done.cookies["tfa_admin"]
+
+
+async def remembered_proof(app: ASGIApp, service: TwoFactor, session: str) -> tuple[str, int]:
+    """A remembered browser's proof (remembered.py), issued without a code; and the statements
+    that issuing it ran (the challenge page that found the remembered browser)."""
+    # The code of table 1's proof went out a moment ago: as if it had been a minute (the resend
+    # cooldown), so that this browser's own code is sent.
+    async with service.store.transaction() as conn:
+        await conn.execute(update(sends).values(at=sends.c.at - 60))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        client.cookies.set(SESSION_COOKIE, session)
+        await walk_challenge(client, service, remember=True)
+        assert client.cookies.get("tfa_admin_remember"), "the browser was not remembered"
+        client.cookies.delete("tfa_admin")  # a new login: the proof is gone, the browser remembered
+        with counting(service) as statements:
+            skipped = await client.get("/admin/_2fa/challenge?next=/admin", headers={"accept": "text/html"})
+        assert skipped.status_code == 303, skipped.text
+        return skipped.cookies["tfa_admin"], statements[0]
 
 
 async def run(report: Report, *, requests: int, rounds: int = 6) -> None:

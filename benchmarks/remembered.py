@@ -10,18 +10,16 @@ its queries with the others.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-import httpx
-from sqlalchemy import event, update
+from sqlalchemy import event
 
 from tfa_middleware import TwoFactor
 from tfa_middleware.settings import Settings
-from tfa_middleware.store import outbox as outbox_rows
-from tfa_middleware.tables import sends
 
-from .common import SESSION_COOKIE, ASGIApp, Report, Table
+from .common import Report, Table
 
 REMEMBER_DAYS = 30
 
@@ -32,40 +30,20 @@ def remembering(settings: Settings) -> Settings:
     return settings.model_copy(update={"interfaces": {**settings.interfaces, "admin": admin}})
 
 
-async def remembered_proof(app: ASGIApp, service: TwoFactor, session: str) -> tuple[str, int]:
-    """A remembered browser's proof, issued without a code; and the statements that issuing it
-    ran (the challenge page that found the remembered browser)."""
-    # The code of table 1's proof went out a moment ago: as if it had been a minute (the resend
-    # cooldown), so that this browser's own code is sent.
-    async with service.store.transaction() as conn:
-        await conn.execute(update(sends).values(at=sends.c.at - 60))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
-        client.cookies.set(SESSION_COOKIE, session)
-        page = await client.get("/admin/_2fa/challenge", headers={"accept": "text/html"})
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-        assert token, page.text
-        await client.post("/admin/_2fa/send", data={"csrf_token": token.group(1)})
-        body = (await outbox_rows.latest(service.store, 1))[0].body
-        code = re.search(r"\b(\d{6})\b", body)
-        assert code, body
-        done = await client.post(
-            "/admin/_2fa/verify", data={"csrf_token": token.group(1), "code": code.group(1), "remember": "1"}
-        )
-        assert "tfa_admin_remember" in done.cookies, done.text
-        client.cookies.delete("tfa_admin")  # a new login: the proof is gone, the browser remembered
-        statements = [0]
+@contextmanager
+def counting(service: TwoFactor) -> Iterator[list[int]]:
+    """The statements the service's database runs inside the block: ``[count]``."""
+    statements = [0]
 
-        def count(*_: Any) -> None:
-            statements[0] += 1
+    def count(*_: Any) -> None:
+        statements[0] += 1
 
-        engine = service.store.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            skipped = await client.get("/admin/_2fa/challenge?next=/admin", headers={"accept": "text/html"})
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
-        assert skipped.status_code == 303, skipped.text
-        return skipped.cookies["tfa_admin"], statements[0]
+    engine = service.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def show(report: Report, at_issue: int, demo_added: float, remembered_added: float) -> None:

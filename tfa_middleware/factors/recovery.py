@@ -83,22 +83,27 @@ class RecoveryCodes:
         normalised = normalise(code)
         if normalised is None:
             return VerifyOutcome(VerifyStatus.MALFORMED, method=RECOVERY)
-        if not await self.left(interface, user_id):
+        left = await self.left(interface, user_id)
+        if not left:
             return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT, method=RECOVERY)
         now = self.clock()
         permit = await self.attempts.reserve(interface, user_id, now)
         if not permit.allowed:
             return self.attempts.refused(permit)
         candidates = self._hash.all(self._message(interface, user_id, normalised))
-        async with self.store.transaction() as conn:
-            used = await factor_rows.use_recovery(conn, interface, user_id, candidates, now)
-            if used:
+        # The use, the success and its event in one transaction: a code is never spent unheard.
+        # (The count in the event is read before: two codes used at the same moment both say it.)
+        try:
+            async with self.trail.recording(
+                now, interface, user_id, "verify_ok", request, factor=RECOVERY, codes_left=str(left - 1)
+            ) as conn:
+                if not await factor_rows.use_recovery(conn, interface, user_id, candidates, now):
+                    raise _Unused
                 generation = await self.attempts.succeeded(conn, interface, user_id, now)
-                left = await factor_rows.recovery_left(conn, interface, user_id)
-        if not used:
+        except _Unused:
             return await self.attempts.rejected(interface, user_id, now, permit, request, RECOVERY)
-        # The event once the code is spent: a failure to record it cannot give the code back.
-        await self.trail.record(
-            now, interface, user_id, "verify_ok", request, factor=RECOVERY, codes_left=str(left)
-        )
         return VerifyOutcome(VerifyStatus.APPROVED, generation=generation, method=RECOVERY)
+
+
+class _Unused(Exception):
+    """No unused code matched: the transaction rolls back, and no success is recorded."""
