@@ -9,7 +9,8 @@ checked, give it back when nothing was checked, say "wrong" or "locked", wipe on
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,9 +19,20 @@ from ..audit import AuditTrail, RequestInfo
 from ..limits import Limits, Permit, Refusal
 from ..outcomes import VerifyOutcome, VerifyStatus
 from ..settings import Settings
+from ..store import Store
 from ..tables import enrollments
 
 log = logging.getLogger("tfa_middleware")
+
+
+class Parts(NamedTuple):
+    """What every factor's class is built from (``settings, store, attempts, trail, clock = parts``)."""
+
+    settings: Settings
+    store: Store
+    attempts: Attempts
+    trail: AuditTrail
+    clock: Callable[[], float]
 
 
 class Attempts:

@@ -11,16 +11,12 @@ goes through the account's verify lockout, shared with the other factors.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 
-from ..audit import AuditTrail, RequestInfo
+from ..audit import RequestInfo
 from ..outcomes import VerifyOutcome, VerifyStatus
-from ..settings import Settings
-from ..store import Store
 from ..store import factors as factor_rows
 from ..store.factors import RECOVERY
-from .attempts import Attempts
+from .attempts import Parts
 from .keys import KeyedHash
 
 COUNT = 10
@@ -45,20 +41,9 @@ def normalise(code: str) -> str | None:
 
 
 class RecoveryCodes:
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        attempts: Attempts,
-        trail: AuditTrail,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.attempts = attempts
-        self.trail = trail
-        self.clock = clock
-        self._hash = KeyedHash(settings.secret_keys, "recovery-code")
+    def __init__(self, parts: Parts) -> None:
+        self.settings, self.store, self.attempts, self.trail, self.clock = parts
+        self._hash = KeyedHash(self.settings.secret_keys, "recovery-code")
 
     def _message(self, interface: str, user_id: str, normalised: str) -> str:
         return f"{interface}\0{user_id}\0{normalised}"

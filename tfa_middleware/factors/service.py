@@ -24,7 +24,7 @@ from ..store import Store
 from ..store import factors as factor_rows
 from ..store.browsers import RememberedBrowser
 from ..store.factors import RECOVERY, TOTP, Factor
-from .attempts import Attempts
+from .attempts import Attempts, Parts
 from .browsers import Browsers
 from .recovery import FEW_LEFT, RecoveryCodes
 from .totp import Authenticators, NewApp
@@ -50,8 +50,9 @@ class Factors:
         self.clock = clock
         self._check = check
         self.attempts = Attempts(settings, limits, trail)
-        self.apps = Authenticators(settings, store, self.attempts, trail, clock)
-        self.recovery = RecoveryCodes(settings, store, self.attempts, trail, clock)
+        parts = Parts(settings, store, self.attempts, trail, clock)
+        self.apps = Authenticators(parts)
+        self.recovery = RecoveryCodes(parts)
         self.browsers = Browsers(settings, store, trail, clock)
 
     def allowed(self, interface: str, kind: str) -> bool:

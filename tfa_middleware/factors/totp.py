@@ -12,20 +12,16 @@ goes through the account's verify lockout (attempts.py), shared with the other f
 from __future__ import annotations
 
 import hmac
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyotp
 import segno
 
-from ..audit import AuditTrail, RequestInfo
+from ..audit import RequestInfo
 from ..outcomes import VerifyOutcome, VerifyStatus
-from ..settings import Settings
-from ..store import Store
 from ..store import factors as factor_rows
 from ..store.factors import TOTP, Factor
-from .attempts import Attempts
+from .attempts import Parts
 from .keys import SecretBox
 
 DIGITS = 6
@@ -58,21 +54,10 @@ def bound_to(interface: str, user_id: str) -> str:
 
 
 class Authenticators:
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        attempts: Attempts,
-        trail: AuditTrail,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.attempts = attempts
-        self.trail = trail
-        self.clock = clock
-        self.box = SecretBox(settings.secret_keys)
-        self.issuer = settings.branding.title or "tfa-middleware"
+    def __init__(self, parts: Parts) -> None:
+        self.settings, self.store, self.attempts, self.trail, self.clock = parts
+        self.box = SecretBox(self.settings.secret_keys)
+        self.issuer = self.settings.branding.title or "tfa-middleware"
 
     async def begin(self, interface: str, user_id: str, request: RequestInfo | None) -> NewApp:
         """A new app for the user, unconfirmed until its first code (an earlier unconfirmed one goes)."""
