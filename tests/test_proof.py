@@ -81,7 +81,14 @@ def test_the_proof_carries_the_sign_out_it_has_seen() -> None:
     assert plain.seen == 0.0
 
 
-def test_a_cookie_of_the_previous_format_is_still_read_as_having_seen_nothing() -> None:
+def test_a_cookie_of_format_2_is_still_read_as_of_no_remembered_browser() -> None:
+    old = signed_payload([2, "admin", "alice", 3, int(T0), "sms", session_digest("s1"), T0 - 5])
+    proof = codec().read(old, T0 + 1)
+    assert proof is not None
+    assert (proof.user_id, proof.seen, proof.browser) == ("alice", T0 - 5, "")
+
+
+def test_a_cookie_of_the_first_format_is_still_read_as_having_seen_nothing() -> None:
     # Issued before the upgrade: [1, interface, user, generation, issued_at, method, digest].
     old = signed_payload([1, "admin", "alice", 3, int(T0), "sms", session_digest("s1")])
     proof = codec().read(old, T0 + 1)
@@ -96,7 +103,9 @@ def test_a_cookie_of_the_previous_format_is_still_read_as_having_seen_nothing() 
         [2, "admin", "alice", 3, int(T0), "sms", "", None],
         [2, "admin", "alice", 3, int(T0), "sms", ""],  # format 2 without seen
         [1, "admin", "alice", 3, int(T0), "sms", "", 0.0],  # format 1 with it
-        [3, "admin", "alice", 3, int(T0), "sms", "", 0.0],  # a format we do not know
+        [3, "admin", "alice", 3, int(T0), "sms", "", 0.0],  # format 3 without browser
+        [3, "admin", "alice", 3, int(T0), "sms", "", 0.0, None],  # browser is not text
+        [4, "admin", "alice", 3, int(T0), "sms", "", 0.0, ""],  # a format we do not know
         [2, "customer", "alice", 3, int(T0), "sms", "", 0.0],
     ],
 )
@@ -226,7 +235,7 @@ async def test_payload_holds_no_phone_code_or_other_personal_data(harness: Harne
     assert "shop-session-1" not in text
     strings = [item for item in payload(value) if isinstance(item, str)]
     digest = session_digest("shop-session-1")
-    assert sorted(strings) == sorted(["admin", "alice", "sms", digest])
+    assert sorted(strings) == sorted(["admin", "alice", "sms", digest, ""])  # "": no remembered browser
 
 
 async def test_valid_proof_lets_its_user_in(harness: Harness) -> None:

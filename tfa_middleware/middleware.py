@@ -252,7 +252,7 @@ class TwoFactorMiddleware:
             status = await self.service.status(iface.settings.name, identity.user_id)
         except StoreUnavailable:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
-        return status.state == "none"
+        return status.state == "none" and not status.factors  # an app is a second factor too
 
     async def _challenge(
         self, iface: Interface, scope: Scope, receive: Receive, send: Send, raw: str, root: str

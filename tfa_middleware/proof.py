@@ -38,7 +38,10 @@ from .settings import Secret
 
 MAX_COOKIE_BYTES = 4096  # security requirement 11
 CLOCK_SKEW_SECONDS = 5  # several hosts' clocks disagree a little; a cookie from further ahead is refused
-_FORMAT = 2  # 1: without ``seen``, still read (as seen = 0) so that an upgrade signs nobody out
+# 3 adds ``browser``; 2 (without it) and 1 (without ``seen`` too) are still read, as a browser of
+# none and a sign-out seen never, so that an upgrade signs nobody out.
+_FORMAT = 3
+_SHAPES = (([_FORMAT], 9), ([2], 8), ([1], 7))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,9 @@ class Proof:
     the interface and shop user id it was done for, the user's generation then, when it was done
     (``issued_at``, Unix seconds), how (``method``: ``"sms"``), a digest of the shop's session
     id ("" when the resolver gives none), and when that login was last signed out as far as the
-    database knew at issue (``seen``, 0 for never): a later sign-out voids the proof."""
+    database knew at issue (``seen``, 0 for never): a later sign-out voids the proof. ``browser``
+    is a digest of the remembered browser's token when there is one ("" otherwise): forgetting
+    that browser voids the proofs it got."""
 
     interface: str
     user_id: str
@@ -56,6 +61,7 @@ class Proof:
     method: str
     session_digest: str
     seen: float = 0.0
+    browser: str = ""
 
 
 # Starlette's delete_cookie writes an empty value as "" too; a fixed date keeps the header a constant.
@@ -118,10 +124,11 @@ class ProofCodec:
         method: str,
         session_id: str | None,
         seen: float = 0.0,
+        browser: str = "",
     ) -> str:
         digest = session_digest(session_id)
         payload = json.dumps(
-            [_FORMAT, self.interface, user_id, generation, int(now), method, digest, seen],
+            [_FORMAT, self.interface, user_id, generation, int(now), method, digest, seen, browser],
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
@@ -152,10 +159,11 @@ class ProofCodec:
         except (BadSignature, UnicodeError, ValueError):
             return None
         # A genuine signature over a payload of another shape is still refused.
-        if not isinstance(raw, list) or (raw[:1], len(raw)) not in (([_FORMAT], 8), ([1], 7)):
+        if not isinstance(raw, list) or (raw[:1], len(raw)) not in _SHAPES:
             return None
         _, interface, user_id, generation, issued_at, method, digest, *rest = raw
         seen = rest[0] if rest else 0.0
+        browser = rest[1] if len(rest) > 1 else ""
         if not (
             interface == self.interface
             and isinstance(user_id, str)
@@ -164,6 +172,7 @@ class ProofCodec:
             and isinstance(method, str)
             and isinstance(digest, str)
             and type(seen) in (int, float)
+            and isinstance(browser, str)
         ):
             return None
-        return Proof(interface, user_id, generation, issued_at, method, digest, float(seen))
+        return Proof(interface, user_id, generation, issued_at, method, digest, float(seen), browser)

@@ -163,6 +163,29 @@ class ManageSettings(Section):
 
 
 NAME_KEY = "<name>"
+FACTOR_KINDS = ("totp", "sms", "recovery")
+FactorKind = Literal["totp", "sms", "recovery"]
+# Today's behaviour and more: a code by text message, and the user may add an authenticator app
+# and recovery codes from their account page; nobody must.
+DEFAULT_FACTORS: tuple[FactorKind, ...] = ("totp", "sms", "recovery")
+
+
+def _factor_list(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
+    seen = [kind for i, kind in enumerate(kinds) if kind in kinds[:i]]
+    if seen:
+        raise invalid(f"{seen[0]!r} is listed twice")
+    return kinds
+
+
+def _sign_in_factor(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
+    if not kinds:
+        raise invalid("must allow at least one factor, e.g. [totp, sms, recovery]")
+    if not set(kinds) & {"totp", "sms"}:
+        raise invalid("recovery codes are a way back, not a way in: allow totp or sms too")
+    return kinds
+
+
+FactorList = Annotated[tuple[FactorKind, ...], AfterValidator(_factor_list)]
 
 
 def _default_pages(data: dict[str, Any]) -> str:
@@ -184,6 +207,12 @@ class InterfaceSettings(Section):
     on_missing_phone: Literal["enroll", "skip"] = "enroll"
     # A phone change needs a second factor at most this old; older, and the old number is asked first.
     phone_change_fresh_seconds: Annotated[StrictInt, between(60, 24 * 3600)] = 600
+    # What a user of this interface may sign in with (an admin interface may refuse sms), in the
+    # order the challenge offers them; and what each user must have set up.
+    factors: Annotated[FactorList, AfterValidator(_sign_in_factor)] = DEFAULT_FACTORS
+    require_factors: FactorList = ()
+    # "Remember this browser" for this many days after a code (0: never offered).
+    remember_days: Annotated[StrictInt, between(0, 400)] = 0
     identity: IdentitySettings
     manage: ManageSettings = ManageSettings()
     # When the resolver sees nobody and the shop serves the protected page anyway (2xx): "block"
@@ -219,6 +248,21 @@ class InterfaceSettings(Section):
         prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
         raise_any((f"[{i}]", p) for i, e in enumerate(entries) if (p := _exemption_problem(e, prefix, pages)))
         return tuple(entry.lower() for entry in entries)
+
+    @field_validator("require_factors")
+    @classmethod
+    def _required_allowed(cls, required: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        allowed = info.data.get("factors")
+        sms = "sms: a phone is asked for at enrollment (on_missing_phone: enroll); list totp or recovery"
+        found = [(f"[{i}]", sms) for i, kind in enumerate(required) if kind == "sms"]
+        if allowed is not None:
+            found += [
+                (f"[{i}]", f"{kind!r} is not in factors {list(allowed)}")
+                for i, kind in enumerate(required)
+                if kind not in allowed and kind != "sms"
+            ]
+        raise_any(found)
+        return required
 
     @field_validator("manage")
     @classmethod

@@ -373,7 +373,7 @@ class TwoFactorWSGIMiddleware:
             status = self.loop.run(self.service.status(iface.settings.name, identity.user_id))
         except StoreUnavailable:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
-        return bool(status.state == "none")
+        return status.state == "none" and not status.factors  # an app is a second factor too
 
     def _forked(self) -> None:
         """In a forked worker: the database connections the parent's loop opened are not ours."""
