@@ -22,6 +22,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 UP, UV, AT = 0x01, 0x04, 0x40  # authenticator data flags: user present, verified, attested data
+ORIGIN = "https://shop.test"  # where the tests' passkeys are used: rp_id shop.test
+
+
+def passkey_interfaces(**admin: Any) -> dict[str, Any]:
+    """The harness's two interfaces with passkeys first, on rp_id shop.test (``admin``: more keys
+    for the admin interface)."""
+    identity = {"from": "callable", "path": "tests.harness:header_resolver"}
+    common = {"factors": ["webauthn", "totp", "sms", "recovery"], "rp_id": "shop.test", "identity": identity}
+    return {
+        "admin": {"path_prefix": "/admin", **common, **admin},
+        "customer": {"path_prefix": "/account", **common},
+    }
 
 
 def b64(data: bytes) -> str:
@@ -55,8 +67,12 @@ class SoftAuthenticator:
         """The credential JSON a browser posts after ``navigator.credentials.create(options)``."""
         opts = json.loads(options)
         client_data = _client_data("webauthn.create", challenge or opts["challenge"], origin)
-        attested = bytes(16) + struct.pack(">H", len(self.credential_id)) + self.credential_id + self.cose_key()
-        auth_data = _rp_hash(rp_id or opts["rp"]["id"]) + bytes([UP | UV | AT]) + struct.pack(">I", self.counter)
+        attested = (
+            bytes(16) + struct.pack(">H", len(self.credential_id)) + self.credential_id + self.cose_key()
+        )
+        auth_data = (
+            _rp_hash(rp_id or opts["rp"]["id"]) + bytes([UP | UV | AT]) + struct.pack(">I", self.counter)
+        )
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data + attested})
         response = {"clientDataJSON": b64(client_data), "attestationObject": b64(attestation)}
         return self._credential({**response, "transports": ["internal"]})

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from tests.authenticator import SoftAuthenticator, b64, unb64
+from tests.authenticator import ORIGIN, SoftAuthenticator, b64, passkey_interfaces, unb64
 from tests.factors import make_service
 from tests.harness import FakeClock
 from tfa_middleware import TwoFactor
@@ -29,18 +29,7 @@ from tfa_middleware.store import Store
 from tfa_middleware.store import events as event_rows
 from tfa_middleware.tables import factors
 
-ORIGIN = "https://shop.test"
 RELAXED = LimitSettings().model_copy(update={"verify_max_failures": 20, "verify_delay_base_seconds": 0.0})
-
-
-def passkey_interfaces(**admin: Any) -> dict[str, Any]:
-    """The harness's two interfaces with passkeys, on rp_id shop.test (``admin``: more keys)."""
-    identity = {"from": "callable", "path": "tests.harness:header_resolver"}
-    common = {"factors": ["webauthn", "totp", "sms", "recovery"], "rp_id": "shop.test", "identity": identity}
-    return {
-        "admin": {"path_prefix": "/admin", **common, **admin},
-        "customer": {"path_prefix": "/account", **common},
-    }
 
 
 def service(store: Store, tmp_path: Path, clock: FakeClock, **admin: Any) -> TwoFactor:

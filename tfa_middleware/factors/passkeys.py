@@ -34,6 +34,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -178,7 +179,9 @@ class Passkeys:
         )
         detail = {"factor": WEBAUTHN, "label": label, "aaguid": verified.aaguid}
         try:
-            async with self.trail.recording(now, interface, user_id, "passkey_added", request, **detail) as conn:
+            async with self.trail.recording(
+                now, interface, user_id, "passkey_added", request, **detail
+            ) as conn:
                 added = await passkey_rows.add(
                     conn, interface, user_id, digest(verified.credential_id), stored,
                     verified.sign_count, label, now,
@@ -188,7 +191,9 @@ class Passkeys:
                 generation = await self.attempts.succeeded(conn, interface, user_id, now)
                 await factor_rows.enrolled(conn, interface, user_id)
         except _Taken:
-            return await self._refused(interface, user_id, now, permit, request, "credential registered already")
+            return await self._refused(
+                interface, user_id, now, permit, request, "credential registered already"
+            )
         return VerifyOutcome(VerifyStatus.APPROVED, generation=generation, method=WEBAUTHN)
 
     # ------------------------------------------------------------------ signing in
@@ -226,7 +231,9 @@ class Passkeys:
             parsed = parse_authentication_credential_json(credential)
             found = await passkey_rows.find(self.store, digest(parsed.raw_id))
             if found is None or (found.interface, found.user_id) != (interface, user_id):
-                return await self._refused(interface, user_id, now, permit, request, "not a passkey of this user")
+                return await self._refused(
+                    interface, user_id, now, permit, request, "not a passkey of this user"
+                )
             challenge = _challenge_of(parsed.response.client_data_json)
             if challenge is None or not await self._spend(interface, user_id, SIGN_IN, challenge, now):
                 return await self._refused(interface, user_id, now, permit, request, "challenge not live")
@@ -280,11 +287,15 @@ class Passkeys:
         key, now = _challenge_key(challenge), self.clock()
         async with self.store.transaction() as conn:
             await factor_rows.touch(conn, interface, user_id, now)  # the user row the lockout counts on
-            await challenge_rows.replace(conn, interface, user_id, purpose, key, now, CHALLENGE_SECONDS, attempts=1)
+            await challenge_rows.replace(
+                conn, interface, user_id, purpose, key, now, CHALLENGE_SECONDS, attempts=1
+            )
 
     async def _spend(self, interface: str, user_id: str, purpose: str, challenge: bytes, now: float) -> bool:
         """The challenge used, if it is this user's live one for ``purpose``: one statement."""
-        return await challenge_rows.use(self.store, interface, user_id, purpose, _challenge_key(challenge), now)
+        return await challenge_rows.use(
+            self.store, interface, user_id, purpose, _challenge_key(challenge), now
+        )
 
     async def _refused(
         self, interface: str, user_id: str, now: float, permit: Permit, request: RequestInfo | None, why: str

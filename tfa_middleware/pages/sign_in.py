@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
 from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
-from .kit import REMEMBERED, PageContext, PageKit, phone_fields
+from .kit import PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, phone_fields
 
 
 class SignInPages:
@@ -177,6 +177,7 @@ class SignInPages:
             send_error=send_error,
             error=error,
             supports_call=self.service.provider.supports_call,
+            origins=ctx.iface.origins,
             **waits,
         )
 
@@ -184,7 +185,10 @@ class SignInPages:
     def _way_text(kind: str, status: EnrollmentStatus) -> str:
         if kind == "sms":
             return f"Text a code to {status.masked_phone}"
-        return "Use your authenticator app" if kind == "totp" else "Use a recovery code"
+        return {
+            "webauthn": "Use a passkey or security key",
+            "totp": "Use your authenticator app",
+        }.get(kind, "Use a recovery code")
 
     async def _enroll(
         self,
@@ -207,10 +211,12 @@ class SignInPages:
             notice=f"We sent a code to {status.pending_masked_phone}."
             if sent and status.pending_masked_phone
             else "",
-            error=error,
+            error=error or PASSKEY_FAILED.get(ctx.query.get("failed", ""), ""),
             send_error=send_error,
             sms_allowed="sms" in ctx.iface.factors,
             totp_allowed="totp" in ctx.iface.factors,
+            webauthn_allowed="webauthn" in ctx.iface.factors,
+            origins=ctx.iface.origins,
             **phone_fields(form),
             **waits,
         )

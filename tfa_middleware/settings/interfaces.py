@@ -24,6 +24,7 @@ from pydantic import (
 from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
+from .origins import DEMO_ORIGIN, LOCALHOST, RpId, normal_origin, origin_problem
 from .types import (
     COOKIE_NAME,
     NOT_A_COOKIE_NAME,
@@ -39,7 +40,6 @@ from .types import (
     one_as_list,
     raise_any,
 )
-from .origins import DEMO_ORIGIN, LOCALHOST, RpId, normal_origin, origin_problem
 
 _DOTTED = r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*"
 
