@@ -281,3 +281,23 @@ def test_the_command_line_lists_and_removes_a_passkey(
         ("factor_removed", "webauthn"),
     ]
     assert re.search(r'"by": "cli:', audit)
+
+
+async def test_a_passkey_user_who_chooses_a_texted_code_gets_its_page(
+    h: tuple[Harness, list[AuditEvent]],
+) -> None:
+    """The code's page after "Text me a code", not the user's first way (the passkey) again."""
+    harness, _ = h
+    await harness.pass_challenge("alice")
+    await add_passkey(harness, "alice", SoftAuthenticator())
+    harness.client.cookies.clear()
+    headers = harness.as_user("alice")
+    chosen = await harness.client.get(f"{PAGES}/challenge?factor=sms", headers=headers)
+    assert "Text me a code" in chosen.text
+    sent = await post(harness, "alice", "send")
+    assert sent.status_code == 303
+    page = await harness.client.get(sent.headers["location"], headers=headers)
+    assert 'id="code"' in page.text
+    assert "We sent a code to +1 ••• ••• 0123." in page.text
+    assert "Use a passkey or security key" in page.text  # still another way
+    assert (await harness.verify(headers, await harness.latest_code())).status_code == 303

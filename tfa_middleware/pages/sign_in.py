@@ -65,9 +65,11 @@ class SignInPages:
             error, code = self.kit.send_refusal(outcome)
             if status.needs_enrollment:
                 return await self._enroll(ctx, status, send_error=error, code=code)
-            return await self._challenge(ctx, status, send_error=error, code=code)
-        page = "enroll" if status.needs_enrollment else "challenge"
-        return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
+            return await self._challenge(ctx, status, send_error=error, code=code, factor="sms")
+        if status.needs_enrollment:
+            return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+        # The texted code's own page, even for a user whose first way is a passkey or an app.
+        return RedirectResponse(ctx.url("challenge", sent="1", factor="sms"), status_code=303)
 
     async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
