@@ -84,7 +84,7 @@ async def test_a_passkey_added_on_the_account_page_signs_the_user_in(
     assert done.status_code == 303, done.text
     assert (await harness.client.get("/admin/orders", headers=headers)).text == "shop page /admin/orders"
     assert heard[-1].kind == "verify_ok"
-    assert heard[-1].detail["factor"] == "webauthn"
+    assert (heard[-1].detail or {})["factor"] == "webauthn"
 
 
 async def test_without_javascript_the_page_says_passkeys_need_it(h: tuple[Harness, list[AuditEvent]]) -> None:
@@ -129,7 +129,7 @@ async def test_a_wrong_origin_is_refused_on_the_page(h: tuple[Harness, list[Audi
     page = await harness.client.get(refused.headers["location"], headers=harness.as_user("alice"))
     assert "That passkey wasn&#39;t added." in page.text
     assert heard[-1].kind == "verify_failed"
-    assert "origin" in heard[-1].detail["reason"]
+    assert "origin" in (heard[-1].detail or {})["reason"]
 
 
 async def test_no_passkey_means_no_options(h: tuple[Harness, list[AuditEvent]]) -> None:

@@ -52,7 +52,7 @@ async def sign_in(tfa: TwoFactor, user: str, key: SoftAuthenticator, **changes: 
 
 async def reasons(tfa: TwoFactor, user: str = "alice") -> list[str]:
     events = await event_rows.latest(tfa.store, "admin", user, limit=50)
-    return [e.detail.get("reason", "") for e in events if e.kind == "verify_failed"]
+    return [(e.detail or {}).get("reason", "") for e in events if e.kind == "verify_failed"]
 
 
 async def test_a_passkey_is_added_and_signs_the_user_in(store: Store, tmp_path: Path) -> None:
@@ -212,7 +212,7 @@ async def test_a_counter_that_goes_back_is_refused_and_audited(store: Store, tmp
     assert await sign_in(tfa, "alice", key, counter=11) is VerifyStatus.REJECTED  # not above
     assert await sign_in(tfa, "alice", key, counter=5) is VerifyStatus.REJECTED  # a clone's
     events = await event_rows.latest(tfa.store, "admin", "alice", limit=20)
-    regressed = [e.detail for e in events if e.kind == "passkey_counter_regressed"]
+    regressed = [e.detail or {} for e in events if e.kind == "passkey_counter_regressed"]
     assert [(d["counter"], d["stored"]) for d in regressed] == [("11", "11"), ("5", "11")]
     assert await reasons(tfa) == ["sign counter went back"] * 2
     assert await sign_in(tfa, "alice", key) is VerifyStatus.APPROVED  # 12
@@ -274,3 +274,104 @@ async def test_the_last_way_in_stays_unless_a_manager_removes_it(store: Store, t
     events = await event_rows.latest(tfa.store, "admin", "alice", limit=5)
     assert events[-1].kind == "factor_removed"
     assert events[-1].detail == {"factor": "webauthn", "factor_id": str(passkey.id), "by": "admin/1"}
+
+
+# ---------------------------------------------------------------------------- the settings
+
+
+def _settings(tmp_path: Path, **admin: Any) -> Any:
+    from tests.harness import config
+    from tfa_middleware import settings_from_mapping
+
+    return settings_from_mapping(config(tmp_path, interfaces=passkey_interfaces(**admin)))
+
+
+@pytest.mark.parametrize(
+    ("admin", "problem"),
+    [
+        ({"rp_id": "127.0.0.1"}, "interfaces.admin.rp_id: must be a domain name like shop.example"),
+        ({"rp_id": "https://shop.test"}, "interfaces.admin.rp_id: must be a domain name"),
+        (
+            {"origins": ["http://shop.test"]},
+            "interfaces.admin.origins[0]: 'http://shop.test': passkeys need https",
+        ),
+        (
+            {"origins": ["https://shop.test", "https://evil.example"]},
+            "interfaces.admin.origins[1]: 'https://evil.example' is not on rp_id 'shop.test'",
+        ),
+        (
+            {"origins": ["https://shop.test/admin"]},
+            "interfaces.admin.origins[0]: 'https://shop.test/admin' is an origin, without a path",
+        ),
+        ({"origins": ["shop.test"]}, "interfaces.admin.origins[0]: 'shop.test' is not an origin"),
+        (
+            {"origins": ["https://shop.test:99999"]},
+            "interfaces.admin.origins[0]: 'https://shop.test:99999' is not an origin",
+        ),
+        ({"factors": ["recovery"]}, "allow webauthn, totp or sms too"),
+        ({"require_factors": ["webauthn"], "factors": ["totp", "sms"]}, "'webauthn' is not in factors"),
+    ],
+    ids=[
+        "ip",
+        "url",
+        "http",
+        "elsewhere",
+        "path",
+        "no-scheme",
+        "port",
+        "recovery-alone",
+        "required-not-allowed",
+    ],
+)
+def test_passkey_settings_are_checked_with_their_key_path(
+    tmp_path: Path, admin: dict[str, Any], problem: str
+) -> None:
+    from tfa_middleware import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        _settings(tmp_path, **admin)
+    assert any(problem in p for p in exc.value.problems), exc.value.problems
+
+
+def test_origins_are_read_as_browsers_write_them(tmp_path: Path) -> None:
+    settings = _settings(
+        tmp_path, rp_id="Shop.Test", origins=["https://SHOP.test:443/", "https://admin.shop.test:8443"]
+    )
+    assert settings.interfaces["admin"].rp_id == "shop.test"
+    assert settings.interfaces["admin"].origins == ("https://shop.test", "https://admin.shop.test:8443")
+    assert settings.interfaces["customer"].origins == ("https://shop.test",)  # the default for an rp_id
+    demo = _settings(tmp_path, rp_id="localhost")
+    assert demo.interfaces["admin"].origins == ("http://localhost:8000",)
+
+
+def test_production_refuses_the_demos_localhost(tmp_path: Path) -> None:
+    from tests.harness import config
+    from tfa_middleware import ConfigError, settings_from_mapping
+
+    production = {"name": "authy", "production_mode": True, "api_key": "k" * 32}
+    data = config(tmp_path, provider=production, interfaces=passkey_interfaces(rp_id="localhost"))
+    with pytest.raises(ConfigError) as exc:
+        settings_from_mapping(data)
+    assert (
+        "interfaces.admin.rp_id: set it to the shop's domain (localhost is for the demo)"
+        in exc.value.problems
+    )
+
+
+def test_webauthn_without_py_webauthn_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from tfa_middleware import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "webauthn" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as exc:
+        _settings(tmp_path)
+    assert (
+        "interfaces.admin.factors: webauthn needs py_webauthn: pip install 'tfa-middleware[passkeys]'"
+        in exc.value.problems
+    )
