@@ -266,3 +266,11 @@ async def test_a_rotated_key_still_opens_the_secret_and_seals_it_anew(store: Sto
 async def _sealed(store: Store) -> str:
     async with store.transaction() as conn:
         return str((await conn.execute(select(factors.c.value).where(factors.c.kind == "totp"))).scalar_one())
+
+
+async def test_neither_a_new_app_nor_a_factor_shows_its_secret_in_repr(harness: Harness) -> None:
+    app = await harness.service.factors.begin_app("admin", "alice")
+    assert app.secret not in repr(app)
+    factors = await harness.service.factors.of_user("admin", "alice")
+    assert all(f.value not in repr(f) for f in factors)
+    assert "+12015550123" not in repr(factors)

@@ -12,7 +12,7 @@ goes through the account's verify lockout (attempts.py), shared with the other f
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyotp
 import segno
@@ -34,9 +34,10 @@ class NewApp:
     """An app being set up: what its page shows. ``secret`` is for that page alone."""
 
     factor_id: int
-    secret: str  # base32, as apps take it typed in
-    uri: str  # otpauth://, what the QR code holds
-    qr_svg: str  # the QR code, an inline <svg> element
+    # Kept out of repr: a log line or a traceback showing the object must not show the secret.
+    secret: str = field(repr=False)  # base32, as apps take it typed in
+    uri: str = field(repr=False)  # otpauth://, what the QR code holds
+    qr_svg: str = field(repr=False)  # the QR code, an inline <svg> element
 
     @property
     def grouped_secret(self) -> str:

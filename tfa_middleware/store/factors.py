@@ -9,7 +9,7 @@ a TOTP step is accepted only above the factor's last one, a recovery code only w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
@@ -29,7 +29,8 @@ class Factor:
 
     id: int
     kind: str
-    value: str  # the phone number, or a TOTP secret sealed (never shown), or a code's hash
+    # The phone number, a TOTP secret sealed, or a code's hash: never shown, not even by repr.
+    value: str = field(repr=False)
     confirmed: bool
     label: str
     created_at: float
