@@ -176,9 +176,9 @@ class Factors:
     async def remove(
         self, interface: str, user_id: str, factor_id: int, *, request: RequestInfo | None = None
     ) -> Factor | None:
-        """Remove an app, a phone or the recovery codes. The last way in (an app or a phone) stays
-        unless a manager removes it (``request.actor``): a user must never lock themselves out
-        by mistake, nor leave the account open to a first-time enrollment."""
+        """Remove a passkey, an app, a phone or the recovery codes. The last way in (a passkey, an
+        app or a phone) stays unless a manager removes it (``request.actor``): a user must never
+        lock themselves out by mistake, nor leave the account open to a first-time enrollment."""
         self._check(interface, user_id)
         factors = await factor_rows.of_user(self.store, interface, user_id)
         target = next((f for f in factors if f.id == factor_id), None)
