@@ -20,7 +20,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,10 +114,10 @@ def start_demo(tmp_path: Path, cli: Cli) -> Iterator[Callable[..., Demo]]:
     numbers = itertools.count()
     with ExitStack() as servers:
 
-        def start(**changes: Any) -> Demo:
+        def start(port: int | None = None, **changes: Any) -> Demo:
             folder = tmp_path / f"demo-{next(numbers)}"
             folder.mkdir()
-            return servers.enter_context(demo_server(folder, cli, changes))
+            return servers.enter_context(demo_server(folder, cli, changes, port=port))
 
         yield start
 
@@ -193,7 +193,10 @@ class Visit:
         styles = self.page.eval_on_selector_all("link[rel=stylesheet]", "els => els.map((e) => e.href)")
         scripts = self.page.eval_on_selector_all("script", "els => els.map((e) => e.src)")
         pages_path = urlsplit(self.page.url).path.rsplit("/", 1)[0]
-        own = {f"{self.demo.url}{pages_path}/static/{name}" for name in ("tfa.css", "brand.css", "tfa.js")}
+        own = {
+            f"{self.demo.url}{pages_path}/static/{name}"
+            for name in ("tfa.css", "brand.css", "tfa.js", "passkeys.js")
+        }
         assert set(styles + scripts) <= own, (
             f"{label}: a script or stylesheet of someone else's: {styles + scripts}"
         )
@@ -939,3 +942,127 @@ def test_a_remembered_browser_skips_the_code_until_it_is_forgotten(
     v.context.clear_cookies(name="tfa_admin")
     v.goto("/admin")
     expect(page.locator("h1")).to_have_text("Enter your code")
+
+
+# ---------------------------------------------------------------------------- passkeys
+
+
+def _virtual_authenticator(v: Visit) -> tuple[Any, str]:
+    """Chromium's own virtual authenticator (the DevTools protocol's WebAuthn domain) in this
+    page: a platform passkey (CTAP2, internal) that verifies its user and answers at once."""
+    session = v.context.new_cdp_session(v.page)
+    session.send("WebAuthn.enable")
+    added = session.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return session, str(added["authenticatorId"])
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_admin_adds_a_passkey_and_signs_in_with_it(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """At http://localhost (browsers refuse passkeys at an IP address), with the port the
+    settings name as the passkeys' origin; keyboard only: a name typed and Enter to add it, Enter
+    on the challenge's focused button to use it."""
+    from playwright.sync_api import expect
+
+    from tests.servers import free_port
+
+    port = free_port()
+    interfaces = _demo_interfaces(origins=[f"http://localhost:{port}"])
+    demo = start_demo(port=port, interfaces=interfaces)
+    demo = replace(demo, url=demo.url.replace("127.0.0.1", "localhost"))
+    v = visit(demo, WIDTHS[width])
+    page = v.page
+    session, authenticator = _virtual_authenticator(v)
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    expect(page.get_by_role("heading", name="Passkeys and security keys")).to_be_visible()
+    v.check("account-no-passkey")
+    name = page.get_by_label("Name for the new passkey (optional)")
+    tab_to(v, name)
+    page.keyboard.type("This laptop")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Your passkey is added"))
+    expect(page.locator("main")).to_contain_text("This laptop")
+    v.check("passkey-added")
+    (credential,) = session.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert credential["rpId"] == "localhost"
+
+    v.goto("/admin/_2fa/logout?next=/admin/users")
+    tab_to(v, page.get_by_role("button", name="Sign out"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Use your passkey")
+    button = page.get_by_role("button", name="Use your passkey")
+    expect(button).to_be_focused()
+    expect(page.get_by_role("link", name=re.compile(r"^Text a code to"))).to_be_visible()
+    v.check("challenge-passkey")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Users")
+    assert _url_path(v) == "/admin/users"
+    v.check("users")
+    (used,) = session.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert used["signCount"] > credential["signCount"]
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_cancelled_passkey_says_so_and_the_other_ways_stay(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The user does not touch the authenticator (no presence): the page says what happened, the
+    button works again, and a texted code still signs in."""
+    from playwright.sync_api import expect
+
+    from tests.servers import free_port
+
+    port = free_port()
+    demo = start_demo(port=port, interfaces=_demo_interfaces(origins=[f"http://localhost:{port}"]))
+    demo = replace(demo, url=demo.url.replace("127.0.0.1", "localhost"))
+    v = visit(demo, WIDTHS[width])
+    page = v.page
+    session, authenticator = _virtual_authenticator(v)
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    tab_to(v, page.get_by_role("button", name="Add a passkey"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Your passkey is added"))
+    v.context.clear_cookies(name="tfa_admin")
+    # From now on the authenticator waits for a touch that never comes, and the person gives up:
+    # the page's request is aborted (what the browser's own Cancel does) once it has started.
+    session.send(
+        "WebAuthn.setAutomaticPresenceSimulation", {"authenticatorId": authenticator, "enabled": False}
+    )
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Use your passkey")
+    page.evaluate(
+        """() => {
+          const get = navigator.credentials.get.bind(navigator.credentials);
+          navigator.credentials.get = (asked) => {
+            const stop = new AbortController();
+            setTimeout(() => stop.abort(), 200);
+            return get({...asked, signal: stop.signal});
+          };
+        }"""
+    )
+    page.keyboard.press("Enter")
+    alert = page.locator("#passkey-error")
+    expect(alert).to_have_text(re.compile(r"^The passkey wasn't used"), timeout=20_000)
+    expect(page.get_by_role("button", name="Use your passkey")).to_be_focused()
+    v.check("passkey-cancelled")
+    v.demo.age_the_sends(60)  # past the resend cooldown of the code that signed in before
+    tab_to(v, page.get_by_role("link", name=re.compile(r"^Text a code to")))
+    page.keyboard.press("Enter")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.latest_code("1"))
+    expect(page.locator("h1")).to_have_text("Orders")

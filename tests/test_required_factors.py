@@ -87,7 +87,7 @@ def test_sms_cannot_be_required_and_what_is_required_must_be_allowed(tmp_path: P
         ([], "must allow at least one factor"),
         (["recovery"], "recovery codes are a way back, not a way in"),
         (["totp", "totp"], "'totp' is listed twice"),
-        (["email"], "item 0: must be one of totp, sms, recovery, got 'email'"),
+        (["email"], "item 0: must be one of webauthn, totp, sms, recovery, got 'email'"),
     ],
 )
 def test_the_factors_of_an_interface_are_checked(tmp_path: Path, factors: list[str], problem: str) -> None:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.authenticator import ORIGIN, SoftAuthenticator, passkey_interfaces
 from tests.factors import app_code, secret_on
 from tests.harness import ADMIN_PHONE, config
 from tests.wsgi_harness import WSGIHarness
@@ -57,3 +58,37 @@ def test_an_app_and_a_remembered_browser_under_wsgi(
     again = h.client.get("/admin/_2fa/challenge", headers=headers)
     assert again.status_code == 200
     assert re.search(r"Enter your code", again.text)
+
+
+def test_a_passkey_under_wsgi(make_wsgi: Callable[..., WSGIHarness]) -> None:
+    """Added from the account page and used at the challenge, the options fetched as the page's
+    script does, through the WSGI middleware's pages."""
+    h = make_wsgi(interfaces=passkey_interfaces())
+    h.run(h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True))
+    headers = h.as_user("alice")
+    h.pass_challenge(headers)
+    key = SoftAuthenticator()
+    token = h.csrf(headers, "/admin/_2fa/account")
+    options = h.client.post(
+        "/admin/_2fa/passkey", data={"csrf_token": token, "action": "add_options"}, headers=headers
+    )
+    assert options.status_code == 200, options.text
+    added = h.client.post(
+        "/admin/_2fa/passkey",
+        data={"csrf_token": token, "action": "add", "code": key.create(options.text, ORIGIN)},
+        headers=headers,
+    )
+    assert added.headers["location"].startswith("/admin/_2fa/account?done=passkey")
+    h.client.cookies.clear()
+    assert "Use your passkey" in h.client.get("/admin/_2fa/challenge", headers=headers).text
+    token = h.csrf(headers, "/admin/_2fa/challenge")
+    asked = h.client.post(
+        "/admin/_2fa/passkey", data={"csrf_token": token, "action": "sign_in_options"}, headers=headers
+    )
+    done = h.client.post(
+        "/admin/_2fa/verify",
+        data={"csrf_token": token, "factor": "webauthn", "code": key.get(asked.text, ORIGIN)},
+        headers=headers,
+    )
+    assert done.status_code == 303, done.text
+    assert h.client.get("/admin/orders", headers=headers).status_code == 200

@@ -38,8 +38,8 @@ class Enrolling:
             return replace(status, usable=())
         kinds = await factor_rows.kinds(self.store, interface, user_id)
         allowed = self.settings.interface(interface).factors
-        # The app first when there is one: it costs no text message and works offline.
-        usable = tuple(k for k in ("totp", "sms") if k in kinds and k in allowed)
+        # A passkey first (it cannot be phished), then the app (no text message, works offline).
+        usable = tuple(k for k in ("webauthn", "totp", "sms") if k in kinds and k in allowed)
         return replace(status, factors=kinds, usable=usable)
 
     async def set_phone(

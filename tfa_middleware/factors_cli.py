@@ -29,7 +29,7 @@ def register(actions: Any) -> None:
     listing.set_defaults(handler=with_service(_factors))
 
     remove = actions.add_parser(
-        "remove-factor", help="remove one factor (an app, a phone, the recovery codes)"
+        "remove-factor", help="remove one factor (a passkey, an app, a phone, the recovery codes)"
     )
     common(remove, user=True)
     remove.add_argument("factor_id", type=int, help="the id `users factors` shows")

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 # The user_id columns' length, and so the longest user id the middleware and the service accept.
@@ -57,6 +58,9 @@ enrollments = Table(
 # pending phone, waiting for its code) per user. ``totp`` (value: the secret, encrypted:
 # factors/keys.py; counter: the last time step accepted, so a code works once), unconfirmed until
 # its first code. ``recovery``: one row per code, value its keyed hash, last_used_at once used.
+# ``webauthn``: a passkey or security key (factors/passkeys.py): value the SHA-256 of its credential
+# id (what a sign-in looks it up by; unique among passkeys: no credential belongs to two users),
+# credential the id itself, its public key and transports (JSON), counter its sign counter.
 # Every writer first updates the user row, which serialises the changes of one user (a row lock
 # in PostgreSQL, the write lock in SQLite), so the phones stay at most one each without a partial
 # unique index.
@@ -66,7 +70,7 @@ factors = Table(
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
     Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
-    Column("kind", String(16), nullable=False),  # sms, totp, recovery; later webauthn
+    Column("kind", String(16), nullable=False),  # sms, totp, recovery, webauthn
     Column("value", String(255), nullable=False),
     Column("provider_ref", String(64)),  # the provider's id for it (Authy id), once registered
     Column("confirmed", Boolean, nullable=False),
@@ -74,10 +78,18 @@ factors = Table(
     Column("assigned_by_manager", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
-    # totp: the last time step accepted (replay refused); a passkey's sign counter later.
+    # totp: the last time step accepted (replay refused); webauthn: the authenticator's sign counter.
     Column("counter", BigInteger),
     Column("label", String(64)),  # the user's name for it ("work phone")
+    Column("credential", Text),  # webauthn: {"id", "public_key", "transports"} (JSON, base64url)
     Index("ix_tfa_factor_user", "interface", "user_id", "kind"),
+    Index(
+        "uq_tfa_factor_passkey",
+        "value",
+        unique=True,
+        sqlite_where=text("kind = 'webauthn'"),
+        postgresql_where=text("kind = 'webauthn'"),
+    ),
 )
 
 codes = Table(

@@ -61,11 +61,13 @@ class Attempts:
         permit: Permit,
         request: RequestInfo | None,
         factor: str,
+        **detail: str,
     ) -> VerifyOutcome:
-        """A wrong code of ``factor``: its event, and the lock if this failure is the one."""
+        """A wrong code of ``factor``: its event (with ``detail``: why, where a factor can say),
+        and the lock if this failure is the one."""
         failures = permit.failures
         await self.trail.record(
-            now, interface, user_id, "verify_failed", request, factor=factor, failures=str(failures)
+            now, interface, user_id, "verify_failed", request, factor=factor, failures=str(failures), **detail
         )
         if self.limits.locks_now(permit):
             until = now + self.settings.limits.verify_lock_seconds

@@ -4,6 +4,8 @@ shop's own code::
     app = await tfa.factors.begin_app("admin", "42")            # show app.qr_svg and app.secret
     outcome = await tfa.factors.verify("admin", "42", "totp", code)
     codes = await tfa.factors.issue_recovery_codes("admin", "42")  # shown once, never stored
+    options = await tfa.factors.passkey_creation_options("admin", "42")  # to navigator.credentials.create
+    outcome = await tfa.factors.add_passkey("admin", "42", credential_json, label="YubiKey")
 
 Each method checks the interface and the user id (as ``TwoFactor`` does) and that the interface
 allows the factor; every change is an audit event (stored with it, then logged and announced to
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..audit import AuditTrail, RequestInfo
 from ..errors import InvalidInput
@@ -29,7 +32,12 @@ from .browsers import Browsers
 from .recovery import FEW_LEFT, RecoveryCodes
 from .totp import Authenticators, NewApp
 
+if TYPE_CHECKING:
+    from .passkeys import Passkeys
+
 MAX_LABEL_LENGTH = 64
+WEBAUTHN = "webauthn"
+WAYS_IN = (WEBAUTHN, TOTP, "sms")  # a recovery code is a way back, not in
 
 __all__ = ["FEW_LEFT", "Factor", "Factors", "NewApp", "RememberedBrowser"]
 
@@ -54,6 +62,18 @@ class Factors:
         self.apps = Authenticators(parts)
         self.recovery = RecoveryCodes(parts)
         self.browsers = Browsers(settings, store, trail, clock)
+        self._parts = parts
+        self._passkeys: Passkeys | None = None
+
+    @property
+    def passkeys(self) -> Passkeys:
+        """Passkeys, made at first use: py_webauthn (the passkeys extra) is imported only then,
+        and the settings refuse ``webauthn`` in ``factors`` without it."""
+        if self._passkeys is None:
+            from .passkeys import Passkeys
+
+            self._passkeys = Passkeys(self._parts)
+        return self._passkeys
 
     def allowed(self, interface: str, kind: str) -> bool:
         return kind in self.settings.interface(interface).factors
@@ -79,12 +99,15 @@ class Factors:
     async def verify(
         self, interface: str, user_id: str, kind: str, code: str, *, request: RequestInfo | None = None
     ) -> VerifyOutcome:
-        """A code of the app (``totp``) or a recovery code; the texted code is ``verify_code``'s."""
+        """A code of the app (``totp``), a recovery code, or a passkey's answer (``webauthn``: the
+        JSON of ``navigator.credentials.get``'s credential); the texted code is ``verify_code``'s."""
         self._allow(interface, user_id, kind)
         if kind == TOTP:
             return await self.apps.verify(interface, user_id, code, request)
         if kind == RECOVERY:
             return await self.recovery.verify(interface, user_id, code, request)
+        if kind == WEBAUTHN:
+            return await self.passkeys.verify(interface, user_id, code, request)
         raise InvalidInput(f"no code of kind {kind!r} is checked here")
 
     # ------------------------------------------------------------------ changes
@@ -111,13 +134,38 @@ class Factors:
         self._allow(interface, user_id, RECOVERY)
         return await self.recovery.issue(interface, user_id, request)
 
+    async def passkey_creation_options(self, interface: str, user_id: str) -> str:
+        """The options for ``navigator.credentials.create`` (JSON), with a new challenge."""
+        self._allow(interface, user_id, WEBAUTHN)
+        options = await self.passkeys.creation_options(interface, user_id)
+        if options is None:
+            raise InvalidInput("You have as many passkeys as you can: remove one first.")
+        return options
+
+    async def add_passkey(
+        self,
+        interface: str,
+        user_id: str,
+        credential: str,
+        *,
+        label: str = "",
+        request: RequestInfo | None = None,
+    ) -> VerifyOutcome:
+        """A passkey from ``navigator.credentials.create``'s credential (JSON); APPROVED when added."""
+        self._allow(interface, user_id, WEBAUTHN)
+        return await self.passkeys.add(interface, user_id, credential, _label(label), request)
+
+    async def passkey_request_options(self, interface: str, user_id: str) -> str | None:
+        """The options for ``navigator.credentials.get`` (JSON), with a new challenge; None for a
+        user without a passkey."""
+        self._allow(interface, user_id, WEBAUTHN)
+        return await self.passkeys.request_options(interface, user_id)
+
     async def rename(
         self, interface: str, user_id: str, factor_id: int, label: str, *, request: RequestInfo | None = None
     ) -> bool:
         self._check(interface, user_id)
-        label = " ".join(label.split())
-        if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
-            raise InvalidInput(f"a name is at most {MAX_LABEL_LENGTH} printable characters")
+        label = _label(label)
         now = self.clock()
         async with self.trail.recording(
             now, interface, user_id, "factor_renamed", request, factor_id=str(factor_id)
@@ -128,15 +176,15 @@ class Factors:
     async def remove(
         self, interface: str, user_id: str, factor_id: int, *, request: RequestInfo | None = None
     ) -> Factor | None:
-        """Remove an app, a phone or the recovery codes. The last way in (an app or a phone) stays
-        unless a manager removes it (``request.actor``): a user must never lock themselves out
-        by mistake, nor leave the account open to a first-time enrollment."""
+        """Remove a passkey, an app, a phone or the recovery codes. The last way in (a passkey, an
+        app or a phone) stays unless a manager removes it (``request.actor``): a user must never
+        lock themselves out by mistake, nor leave the account open to a first-time enrollment."""
         self._check(interface, user_id)
         factors = await factor_rows.of_user(self.store, interface, user_id)
         target = next((f for f in factors if f.id == factor_id), None)
         if target is None:
             return None
-        ways_in = [f for f in factors if f.confirmed and f.kind in (TOTP, "sms")]
+        ways_in = [f for f in factors if f.confirmed and f.kind in WAYS_IN]
         if target.confirmed and ways_in == [target] and (request is None or request.actor is None):
             raise InvalidInput("This is your only way to sign in: add another before removing it.")
         now = self.clock()
@@ -177,3 +225,10 @@ class Factors:
         if not known or (browser_id is not None and browser_id not in known):
             return 0
         return await self.browsers.forget(interface, user_id, browser_id, request)
+
+
+def _label(text: str) -> str:
+    label = " ".join(text.split())
+    if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+        raise InvalidInput(f"a name is at most {MAX_LABEL_LENGTH} printable characters")
+    return label

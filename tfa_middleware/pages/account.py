@@ -46,7 +46,7 @@ def managed_interfaces(ctx: PageContext) -> tuple[str, ...]:
 
 
 def _factor_row(factor: Factor) -> dict[str, Any]:
-    shown = {"sms": "Phone", "totp": "Authenticator app"}.get(factor.kind, factor.kind)
+    shown = {"sms": "Phone", "totp": "Authenticator app", "webauthn": "Passkey"}.get(factor.kind, factor.kind)
     return {
         "id": factor.id,
         "what": f"{shown}: {factor.label}" if factor.label else shown,

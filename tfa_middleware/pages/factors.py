@@ -15,7 +15,16 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidInput
 from ..service import FEW_LEFT, EnrollmentStatus, VerifyStatus
-from .kit import PageContext, PageKit, browser_row, codes_page, missing_factors, when
+from .kit import (
+    FACTOR_NAMES,
+    PASSKEY_FAILED,
+    PageContext,
+    PageKit,
+    browser_row,
+    codes_page,
+    missing_factors,
+    when,
+)
 
 
 def reauthenticate(ctx: PageContext, page: str) -> Response:
@@ -85,8 +94,11 @@ class FactorPages:
             "renamed": "The name is saved.",
             "removed": "Removed.",
             "forgotten": "That browser is forgotten: it will be asked for a code at its next request.",
+            "passkey": "Your passkey is added: use it at your next sign-in.",
         }.get(ctx.query.get("done", ""), "")
-        return await self._account(ctx, notice=done)
+        return await self._account(
+            ctx, notice=done, error=PASSKEY_FAILED.get(ctx.query.get("failed", ""), "")
+        )
 
     async def _setting_up(self, ctx: PageContext) -> Response:
         """With a set-up proof: what is still missing, or, once nothing is, the real proof."""
@@ -94,8 +106,7 @@ class FactorPages:
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         missing = missing_factors(ctx.iface, status.factors)
         if missing:
-            names = {"totp": "an authenticator app", "recovery": "recovery codes"}
-            wanted = " and ".join(names.get(kind, kind) for kind in missing)
+            wanted = " and ".join(FACTOR_NAMES.get(kind, kind) for kind in missing)
             return await self._account(
                 ctx, notice=f"This account needs {wanted}: set it up below to continue."
             )
@@ -144,11 +155,14 @@ class FactorPages:
         status = await self.service.status(name, user_id)
         factors = await self.factors.of_user(name, user_id)
         browsers = await self.factors.remembered_browsers(name, user_id)
-        apps = [
-            {"id": f.id, "label": f.label, "added": when(f.created_at), "used": when(f.last_used_at)}
-            for f in factors
-            if f.kind == "totp" and f.confirmed
-        ]
+        apps, passkeys = (
+            [
+                {"id": f.id, "label": f.label, "added": when(f.created_at), "used": when(f.last_used_at)}
+                for f in factors
+                if f.kind == kind and f.confirmed
+            ]
+            for kind in ("totp", "webauthn")
+        )
         allowed = ctx.iface.factors
         return self.kit.render(
             ctx,
@@ -156,11 +170,14 @@ class FactorPages:
             code,
             status=status,
             apps=apps,
+            passkeys=passkeys,
             recovery_left=sum(1 for f in factors if f.kind == "recovery" and f.last_used_at is None),
             few_left=FEW_LEFT,
             sms_allowed="sms" in allowed,
             totp_allowed="totp" in allowed,
             recovery_allowed="recovery" in allowed,
+            webauthn_allowed="webauthn" in allowed,
+            origins=ctx.iface.origins,
             notice=notice,
             error=error,
             browsers=[browser_row(b, self.factors.browsers.is_this(b, ctx.remembered)) for b in browsers],

@@ -46,7 +46,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -62,11 +63,20 @@ WRONG_CODES = {
         "now, and check that your phone's clock is right."
     ),
     "recovery": "That code didn't work. It may be mistyped or used already: try another of your codes.",
+    "webauthn": "That passkey didn't work. Try again, or use another way.",
+}
+NEEDS_JAVASCRIPT = "Passkeys need JavaScript: turn it on in this browser, or use another way."
+# Why a passkey was not added (the ?failed= of the page it was added from).
+PASSKEY_FAILED = {
+    "javascript": NEEDS_JAVASCRIPT,
+    "passkey": "That passkey wasn't added. Try again; if it keeps failing, use another way.",
+    "locked": "Too many tries failed: wait a while before adding a passkey.",
 }
 MALFORMED = {
     "sms": "Enter the {digits}-digit code from the text message, digits only.",
     "totp": "Enter the 6-digit code from your authenticator app, digits only.",
     "recovery": "A recovery code has 16 letters and digits, like ABCD-EFGH-JKLM-NPQR.",
+    "webauthn": NEEDS_JAVASCRIPT,
 }
 LOCKED = (
     "Too many wrong codes. For your security, no code can be checked for this account "
@@ -127,6 +137,12 @@ def missing_factors(iface: InterfaceSettings, kinds: frozenset[str]) -> list[str
 
 # Our own pages that a user may be sent back to after a challenge: they only show things.
 RETURN_PAGES = ("phone", "manage", "account", "app")
+FACTOR_NAMES = {
+    "webauthn": "a passkey",
+    "totp": "an authenticator app",
+    "recovery": "recovery codes",
+    "sms": "a phone",
+}
 
 
 def safe_next(value: str | None, iface: InterfaceSettings) -> str:

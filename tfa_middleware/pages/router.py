@@ -42,12 +42,13 @@ from .kit import (
     duration,
     remember_cookie_name,
 )
+from .passkeys import PasskeyPages
 from .sign_in import SignInPages
 
 log = logging.getLogger("tfa_middleware.pages")
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
-SETUP_PAGES = ("account", "app")  # where a user adds what require_factors asks for
+SETUP_PAGES = ("account", "app", "passkey")  # where a user adds what require_factors asks for
 GetPage = Callable[[PageContext], Awaitable[Response]]
 PostPage = Callable[[PageContext, Mapping[str, str]], Awaitable[Response]]
 
@@ -65,7 +66,7 @@ class Pages:
         self.settings = settings
         self.kit = PageKit(settings, service, codecs, clock)
         sign_in, account = SignInPages(self.kit), AccountPages(self.kit)
-        factors = FactorPages(self.kit)
+        factors, passkeys = FactorPages(self.kit), PasskeyPages(self.kit)
         self._get: dict[str, GetPage] = {
             "challenge": sign_in.challenge,
             "enroll": sign_in.enroll_page,
@@ -84,10 +85,12 @@ class Pages:
             "manage": account.manage_post,
             "app": factors.app_post,
             "account": factors.account_post,
+            "passkey": passkeys.post,
         }
         self._static = {
             "static/tfa.css": ((STATIC_DIR / "tfa.css").read_bytes(), "text/css"),
             "static/tfa.js": ((STATIC_DIR / "tfa.js").read_bytes(), "text/javascript"),
+            "static/passkeys.js": ((STATIC_DIR / "passkeys.js").read_bytes(), "text/javascript"),
         }
         branding = settings.branding
         if branding.primary_color:  # validated as #rrggbb: safe to write into CSS

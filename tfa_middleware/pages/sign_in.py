@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
 from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
-from .kit import REMEMBERED, PageContext, PageKit, phone_fields
+from .kit import PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, phone_fields
 
 
 class SignInPages:
@@ -65,9 +65,11 @@ class SignInPages:
             error, code = self.kit.send_refusal(outcome)
             if status.needs_enrollment:
                 return await self._enroll(ctx, status, send_error=error, code=code)
-            return await self._challenge(ctx, status, send_error=error, code=code)
-        page = "enroll" if status.needs_enrollment else "challenge"
-        return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
+            return await self._challenge(ctx, status, send_error=error, code=code, factor="sms")
+        if status.needs_enrollment:
+            return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+        # The texted code's own page, even for a user whose first way is a passkey or an app.
+        return RedirectResponse(ctx.url("challenge", sent="1", factor="sms"), status_code=303)
 
     async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
@@ -177,6 +179,7 @@ class SignInPages:
             send_error=send_error,
             error=error,
             supports_call=self.service.provider.supports_call,
+            origins=ctx.iface.origins,
             **waits,
         )
 
@@ -184,7 +187,10 @@ class SignInPages:
     def _way_text(kind: str, status: EnrollmentStatus) -> str:
         if kind == "sms":
             return f"Text a code to {status.masked_phone}"
-        return "Use your authenticator app" if kind == "totp" else "Use a recovery code"
+        return {
+            "webauthn": "Use a passkey or security key",
+            "totp": "Use your authenticator app",
+        }.get(kind, "Use a recovery code")
 
     async def _enroll(
         self,
@@ -207,10 +213,12 @@ class SignInPages:
             notice=f"We sent a code to {status.pending_masked_phone}."
             if sent and status.pending_masked_phone
             else "",
-            error=error,
+            error=error or PASSKEY_FAILED.get(ctx.query.get("failed", ""), ""),
             send_error=send_error,
             sms_allowed="sms" in ctx.iface.factors,
             totp_allowed="totp" in ctx.iface.factors,
+            webauthn_allowed="webauthn" in ctx.iface.factors,
+            origins=ctx.iface.origins,
             **phone_fields(form),
             **waits,
         )

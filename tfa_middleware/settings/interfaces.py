@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
+from .origins import DEMO_ORIGIN, LOCALHOST, RpId, normal_origin, origin_problem
 from .types import (
     COOKIE_NAME,
     NOT_A_COOKIE_NAME,
@@ -27,6 +37,7 @@ from .types import (
     between,
     check,
     invalid,
+    one_as_list,
     raise_any,
 )
 
@@ -163,8 +174,9 @@ class ManageSettings(Section):
 
 
 NAME_KEY = "<name>"
-FACTOR_KINDS = ("totp", "sms", "recovery")
-FactorKind = Literal["totp", "sms", "recovery"]
+FACTOR_KINDS = ("webauthn", "totp", "sms", "recovery")
+FactorKind = Literal["webauthn", "totp", "sms", "recovery"]
+WAYS_IN = ("webauthn", "totp", "sms")  # each lets a user in on its own; recovery codes only back
 # Today's behaviour and more: a code by text message, and the user may add an authenticator app
 # and recovery codes from their account page; nobody must.
 DEFAULT_FACTORS: tuple[FactorKind, ...] = ("totp", "sms", "recovery")
@@ -180,8 +192,8 @@ def _factor_list(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
 def _sign_in_factor(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
     if not kinds:
         raise invalid("must allow at least one factor, e.g. [totp, sms, recovery]")
-    if not set(kinds) & {"totp", "sms"}:
-        raise invalid("recovery codes are a way back, not a way in: allow totp or sms too")
+    if not set(kinds) & set(WAYS_IN):
+        raise invalid("recovery codes are a way back, not a way in: allow webauthn, totp or sms too")
     return kinds
 
 
@@ -213,6 +225,11 @@ class InterfaceSettings(Section):
     require_factors: FactorList = ()
     # "Remember this browser" for this many days after a code (0: never offered).
     remember_days: Annotated[StrictInt, between(0, 400)] = 0
+    # Passkeys (factor webauthn): the relying party's id, a domain (never an IP address: browsers
+    # refuse passkeys there), and the origins the browser may report, each on that domain or below
+    # it. Default: the demo's, http://localhost:8000; for any other rp_id, https://<rp_id>.
+    rp_id: RpId = LOCALHOST
+    origins: Annotated[tuple[StrictStr, ...], BeforeValidator(one_as_list)] = Field((), validate_default=True)
     identity: IdentitySettings
     manage: ManageSettings = ManageSettings()
     # When the resolver sees nobody and the shop serves the protected page anyway (2xx): "block"
@@ -263,6 +280,18 @@ class InterfaceSettings(Section):
             ]
         raise_any(found)
         return required
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        rp_id = info.data.get("rp_id")
+        if rp_id is None:
+            return origins  # rp_id itself is wrong: that is the one error to read
+        if not origins:
+            return (DEMO_ORIGIN,) if rp_id == LOCALHOST else (f"https://{rp_id}",)
+        found = [(f"[{i}]", p) for i, o in enumerate(origins) if (p := origin_problem(o, rp_id))]
+        raise_any(found)
+        return tuple(dict.fromkeys(normal_origin(o) for o in origins))
 
     @field_validator("manage")
     @classmethod
