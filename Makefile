@@ -46,6 +46,7 @@ demo: $(STAMP)
 	@echo "    vendor@example.com   / vendor     admin, no phone: enrollment page"
 	@echo "    customer@example.com / customer   customer, has a phone: challenge page"
 	@echo "  Admin log-in: http://127.0.0.1:$(PORT)/admin/login   customer log-in: http://127.0.0.1:$(PORT)/login"
+	@echo "  Passkeys (browsers refuse them at an IP address): http://localhost:$(PORT)/admin/login"
 	@echo "  Nothing is really sent. Read the codes with:"
 	@echo "    $(BIN)/tfa-middleware outbox --config demo_app/config.yaml"
 	@echo

@@ -9,14 +9,16 @@ Runs, in order, and prints each table as it completes:
 5. scale: 1,000 and 1,000,000 enrollments (``scale.py``);
 6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
 7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``);
-8. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``).
+8. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``);
+9. opt-in (``--only instructions``, valgrind, 10-20 minutes): instructions per request, the ratios
+   of tables 1 and 1w counted rather than timed (``instructions.py``).
 
 PostgreSQL is included when TFA_TEST_POSTGRES_URL is set (each run uses a schema of its own and
 drops it). A full run of every part writes benchmarks/RESULTS.md with the machine's details;
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale,jwt,flask,django]
+    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale,jwt,flask,django,instructions]
                          [--requests N] [--results PATH]
 """
 
@@ -38,6 +40,7 @@ from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
 PARTS = ("hot", "wsgi", "e2e", "challenge", "scale", "jwt", "flask", "django")
+OPT_IN = ("instructions",)  # never part of a full run: valgrind, and a quarter of an hour
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
     "tfa-middleware",
@@ -81,6 +84,10 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
         flask_session.run(report, number=200 if quick else 20_000)
     if "django" in parts:  # last: Django stays configured in this process once set up
         await django_admin.run(report, requests=max(60, requests // 5), rounds=2 if quick else 6)
+    if "instructions" in parts:
+        from . import instructions
+
+        await asyncio.to_thread(instructions.run, report)
     url = postgres_url()
     if url and ("challenge" in parts or "scale" in parts):
         report.facts["PostgreSQL server"] = await postgres_version(url)
@@ -166,12 +173,14 @@ def results_markdown(report: Report, facts: dict[str, str], seconds: float, comm
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every part on tiny sizes, in a few seconds")
-    parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
+    parser.add_argument(
+        "--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS + OPT_IN)}"
+    )
     parser.add_argument("--requests", type=int, default=None, help="in-process requests per case (30,000)")
     parser.add_argument("--results", type=Path, default=None, help="where to write the Markdown results")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
-    if unknown := set(parts) - set(PARTS):
+    if unknown := set(parts) - set(PARTS) - set(OPT_IN):
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     requests = args.requests or (600 if args.quick else 30_000)
     # Only a full run of every part replaces RESULTS.md; any other run writes only where it is told.

@@ -53,7 +53,11 @@ class Demo:
 
 @contextmanager
 def demo_server(
-    folder: Path, runner: Cli, changes: Mapping[str, Any] | None = None, args: tuple[str, ...] = ()
+    folder: Path,
+    runner: Cli,
+    changes: Mapping[str, Any] | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> Iterator[Demo]:
     """The demo under uvicorn (``uvicorn ARGS``) with a fresh database in ``folder``: on
     demo_app/config.yaml itself, as the README runs it, or on a copy changed by ``changes`` (a
@@ -71,5 +75,5 @@ def demo_server(
         config = folder / "config.yaml"
         config.write_text(yaml.safe_dump(settings))
         env["TFA_DEMO_CONFIG"] = str(config)
-    with uvicorn_server("demo_app.app:create_app", folder, env, args=args) as url:
+    with uvicorn_server("demo_app.app:create_app", folder, env, args=args, port=port) as url:
         yield Demo(url, database, config, runner)

@@ -30,9 +30,7 @@ def flask_app(secret: str = SECRET, fallbacks: tuple[str, ...] = (), lifetime: i
     return app
 
 
-def sign(
-    session: Any, *, secret: str = SECRET, at: float | None = None, salt: str = "cookie-session"
-) -> str:
+def sign(session: Any, *, secret: str = SECRET, at: float | None = None, salt: str = "cookie-session") -> str:
     """A session cookie's value as Flask's SecureCookieSessionInterface writes it, signed at ``at``."""
     stamp = time.time() if at is None else at
     return URLSafeTimedSerializer(

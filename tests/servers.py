@@ -31,12 +31,14 @@ def uvicorn_server(
     workers: int = 1,
     args: tuple[str, ...] = (),
     cwd: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
     """``uvicorn --factory FACTORY [ARGS]`` on a free loopback port, started, waited for (up to
     30 s), and stopped afterwards; yields its base URL. Its output goes to FOLDER/uvicorn.log.
     With ``cwd`` (an example project's folder), uvicorn starts there and FACTORY is an application
-    (``module:application``), as the example's README runs it."""
-    port = free_port()
+    (``module:application``), as the example's README runs it. ``port``: one chosen before (a
+    setting must name it: a passkey's origin), else a free one."""
+    port = port or free_port()
     log_path = folder / "uvicorn.log"
     command = [
         sys.executable,

@@ -300,6 +300,8 @@ async def test_a_root_path_skips_nothing(demo_client: Any) -> None:
         response = await under_root.get(path, headers={"accept": "text/html"})
         assert response.status_code == 303
         assert response.headers["location"].startswith("/shop/admin/_2fa/")
+
+
 # ---------------------------------------------------------------------------- issue 11: the manage page
 # A manager is listed in an interface's `manage` section. Acting on oneself there must meet the
 # phone page's freshness rule (security requirement 27), a phone set by a manager is only pending
@@ -501,6 +503,51 @@ async def test_the_shops_logout_ends_a_copied_session_and_proof_pair(
     h.clock.advance(interval)
     assert await get(elsewhere, "login-2", other) == 303
     assert await get(elsewhere, "login-1", again) == 303
+
+
+async def test_a_session_id_that_outlives_the_logout_passes_again_at_once(
+    make_harness: Callable[..., Awaitable[Harness]],
+) -> None:
+    # Flask-Login's _id is the same at every login from one browser: after the shop's logout the
+    # user logs in again with the same session id and passes the second factor within the same
+    # second. The new proof has seen the sign-out and is taken; the old one has not and stays void,
+    # whatever the hosts' clocks say; a later sign-out ends the new one too.
+    h = await make_harness()
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    elsewhere = await make_harness()
+    headers = h.as_user("alice", session="browser")
+
+    async def status(harness: Harness, proof: str) -> int:
+        response = await harness.client.get(
+            "/admin/orders", headers={**headers, "cookie": f"tfa_admin={proof}"}
+        )
+        harness.client.cookies.clear()
+        return response.status_code
+
+    h.clock.advance(4)  # issued by a host whose clock runs 4 s ahead of the one that signs out
+    old = await h.pass_challenge("alice", session="browser")
+    h.client.cookies.clear()
+    assert await status(elsewhere, old) == 200
+    await elsewhere.service.sign_out("admin", "alice", session_id="browser")
+    h.clock.advance(h.settings.revocation_check_seconds)
+    assert await status(h, old) == 303
+
+    # Logged out and straight back in: the sign-out and the new proof within one clock reading.
+    for harness in (h, elsewhere):
+        harness.clock.advance(h.settings.limits.send_cooldown_seconds)
+    await h.service.sign_out("admin", "alice", session_id="browser")
+    new = await h.pass_challenge("alice", session="browser")
+    h.client.cookies.clear()
+    elsewhere.clock.advance(h.settings.revocation_check_seconds)
+    for harness in (h, elsewhere):
+        assert await status(harness, new) == 200
+        assert await status(harness, old) == 303
+
+    h.clock.advance(1)
+    await h.service.sign_out("admin", "alice", session_id="browser")
+    for harness in (h, elsewhere):
+        harness.clock.advance(h.settings.revocation_check_seconds)
+        assert await status(harness, new) == 303
 
 
 async def test_revoked_logins_cost_no_query_while_the_cache_is_warm(

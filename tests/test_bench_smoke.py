@@ -27,6 +27,8 @@ ROWS = [
     "tfa WSGI: valid proof, plain callable resolver",
     "WSGI unprotected path",
     "2. Database queries on the hot path",
+    "2b. A remembered browser",
+    "tfa: a remembered browser's proof, demo resolver",
     "3. End to end under uvicorn",
     "smallest shop",
     "4. Challenge path at 5 concurrent clients",

@@ -20,7 +20,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,10 +114,10 @@ def start_demo(tmp_path: Path, cli: Cli) -> Iterator[Callable[..., Demo]]:
     numbers = itertools.count()
     with ExitStack() as servers:
 
-        def start(**changes: Any) -> Demo:
+        def start(port: int | None = None, **changes: Any) -> Demo:
             folder = tmp_path / f"demo-{next(numbers)}"
             folder.mkdir()
-            return servers.enter_context(demo_server(folder, cli, changes))
+            return servers.enter_context(demo_server(folder, cli, changes, port=port))
 
         yield start
 
@@ -193,7 +193,10 @@ class Visit:
         styles = self.page.eval_on_selector_all("link[rel=stylesheet]", "els => els.map((e) => e.href)")
         scripts = self.page.eval_on_selector_all("script", "els => els.map((e) => e.src)")
         pages_path = urlsplit(self.page.url).path.rsplit("/", 1)[0]
-        own = {f"{self.demo.url}{pages_path}/static/{name}" for name in ("tfa.css", "brand.css", "tfa.js")}
+        own = {
+            f"{self.demo.url}{pages_path}/static/{name}"
+            for name in ("tfa.css", "brand.css", "tfa.js", "passkeys.js")
+        }
         assert set(styles + scripts) <= own, (
             f"{label}: a script or stylesheet of someone else's: {styles + scripts}"
         )
@@ -782,3 +785,284 @@ def test_the_page_checks_fail_on_a_broken_page(
     for measured in REPORT.values():  # the report is about the real pages
         for label in [label for label in measured if label.startswith(v.name)]:
             del measured[label]
+
+
+# ---------------------------------------------------------------------------- more factors (issue 15)
+
+
+def _demo_interfaces(**admin: Any) -> dict[str, Any]:
+    """demo_app/config.yaml's interfaces, with ``admin`` keys added to the admin interface."""
+    import yaml
+
+    interfaces: dict[str, Any] = yaml.safe_load(DEMO_CONFIG.read_text())["interfaces"]
+    interfaces["admin"].update(admin)
+    return interfaces
+
+
+def app_code_now(secret: str, steps: int = 0) -> str:
+    """What the app shows now (``steps`` later): the demo checks codes by the real clock."""
+    import time
+
+    import pyotp
+
+    return pyotp.TOTP(secret).at(time.time(), counter_offset=steps)
+
+
+def sign_out_of_the_second_factor(v: Visit) -> None:
+    from playwright.sync_api import expect
+
+    v.goto("/admin/_2fa/logout")
+    tab_to(v, v.page.get_by_role("button", name="Sign out"))
+    v.page.keyboard.press("Enter")
+    expect(v.page.locator("h1")).not_to_have_text("Sign out of two-step verification")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_admin_sets_up_an_authenticator_app_and_signs_in_with_it(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The QR code's secret read from the page, as a person would type it into an app; the code
+    computed from it now. The app comes first at the next sign-in."""
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width])
+    page = v.page
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    expect(page.locator("h1")).to_have_text("Your sign-in methods")
+    v.check("account")
+    tab_to(v, page.get_by_role("button", name="Add an authenticator app"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Set up your authenticator app")
+    expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
+    v.check("app-setup")
+    secret = page.locator("#secret").inner_text().replace(" ", "")
+    assert re.fullmatch(r"[A-Z2-7]{32}", secret)
+    type_code(v, app_code_now(secret))
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Your authenticator app is set up"))
+    expect(page.locator("main")).not_to_contain_text(secret[:8])
+    v.check("app-added")
+    sign_out_of_the_second_factor(v)
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    expect(page.locator("main")).to_contain_text("your authenticator app shows now")
+    expect(page.get_by_role("link", name="Text a code to +1 ••• ••• 0123")).to_be_visible()
+    v.check("challenge-app")
+    # The step of the confirmation is spent: the app's next code (one step ahead is allowed).
+    type_code(v, app_code_now(secret, 1))
+    expect(page.locator("h1")).to_have_text("Orders")
+    v.check("orders")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_recovery_code_signs_the_admin_in_once(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(), WIDTHS[width])
+    page = v.page
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    tab_to(v, page.get_by_role("button", name="Get recovery codes"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Your recovery codes")
+    codes = page.locator("#codes li").all_inner_texts()
+    assert len(codes) == 10
+    expect(page.get_by_role("button", name="Print")).to_be_visible()
+    v.check("recovery-codes")
+    tab_to(v, page.get_by_role("link", name="Download as a text file"))
+    with page.expect_download() as download:
+        page.keyboard.press("Enter")
+    saved = Path(download.value.path()).read_text()
+    assert all(code in saved for code in codes)
+    tab_to(v, page.get_by_role("link", name="I've saved them"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Your sign-in methods")
+    expect(page.locator("main")).not_to_contain_text(codes[0])
+    sign_out_of_the_second_factor(v)
+    tab_to(v, page.get_by_role("link", name="Use a recovery code"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Use a recovery code")
+    expect(page.get_by_label("Recovery code")).to_be_focused()
+    v.check("challenge-recovery")
+    page.keyboard.type(codes[0].lower())
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("You're signed in")
+    expect(page.get_by_role("status")).to_contain_text("You have 9 recovery codes left.")
+    v.check("recovery-used")
+    tab_to(v, page.get_by_role("link", name="Continue"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Orders")
+    # The same code again: refused, at the field.
+    sign_out_of_the_second_factor(v)
+    v.goto("/admin/_2fa/challenge?factor=recovery")
+    page.keyboard.type(codes[0])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_have_text(re.compile(r"^That code didn't work\."))
+    expect(page.get_by_label("Recovery code")).to_have_attribute("aria-invalid", "true")
+    v.check("recovery-reused")
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_remembered_browser_skips_the_code_until_it_is_forgotten(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    from playwright.sync_api import expect
+
+    v = visit(start_demo(interfaces=_demo_interfaces(remember_days=30)), WIDTHS[width])
+    page = v.page
+    log_in(v, "admin@example.com", "admin")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    box = page.get_by_label("Remember this browser for 30 days")
+    tab_to(v, box, backwards=True)
+    page.keyboard.press("Space")
+    expect(box).to_be_checked()
+    page.keyboard.press("Tab")
+    v.check("remember-ticked")
+    type_code(v, v.demo.latest_code("1"))
+    expect(page.locator("h1")).to_have_text("Orders")
+    # A new day: the proof is gone, the remembered browser is not.
+    v.context.clear_cookies(name="tfa_admin")
+    v.goto("/admin/users")
+    expect(page.locator("h1")).to_have_text("Users")
+    # Its proof is not fresh: the account page asks for a code first, with no box to tick.
+    v.demo.age_the_sends(60)  # past the resend cooldown of the first code
+    v.goto("/admin/_2fa/account")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    expect(page.get_by_label("Remember this browser for 30 days")).to_have_count(0)
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.latest_code("1"))
+    expect(page.locator("h1")).to_have_text("Your sign-in methods")
+    expect(page.locator("main")).to_contain_text("(this browser)")
+    v.check("account-browsers")
+    tab_to(v, page.get_by_role("button", name=re.compile(r"^Forget ")))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^That browser is forgotten"))
+    v.check("browser-forgotten")
+    v.context.clear_cookies(name="tfa_admin")
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+
+
+# ---------------------------------------------------------------------------- passkeys
+
+
+def _virtual_authenticator(v: Visit) -> tuple[Any, str]:
+    """Chromium's own virtual authenticator (the DevTools protocol's WebAuthn domain) in this
+    page: a platform passkey (CTAP2, internal) that verifies its user and answers at once."""
+    session = v.context.new_cdp_session(v.page)
+    session.send("WebAuthn.enable")
+    added = session.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return session, str(added["authenticatorId"])
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_admin_adds_a_passkey_and_signs_in_with_it(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """At http://localhost (browsers refuse passkeys at an IP address), with the port the
+    settings name as the passkeys' origin; keyboard only: a name typed and Enter to add it, Enter
+    on the challenge's focused button to use it."""
+    from playwright.sync_api import expect
+
+    from tests.servers import free_port
+
+    port = free_port()
+    interfaces = _demo_interfaces(origins=[f"http://localhost:{port}"])
+    demo = start_demo(port=port, interfaces=interfaces)
+    demo = replace(demo, url=demo.url.replace("127.0.0.1", "localhost"))
+    v = visit(demo, WIDTHS[width])
+    page = v.page
+    session, authenticator = _virtual_authenticator(v)
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    expect(page.get_by_role("heading", name="Passkeys and security keys")).to_be_visible()
+    v.check("account-no-passkey")
+    name = page.get_by_label("Name for the new passkey (optional)")
+    tab_to(v, name)
+    page.keyboard.type("This laptop")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Your passkey is added"))
+    expect(page.locator("main")).to_contain_text("This laptop")
+    v.check("passkey-added")
+    (credential,) = session.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert credential["rpId"] == "localhost"
+
+    v.goto("/admin/_2fa/logout?next=/admin/users")
+    tab_to(v, page.get_by_role("button", name="Sign out"))
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Use your passkey")
+    button = page.get_by_role("button", name="Use your passkey")
+    expect(button).to_be_focused()
+    expect(page.get_by_role("link", name=re.compile(r"^Text a code to"))).to_be_visible()
+    v.check("challenge-passkey")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Users")
+    assert _url_path(v) == "/admin/users"
+    v.check("users")
+    (used,) = session.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})["credentials"]
+    assert used["signCount"] > credential["signCount"]
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_cancelled_passkey_says_so_and_the_other_ways_stay(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """The user does not touch the authenticator (no presence): the page says what happened, the
+    button works again, and a texted code still signs in."""
+    from playwright.sync_api import expect
+
+    from tests.servers import free_port
+
+    port = free_port()
+    demo = start_demo(port=port, interfaces=_demo_interfaces(origins=[f"http://localhost:{port}"]))
+    demo = replace(demo, url=demo.url.replace("127.0.0.1", "localhost"))
+    v = visit(demo, WIDTHS[width])
+    page = v.page
+    session, authenticator = _virtual_authenticator(v)
+    sign_in(v)
+    v.goto("/admin/_2fa/account")
+    tab_to(v, page.get_by_role("button", name="Add a passkey"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"^Your passkey is added"))
+    v.context.clear_cookies(name="tfa_admin")
+    # From now on the authenticator waits for a touch that never comes, and the person gives up:
+    # the page's request is aborted (what the browser's own Cancel does) once it has started.
+    session.send(
+        "WebAuthn.setAutomaticPresenceSimulation", {"authenticatorId": authenticator, "enabled": False}
+    )
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Use your passkey")
+    page.evaluate(
+        """() => {
+          const get = navigator.credentials.get.bind(navigator.credentials);
+          navigator.credentials.get = (asked) => {
+            const stop = new AbortController();
+            setTimeout(() => stop.abort(), 200);
+            return get({...asked, signal: stop.signal});
+          };
+        }"""
+    )
+    page.keyboard.press("Enter")
+    alert = page.locator("#passkey-error")
+    expect(alert).to_have_text(re.compile(r"^The passkey wasn't used"), timeout=20_000)
+    expect(page.get_by_role("button", name="Use your passkey")).to_be_focused()
+    v.check("passkey-cancelled")
+    v.demo.age_the_sends(60)  # past the resend cooldown of the code that signed in before
+    tab_to(v, page.get_by_role("link", name=re.compile(r"^Text a code to")))
+    page.keyboard.press("Enter")
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.latest_code("1"))
+    expect(page.locator("h1")).to_have_text("Orders")

@@ -6,7 +6,10 @@ challenged); a password changed elsewhere (Django's log-in page again)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +34,24 @@ def test_the_admin_asks_for_the_second_factor_and_again_after_logging_in_again(s
 
 def test_a_customer_is_left_to_django_never_challenged(site: Site) -> None:
     walk_as_a_customer(site)
+
+
+def test_check_config_sets_up_django_as_manage_py_does(tmp_path: Path) -> None:
+    """check-config builds each interface's resolver as the server will: with the example's
+    DJANGO_SETTINGS_MODULE it sets Django up and passes; without it, it says what is missing."""
+    site = prepared_site(tmp_path, "db")
+    command = [sys.executable, "-m", "tfa_middleware.cli", "check-config", "config.yaml"]
+
+    def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=120)
+
+    passed = check(site.env)
+    assert passed.returncode == 0, passed.stderr
+    assert "valid" in passed.stdout
+    unset = check({k: v for k, v in site.env.items() if k != "DJANGO_SETTINGS_MODULE"})
+    assert unset.returncode != 0
+    assert "interfaces.admin.identity: from: django_session" in unset.stderr
+    assert "DJANGO_SETTINGS_MODULE" in unset.stderr
+    wrong = check({**site.env, "DJANGO_SETTINGS_MODULE": "adminsite.no_such_settings"})
+    assert wrong.returncode != 0
+    assert "cannot set up Django" in wrong.stderr

@@ -9,6 +9,7 @@ import io
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -417,6 +418,24 @@ def test_the_session_key_is_the_one_djangos_request_reads(users: dict[str, Any],
     assert resolver().session_key(scope(headers)) == expected
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+    | st.sampled_from(
+        [b"sessionid=abc", b"sessionid = abc", b'sessionid="a\\"b"', "sessionid=\u00e4b".encode()]
+    )
+)
+def test_under_wsgi_the_session_key_is_the_one_djangos_wsgi_request_reads(
+    users: dict[str, Any], header: bytes
+) -> None:
+    from django.core.handlers.wsgi import WSGIRequest
+
+    del users
+    environ = {"REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO(), "HTTP_COOKIE": header.decode("latin-1")}
+    expected = WSGIRequest(environ).COOKIES.get("sessionid") or ""
+    assert resolver().session_key({"type": "http", "headers": [], "wsgi.environ": environ}) == expected
+
+
 # --------------------------------------------------------------------------- through the middleware
 
 
@@ -437,3 +456,38 @@ async def test_a_customer_on_the_admin_is_left_to_django(users: dict[str, Any], 
     assert "/admin/_2fa/" in as_staff.headers["location"]
     assert as_customer.status_code == 302
     assert as_customer.headers["location"] == "/admin/login/"
+
+
+def test_under_wsgi_the_session_is_read_in_the_servers_thread(
+    users: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WSGI server's thread may block, as Django's own request does: the read runs right there,
+    never through the middleware's loop (a hop per request), and the answer is the same."""
+    from tfa_middleware.wsgi import TwoFactorWSGIMiddleware
+
+    threads: list[int] = []
+    blocking = DjangoSessionResolver._read_blocking
+
+    def recording(self: DjangoSessionResolver, key: str) -> Any:
+        threads.append(threading.get_ident())
+        return blocking(self, key)
+
+    monkeypatch.setattr(DjangoSessionResolver, "_read_blocking", recording)
+
+    def shop(_environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the admin"]
+
+    with engine("db"):
+        staff = new_session(logged_in(users["staff"]))
+        app = TwoFactorWSGIMiddleware(shop, settings_from_mapping(django_config(tmp_path)))
+        try:
+            with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+                answer = client.get("/admin/", headers={"cookie": f"sessionid={staff}", **HTML})
+            looped = app.loop.started
+        finally:
+            app.close()
+    assert answer.status_code == 303
+    assert "/admin/_2fa/" in answer.headers["location"]
+    assert threads == [threading.get_ident()]
+    assert not looped

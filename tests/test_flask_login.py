@@ -173,15 +173,19 @@ interfaces:
         pytest.param(
             f'{{from: flask_session, secret_key: "{SECRET}"}}',
             {"secret": OLD_SECRET},
-            ["  [NO] its signature does not match identity.secret_key -- a different or rotated secret? "
-             "It must be the shop's SECRET_KEY (or one of SECRET_KEY_FALLBACKS)"],
+            [
+                "  [NO] its signature does not match identity.secret_key -- a different or rotated secret? "
+                "It must be the shop's SECRET_KEY (or one of SECRET_KEY_FALLBACKS)"
+            ],
             id="wrong-secret",
         ),
         pytest.param(
             f'{{from: flask_session, secret_key: "{SECRET}", max_age_seconds: 3600}}',
             {"at": time.time() - 7200},
-            ["  [NO] it is older than identity.max_age_seconds (3600 s), so the middleware reads it as "
-             "nobody while the shop may still honour it: give the shop's PERMANENT_SESSION_LIFETIME"],
+            [
+                "  [NO] it is older than identity.max_age_seconds (3600 s), so the middleware reads it as "
+                "nobody while the shop may still honour it: give the shop's PERMANENT_SESSION_LIFETIME"
+            ],
             id="too-old",
         ),
     ],

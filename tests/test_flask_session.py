@@ -257,9 +257,11 @@ def test_the_settings_default_to_flask_and_flask_login() -> None:
 
 
 def test_the_settings_list_fallbacks_before_the_key_as_flask_does() -> None:
-    identity = settings_for(
-        {"from": "flask_session", "secret_key": SECRET, "secret_key_fallbacks": OLD_SECRET}
-    ).interfaces["admin"].identity
+    identity = (
+        settings_for({"from": "flask_session", "secret_key": SECRET, "secret_key_fallbacks": OLD_SECRET})
+        .interfaces["admin"]
+        .identity
+    )
     built = build_resolver(identity, trusted_proxies=(), where="w")
     assert built(scope_with(b"session=" + sign(LOGIN, secret=OLD_SECRET).encode())) == Identity("7", SID)
 

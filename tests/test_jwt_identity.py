@@ -426,6 +426,32 @@ def test_the_session_claim_binds_the_login() -> None:
     assert (identity.user_id, identity.session_id) == ("42", "login-1")
 
 
+@pytest.mark.parametrize(
+    ("value", "roles"),
+    [("admin", {"admin"}), (["admin", "support", 3], {"admin", "support"}), (None, set()), ({"a": 1}, set())],
+)
+def test_the_roles_claim_gives_the_roles_for_the_manage_page(value: Any, roles: set[str]) -> None:
+    token = sign(claims("42", roles=value) if value is not None else claims("42"))
+    identity = resolver(roles_claim="roles")(cookie_scope(token))
+    assert identity is not None
+    assert identity.roles == frozenset(roles)
+
+
+def test_allow_roles_needs_a_roles_claim() -> None:
+    def with_manage(identity: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "secret_keys": ["k" * 40],
+            "interfaces": {
+                "admin": {"path_prefix": "/admin", "identity": identity, "manage": {"allow_roles": ["2fa"]}}
+            },
+        }
+
+    with pytest.raises(ConfigError, match=r"allow_roles: needs identity.roles_key .*roles_claim"):
+        settings_from_mapping(with_manage(FASTAPI_USERS), environ={})
+    loaded = settings_from_mapping(with_manage({**FASTAPI_USERS, "roles_claim": "roles"}), environ={})
+    assert loaded.interfaces["admin"].manage.allow_roles == ("2fa",)
+
+
 def test_a_missing_session_claim_is_said(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=LOG):
         identity = resolver(session_claim="sid")(cookie_scope(sign(claims("42"))))

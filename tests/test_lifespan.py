@@ -235,9 +235,7 @@ async def reads_then_fails(_scope: Scope, receive: Receive, _send: Send) -> None
 
 
 @pytest.mark.parametrize("shop", [refuses_lifespan, ignores_lifespan, reads_then_fails])
-async def test_an_app_without_lifespan_still_gets_the_service_closed(
-    tmp_path: Path, shop: ASGIApp
-) -> None:
+async def test_an_app_without_lifespan_still_gets_the_service_closed(tmp_path: Path, shop: ASGIApp) -> None:
     app = TwoFactorMiddleware(shop, settings_from_mapping(config(tmp_path)))
     server = Lifespan(app)
     assert await server.ask("startup") == "lifespan.startup.complete"
@@ -275,5 +273,3 @@ async def test_a_service_passed_in_is_left_to_the_shop(tmp_path: Path) -> None:
     assert not tfa.closed  # the shop's to close
     await tfa.status("admin", "alice")  # and still usable until it does
     await tfa.close()
-
-

@@ -134,8 +134,20 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
     # A login signed out long ago, and one whose proofs could still be alive.
     await revocation_rows.revoke_session(store, "admin", "u1", "old-login", T0, T0 + 12 * 3600)
     await revocation_rows.revoke_session(store, "admin", "u1", "recent-login", now - 3600, now + 11 * 3600)
+    # A remembered browser past its days, and one still remembered.
+    from tfa_middleware.store import browsers as browser_rows
+
+    await browser_rows.add(store, "admin", "u1", "1" * 64, 7, T0, T0 + 30 * day, "Firefox", "-")
+    await browser_rows.add(store, "admin", "u1", "2" * 64, 7, now - day, now + 29 * day, "Firefox", "-")
     counts = await maintenance.purge(store, now - 90 * day, now)
-    assert counts == {"events": 1, "outbox": 1, "codes": 1, "sends": 1, "revoked_sessions": 1}
+    assert counts == {
+        "events": 1,
+        "outbox": 1,
+        "codes": 1,
+        "sends": 1,
+        "revoked_sessions": 1,
+        "remembered_browsers": 1,
+    }
     await enrollment_rows.change(store, "admin", "u1", now)
     assert (await revocation_rows.of_user(store, "admin", "u1", now))[1] == {"recent-login": now - 3600}
     assert [e.at for e in await event_rows.latest(store)] == [now - day]
@@ -353,5 +365,42 @@ async def test_workers_starting_together_on_a_new_sqlite_file_all_start(tmp_path
     store = Store(url)
     try:
         assert await store.schema_revision() == schema_module.head()
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- 0006: more factors
+
+
+async def test_0006_keeps_the_phones_and_its_downgrade_drops_only_the_new_kinds(empty_database: str) -> None:
+    """An 0004 database with a phone goes to 0006 untouched; apps, recovery codes and remembered
+    browsers made at 0006 go on a downgrade, the phone stays."""
+    from tfa_middleware.store import browsers as browser_rows
+    from tfa_middleware.store import factors as factor_rows
+
+    engine = create_async_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(schema_module.upgrade, "0004")
+    finally:
+        await engine.dispose()
+    store = Store(empty_database, auto_migrate=False)
+    try:
+        await store.upgrade_schema()
+        await enrollment_rows.change(
+            store, "admin", "alice", T0, active=enrollment_rows.NewPhone("+12015550123")
+        )
+        await factor_rows.add(store, "admin", "alice", "totp", "v1.x.y", T0, label="work")
+        await factor_rows.replace_recovery(store, "admin", "alice", ["h" * 64], T0)
+        await browser_rows.add(store, "admin", "alice", "t" * 64, 1, T0, T0 + 3600, "Firefox", "-")
+        async with store.engine.begin() as conn:
+            assert await conn.run_sync(schema_module.differences) == []
+            await conn.run_sync(schema_module.downgrade, "0004")
+            kinds = (await conn.execute(select(factors.c.kind, factors.c.value))).all()
+            assert [tuple(k) for k in kinds] == [("sms", "+12015550123")]
+            await conn.run_sync(schema_module.upgrade)
+        row = await enrollment_rows.get(store, "admin", "alice")
+        assert row is not None
+        assert row.phone == "+12015550123"
     finally:
         await store.close()

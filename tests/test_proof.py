@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -60,6 +61,56 @@ def test_issue_then_read_round_trips() -> None:
     )
     assert proof.session_digest == session_digest("s1") != ""
     assert "s1" not in json.dumps(payload(value))
+
+
+def signed_payload(raw: list[Any], key: str = SECRET, interface: str = "admin") -> str:
+    """A cookie signed with the real key over any payload (what only a holder of the key can make)."""
+    from itsdangerous import Signer
+
+    signer = Signer(key, salt=f"tfa-middleware.proof.{interface}", digest_method=hashlib.sha256)
+    text = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=")
+    return signer.sign(text).decode()
+
+
+def test_the_proof_carries_the_sign_out_it_has_seen() -> None:
+    proof = codec().read(codec().issue("alice", 3, T0, "sms", "s1", seen=T0 - 0.25), T0)
+    assert proof is not None
+    assert proof.seen == T0 - 0.25
+    plain = codec().read(codec().issue("alice", 3, T0, "sms", "s1"), T0)
+    assert plain is not None
+    assert plain.seen == 0.0
+
+
+def test_a_cookie_of_format_2_is_still_read_as_of_no_remembered_browser() -> None:
+    old = signed_payload([2, "admin", "alice", 3, int(T0), "sms", session_digest("s1"), T0 - 5])
+    proof = codec().read(old, T0 + 1)
+    assert proof is not None
+    assert (proof.user_id, proof.seen, proof.browser) == ("alice", T0 - 5, "")
+
+
+def test_a_cookie_of_the_first_format_is_still_read_as_having_seen_nothing() -> None:
+    # Issued before the upgrade: [1, interface, user, generation, issued_at, method, digest].
+    old = signed_payload([1, "admin", "alice", 3, int(T0), "sms", session_digest("s1")])
+    proof = codec().read(old, T0 + 1)
+    assert proof is not None
+    assert (proof.user_id, proof.generation, proof.seen) == ("alice", 3, 0.0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [2, "admin", "alice", 3, int(T0), "sms", "", "later"],  # seen is not a number
+        [2, "admin", "alice", 3, int(T0), "sms", "", None],
+        [2, "admin", "alice", 3, int(T0), "sms", ""],  # format 2 without seen
+        [1, "admin", "alice", 3, int(T0), "sms", "", 0.0],  # format 1 with it
+        [3, "admin", "alice", 3, int(T0), "sms", "", 0.0],  # format 3 without browser
+        [3, "admin", "alice", 3, int(T0), "sms", "", 0.0, None],  # browser is not text
+        [4, "admin", "alice", 3, int(T0), "sms", "", 0.0, ""],  # a format we do not know
+        [2, "customer", "alice", 3, int(T0), "sms", "", 0.0],
+    ],
+)
+def test_a_genuine_signature_over_a_payload_of_another_shape_is_refused(raw: list[Any]) -> None:
+    assert codec().read(signed_payload(raw), T0 + 1) is None
 
 
 def _flip_last(value: str) -> str:
@@ -184,7 +235,7 @@ async def test_payload_holds_no_phone_code_or_other_personal_data(harness: Harne
     assert "shop-session-1" not in text
     strings = [item for item in payload(value) if isinstance(item, str)]
     digest = session_digest("shop-session-1")
-    assert sorted(strings) == sorted(["admin", "alice", "sms", digest])
+    assert sorted(strings) == sorted(["admin", "alice", "sms", digest, ""])  # "": no remembered browser
 
 
 async def test_valid_proof_lets_its_user_in(harness: Harness) -> None:

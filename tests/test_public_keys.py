@@ -82,9 +82,11 @@ def test_the_demo_settings_cannot_go_to_production_unchanged() -> None:
     data["provider"] = PRODUCTION
     assert sorted(p.split(":")[0] for p in problems(data)) == [
         "interfaces.admin.identity.secret_key",
+        "interfaces.admin.rp_id",  # the demo's passkeys are localhost's
         "interfaces.customer.identity.secret_key",
         "secret_keys",
     ]
+    data["interfaces"]["admin"]["rp_id"] = "shop.example"
     env = {"TFA_SECRET_KEY": OWN_KEY, "SHOP_SECRET": OWN_KEY[::-1]}
     assert settings_from_mapping(copy.deepcopy(data), environ=env).provider.production_mode
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from itsdangerous import TimestampSigner
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -247,6 +248,152 @@ async def test_asgi_an_answer_keeping_the_session_keeps_the_proof(make_harness: 
     assert (await h.client.get("/admin/orders")).text == "orders of alice"
 
 
+async def logout_keeping_the_session(request: Request) -> Response:
+    """A logout that takes the user out of a session that keeps other keys: the shop writes the
+    cookie anew instead of deleting it (Starlette's SessionMiddleware re-signs what is left)."""
+    request.session.pop("user_id", None)
+    request.session["flash"] = "You are logged out"
+    return RedirectResponse("/", status_code=303)
+
+
+async def note(request: Request) -> Response:
+    """A page that writes the session of the same user (the proof stays)."""
+    request.session["seen"] = request.session.get("seen", 0) + 1
+    return PlainTextResponse("noted")
+
+
+@pytest.mark.parametrize("where", ["/logout", "/admin/logout"], ids=["unprotected", "protected"])
+async def test_asgi_a_session_written_anew_without_the_user_ends_the_proof(
+    make_harness: Callable[..., Any], where: str
+) -> None:
+    shop = cookie_shop()
+    shop.router.routes.append(Route(where, logout_keeping_the_session))
+    h: Harness = await make_harness(shop, interfaces=admin(cookie_identity()))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await pass_challenge(h)
+    copied = {"session": h.client.cookies["session"], "tfa_admin": h.client.cookies["tfa_admin"]}
+
+    out = await h.client.get(where)
+    assert any(v.startswith("session=") and "1970" not in v for v in set_cookies(out))  # written, not deleted
+    assert proof_clear_cookie("tfa_admin", https=False) in set_cookies(out)
+    assert "tfa_admin" not in h.client.cookies
+
+    # The login the proof was bound to (sid s1) was revoked: a copy of the old pair is refused,
+    # and logging in again with the same session id asks again, then passes at once.
+    h.client.cookies.clear()
+    cookie = "; ".join(f"{k}={v}" for k, v in copied.items())
+    assert is_challenge(
+        await h.client.get("/admin/orders", headers={"cookie": cookie, "accept": "text/html"})
+    )
+    h.client.cookies.clear()
+    h.clock.advance(h.settings.limits.send_cooldown_seconds)
+    await pass_challenge(h)
+
+
+async def test_asgi_another_users_session_over_the_proof_ends_it(make_harness: Callable[..., Any]) -> None:
+    h: Harness = await make_harness(cookie_shop(), interfaces=admin(cookie_identity()))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await pass_challenge(h)
+    out = await h.client.get("/login", params={"user": "bob", "sid": "s2"})  # not under the prefix
+    assert proof_clear_cookie("tfa_admin", https=False) in set_cookies(out)
+    assert "tfa_admin" not in h.client.cookies
+
+
+async def test_asgi_a_session_written_anew_for_the_same_user_keeps_the_proof(
+    make_harness: Callable[..., Any],
+) -> None:
+    shop = cookie_shop()
+    shop.router.routes.append(Route("/admin/note", note))
+    h: Harness = await make_harness(shop, interfaces=admin(cookie_identity()))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await pass_challenge(h)
+    for _ in range(3):
+        answer = await h.client.get("/admin/note")
+        assert answer.text == "noted"
+        assert any(v.startswith("session=") for v in set_cookies(answer))  # new content each time
+        assert not any(v.startswith("tfa_admin=") for v in set_cookies(answer))
+    assert (await h.client.get("/admin/orders")).text == "orders of alice"
+
+
+async def test_asgi_a_session_re_signed_unchanged_is_not_read_again(
+    make_harness: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shop that writes an unchanged session (Flask refreshes a permanent session on every
+    # answer; Starlette's SessionMiddleware on every write): a new timestamp, the same content,
+    # no change, and no decoding.
+    from tfa_middleware.identity.sessions import StarletteSessionCookieResolver
+
+    h: Harness = await make_harness(cookie_shop(), interfaces=admin(cookie_identity()))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    await pass_challenge(h)
+    decoded: list[str] = []
+    original = StarletteSessionCookieResolver._decode
+
+    def counting(self: StarletteSessionCookieResolver, value: str, now: float) -> Any:
+        decoded.append(value)
+        return original(self, value, now)
+
+    monkeypatch.setattr(StarletteSessionCookieResolver, "_decode", counting)
+    # The shop's clock moves on a few seconds: its signer writes a new timestamp.
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: int(time.time()) + 7)
+    before = h.client.cookies["session"]
+    answer = await h.client.get("/login", params={"user": "alice", "sid": "s1"})  # the same session
+    written = [v.split(";")[0] for v in set_cookies(answer) if v.startswith("session=")]
+    assert written
+    assert written != [f"session={before}"]  # a new value ...
+    assert written[0].rsplit(".", 2)[0] == f"session={before}".rsplit(".", 2)[0]  # ... of the same session
+    assert "tfa_admin" in h.client.cookies
+    assert decoded == [], "the re-signed session was decoded to tell whether it ends the login"
+    assert (await h.client.get("/admin/orders")).text == "orders of alice"
+    assert len(decoded) == 1  # the next request reads the new cookie, as any request does
+
+
+def jwt_shop() -> Starlette:
+    """fastapi-users' cookie transport in small: a log-in and a refresh write the JWT cookie."""
+    from tests.tokens import COOKIE, claims, sign
+
+    def with_token(user: str, lifetime: float) -> Response:
+        response = PlainTextResponse("token written")
+        response.set_cookie(COOKIE, sign(claims(user, lifetime=lifetime)), httponly=True)
+        return response
+
+    async def login(request: Request) -> Response:
+        return with_token(request.query_params["user"], 3600)
+
+    async def refresh(_request: Request) -> Response:
+        return with_token("alice", 7200)  # a new token of the same user
+
+    async def orders(_request: Request) -> Response:
+        return PlainTextResponse("orders")
+
+    return Starlette(
+        routes=[Route("/login", login), Route("/admin/refresh", refresh), Route("/admin/orders", orders)]
+    )
+
+
+async def test_asgi_a_jwt_written_anew_ends_the_proof_only_for_another_user(
+    make_harness: Callable[..., Any],
+) -> None:
+    from tests.tokens import AUDIENCE, COOKIE, SECRET
+
+    identity = {"from": "jwt", "cookie": COOKIE, "secret": SECRET, "audience": AUDIENCE}
+    h: Harness = await make_harness(jwt_shop(), interfaces=admin(identity))
+    await h.service.set_phone("admin", "alice", *ADMIN_PHONE, confirmed=True)
+    assert (await h.client.get("/login", params={"user": "alice"})).text == "token written"
+    await h.send({"accept": "text/html"})
+    assert (await h.verify({"accept": "text/html"}, await h.latest_code())).status_code == 303
+    assert (await h.client.get("/admin/orders")).text == "orders"
+
+    refreshed = await h.client.get("/admin/refresh")  # the same user: the proof stays
+    assert any(v.startswith(f"{COOKIE}=") for v in set_cookies(refreshed))
+    assert not any(v.startswith("tfa_admin=") for v in set_cookies(refreshed))
+    assert (await h.client.get("/admin/orders")).text == "orders"
+
+    other = await h.client.get("/login", params={"user": "mallory"})  # another user's token
+    assert proof_clear_cookie("tfa_admin", https=False) in set_cookies(other)
+    assert "tfa_admin" not in h.client.cookies
+
+
 async def test_asgi_a_header_resolver_is_not_watched(make_harness: Callable[..., Any]) -> None:
     h: Harness = await make_harness(
         cookie_shop(), interfaces=admin({"from": "callable", "path": "tests.harness:header_resolver"})
@@ -282,7 +429,10 @@ def test_wsgi_the_shops_logout_ends_the_proof_without_logout_url(make_wsgi: Call
     assert is_challenge(h.client.get("/admin/orders", headers={"cookie": cookie, "accept": "text/html"}))
 
 
-def flask_login_shop() -> Any:
+def flask_login_shop(keep: bool = False) -> Any:
+    """A Flask-Login shop; with ``keep``, its session holds a key of its own besides the login (a
+    Flask-WTF CSRF token, say): ``logout_user()`` then leaves it, and Flask writes the cookie anew."""
+    from flask import session
     from flask_login import LoginManager, login_required, login_user, logout_user
 
     from tests.flask_shop import flask_app
@@ -293,6 +443,8 @@ def flask_login_shop() -> Any:
 
     @app.get("/login/<user_id>")
     def login(user_id: str) -> str:
+        if keep:
+            session["csrf_token"] = "token"
         login_user(User(user_id))
         return "in"
 
@@ -309,21 +461,33 @@ def flask_login_shop() -> Any:
     return app
 
 
-def test_wsgi_flask_login_logout_and_in_again_asks_again(make_wsgi: Callable[..., WSGIHarness]) -> None:
+@pytest.mark.parametrize("keep", [False, True], ids=["session-deleted", "session-written-anew"])
+def test_wsgi_flask_login_logout_and_in_again_asks_again(
+    make_wsgi: Callable[..., WSGIHarness], keep: bool
+) -> None:
     from tests.flask_shop import SECRET
 
     identity = {"from": "flask_session", "secret_key": SECRET}
-    h = make_wsgi(flask_login_shop(), interfaces={"admin": {"path_prefix": "/admin", "identity": identity}})
+    h = make_wsgi(
+        flask_login_shop(keep), interfaces={"admin": {"path_prefix": "/admin", "identity": identity}}
+    )
     h.run(h.service.set_phone("admin", "7", *ADMIN_PHONE, confirmed=True))
     assert h.client.get("/login/7").text == "in"
     h.pass_challenge({"accept": "text/html"})
     assert h.client.get("/admin/orders").text == "orders"
 
     out = h.client.get("/logout")  # outside the prefix; Flask-Login's _id stays the same at re-login
+    written = [v for v in set_cookies(out) if v.startswith("session=")]
+    assert len(written) == 1
+    assert (ended_cookie(written[0], time.time()) is None) is keep  # written anew, or deleted
     assert proof_clear_cookie("tfa_admin", https=False) in set_cookies(out)
     assert "tfa_admin" not in h.client.cookies
     assert h.client.get("/login/7").text == "in"
     assert is_challenge(h.client.get("/admin/orders", headers={"accept": "text/html"}))
+    # The same _id as before the logout: the new proof is taken at once all the same.
+    h.clock.advance(h.settings.limits.send_cooldown_seconds)
+    h.pass_challenge({"accept": "text/html"})
+    assert h.client.get("/admin/orders").text == "orders"
 
 
 def test_wsgi_a_request_without_a_proof_cookie_is_not_watched(make_wsgi: Callable[..., WSGIHarness]) -> None:

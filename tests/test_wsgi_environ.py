@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from tests.wsgi_harness import WSGIHarness
 from tfa_middleware import StoreUnavailable
 from tfa_middleware.asgi import CookieParser
-from tfa_middleware.wsgi.environ import EnvironCookies, LazyHeaders, http_scope, read_body
+from tfa_middleware.wsgi.environ import (
+    EnvironCookies,
+    LazyHeaders,
+    complete,
+    http_scope,
+    light_scope,
+    read_body,
+)
 
 ENVIRON = {
     "REQUEST_METHOD": "POST",
@@ -59,6 +66,17 @@ def test_the_scope_of_a_wsgi_request() -> None:
         b"content-type": b"application/x-www-form-urlencoded",
         b"content-length": b"7",
     }
+
+
+def test_the_light_scope_is_the_scope_less_the_rest_and_completes_to_it() -> None:
+    light = light_scope(ENVIRON, "/admin/orders", "/shop")
+    full = http_scope(ENVIRON, "/admin/orders", "/shop")
+    assert set(light) == {"type", "method", "scheme", "path", "root_path", "headers", "wsgi.environ"}
+    assert {k: v for k, v in full.items() if k in light} == light
+    assert complete(light) is light
+    assert light == full
+    again = dict(light)
+    assert complete(light) == again  # completing twice changes nothing
 
 
 def test_headers_are_built_once_and_only_when_read() -> None:

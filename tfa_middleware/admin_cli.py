@@ -4,6 +4,8 @@
     tfa-middleware users show   --config FILE INTERFACE USER_ID [--json]
     tfa-middleware users set-phone --config FILE INTERFACE USER_ID COUNTRY_CODE NUMBER [--unconfirmed]
     tfa-middleware users require-enrollment|reset|delete|unlock --config FILE INTERFACE USER_ID
+    tfa-middleware users factors|recovery-codes --config FILE INTERFACE USER_ID   (factors_cli.py)
+    tfa-middleware users remove-factor|forget-browser --config FILE INTERFACE USER_ID ID
     tfa-middleware audit --config FILE [--interface I] [--user ID] [--since 24h|7d|2026-11-01] [--json]
     tfa-middleware db upgrade|current|check --config FILE
     tfa-middleware db purge --config FILE --older-than 90d
@@ -36,33 +38,35 @@ ServiceCommand = Callable[[TwoFactor, argparse.Namespace], Awaitable[int]]
 StoreCommand = Callable[[Store, Settings, argparse.Namespace], Awaitable[int]]
 
 
-def register(commands: Any) -> None:
+def register(commands: Any) -> Any:
+    """The ``users``, ``db`` and ``audit`` commands; the ``users`` subcommands' parsers, for
+    factors_cli to add its own beside them."""
     users = commands.add_parser("users", help="show and change users' second factors")
     actions = users.add_subparsers(dest="users_command", required=True)
 
     listing = actions.add_parser("list", help="enrolled users, most recently changed first")
-    _common(listing)
+    common(listing)
     listing.add_argument("--interface", help="only this interface")
     listing.add_argument("--search", default="", help="user ids starting with this")
     listing.add_argument("--limit", type=int, default=100)
-    listing.set_defaults(handler=_with_service(_list))
+    listing.set_defaults(handler=with_service(_list))
 
     show = actions.add_parser("show", help="one user's second factor")
-    _common(show, user=True)
-    show.set_defaults(handler=_with_service(_show))
+    common(show, user=True)
+    show.set_defaults(handler=with_service(_show))
 
     set_phone = actions.add_parser("set-phone", help="give a user a phone (active at once)")
-    _common(set_phone, user=True)
+    common(set_phone, user=True)
     set_phone.add_argument("country_code", help="country calling code, e.g. 1 or +44")
     set_phone.add_argument("number", help="the national number")
     set_phone.add_argument(
         "--unconfirmed", action="store_true", help="the user confirms it with a code at the next sign-in"
     )
-    set_phone.set_defaults(handler=_with_service(_set_phone))
+    set_phone.set_defaults(handler=with_service(_set_phone))
     for action, (act, text) in _USER_ACTIONS.items():
         parser = actions.add_parser(action, help=text)
-        _common(parser, user=True)
-        parser.set_defaults(handler=_with_service(act))
+        common(parser, user=True)
+        parser.set_defaults(handler=with_service(act))
 
     # The schema commands need the database only: no provider, no HTTP client, and no import of the
     # shop's on_event, so an upgrade runs before the shop's code for this release is even installed.
@@ -89,9 +93,10 @@ def register(commands: Any) -> None:
     audit.add_argument("--limit", type=int, default=200)
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     audit.set_defaults(handler=_with_store(_audit))
+    return actions
 
 
-def _common(parser: argparse.ArgumentParser, *, user: bool = False) -> None:
+def common(parser: argparse.ArgumentParser, *, user: bool = False) -> None:
     parser.add_argument("--config", required=True, help="the settings file")
     parser.add_argument("--json", action="store_true", help="print JSON")
     if user:
@@ -99,7 +104,7 @@ def _common(parser: argparse.ArgumentParser, *, user: bool = False) -> None:
         parser.add_argument("user_id", help="the shop's user id")
 
 
-def _with_service(command: ServiceCommand) -> Handler:
+def with_service(command: ServiceCommand) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         return asyncio.run(_on_service(command, args))
 
@@ -152,13 +157,13 @@ async def _set_phone(tfa: TwoFactor, args: argparse.Namespace) -> int:
         args.country_code,
         args.number,
         confirmed=not args.unconfirmed,
-        request=_who(),
+        request=who(),
     )
     _print_users([status], args.json)
     return 0
 
 
-async def _existing(tfa: TwoFactor, args: argparse.Namespace) -> EnrollmentStatus | None:
+async def existing(tfa: TwoFactor, args: argparse.Namespace) -> EnrollmentStatus | None:
     """The user's status (validating the interface and the id); None, said on stderr, if they have
     no second factor here: the actions below would only record events about nobody."""
     current = await tfa.status(args.interface, args.user_id)
@@ -172,7 +177,7 @@ async def _existing(tfa: TwoFactor, args: argparse.Namespace) -> EnrollmentStatu
 
 
 async def _show(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    current = await _existing(tfa, args)
+    current = await existing(tfa, args)
     if current is None:
         return 1
     _print_users([current], args.json)
@@ -180,31 +185,31 @@ async def _show(tfa: TwoFactor, args: argparse.Namespace) -> int:
 
 
 async def _require_enrollment(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    if await _existing(tfa, args) is None:
+    if await existing(tfa, args) is None:
         return 1
-    _print_users([await tfa.require_enrollment(args.interface, args.user_id, request=_who())], args.json)
+    _print_users([await tfa.require_enrollment(args.interface, args.user_id, request=who())], args.json)
     return 0
 
 
 async def _reset(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    if await _existing(tfa, args) is None:
+    if await existing(tfa, args) is None:
         return 1
-    _print_users([await tfa.reset(args.interface, args.user_id, request=_who())], args.json)
+    _print_users([await tfa.reset(args.interface, args.user_id, request=who())], args.json)
     return 0
 
 
 async def _delete(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    if await _existing(tfa, args) is None:
+    if await existing(tfa, args) is None:
         return 1
-    await tfa.delete(args.interface, args.user_id, request=_who())
+    await tfa.delete(args.interface, args.user_id, request=who())
     print(json.dumps({"deleted": True}) if args.json else f"{args.interface} user {args.user_id} deleted")
     return 0
 
 
 async def _unlock(tfa: TwoFactor, args: argparse.Namespace) -> int:
-    if await _existing(tfa, args) is None:
+    if await existing(tfa, args) is None:
         return 1
-    await tfa.unlock(args.interface, args.user_id, request=_who())
+    await tfa.unlock(args.interface, args.user_id, request=who())
     _print_users([await tfa.status(args.interface, args.user_id)], args.json)
     return 0
 
@@ -220,7 +225,7 @@ _USER_ACTIONS: dict[str, tuple[ServiceCommand, str]] = {
 }
 
 
-def _who() -> RequestInfo:
+def who() -> RequestInfo:
     return RequestInfo(actor=f"cli:{getpass.getuser()}")
 
 
@@ -233,8 +238,8 @@ def _print_users(rows: list[EnrollmentStatus], as_json: bool) -> None:
             "phone": s.masked_phone or None,
             "pending_phone": s.pending_masked_phone or None,
             "require_enrollment": s.require_enrollment,
-            "last_verified_at": _iso(s.last_verified_at),
-            "locked_until": _iso(s.locked_until),
+            "last_verified_at": iso(s.last_verified_at),
+            "locked_until": iso(s.locked_until),
         }
         if as_json:
             print(json.dumps(record, ensure_ascii=False))
@@ -261,7 +266,7 @@ async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> 
             print(
                 json.dumps(
                     {
-                        "at": _iso(e.at),
+                        "at": iso(e.at),
                         "interface": e.interface,
                         "user_id": e.user_id,
                         "event": e.kind,
@@ -274,7 +279,7 @@ async def _audit(store: Store, settings: Settings, args: argparse.Namespace) -> 
             )
         else:
             detail = " ".join(f"{k}={v}" for k, v in sorted((e.detail or {}).items()))
-            print(f"{_iso(e.at)}  {e.interface}/{e.user_id}  {e.kind}  {e.ip or '-'}  {detail}".rstrip())
+            print(f"{iso(e.at)}  {e.interface}/{e.user_id}  {e.kind}  {e.ip or '-'}  {detail}".rstrip())
     if not found and not args.json:
         print("(no events)")
     return 0
@@ -331,7 +336,7 @@ def parse_since(text: str, now: float) -> float:
     return moment.timestamp()
 
 
-def _iso(at: float | None) -> str | None:
+def iso(at: float | None) -> str | None:
     if not at:
         return None
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -7,6 +7,7 @@ tfa-middleware doctor --config FILE [--cookie '...'] [--header 'Name: value'] [-
                                            and the settings that look wrong
 tfa-middleware outbox --config FILE        the latest sandbox messages (test mode only: codes included)
 tfa-middleware users list|show|set-phone|require-enrollment|reset|delete|unlock --config FILE ...
+tfa-middleware users factors|remove-factor|forget-browser|recovery-codes --config FILE ...
 tfa-middleware audit --config FILE [--user ID] [--since 7d]
 tfa-middleware fake-provider authy|twilio_verify --port N
                                            a fake Authy or Twilio Verify API to try production mode
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from . import admin_cli, doctor
+from . import admin_cli, doctor, factors_cli
 from .admin_cli import Handler
 from .asgi import canonical_path
 from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks a free port")
     fake.set_defaults(handler=_fake_provider_command)
 
-    admin_cli.register(commands)
+    factors_cli.register(admin_cli.register(commands))
 
     args = parser.parse_args(argv)
     handler: Handler = args.handler
@@ -129,8 +130,9 @@ def _outbox_command(args: argparse.Namespace) -> int:
 
 def _check_config(path: str, as_json: bool) -> int:
     settings = load_settings(path)
-    # A callable that cannot be imported would stop the server at start: say so now, by key path.
-    problems = doctor.import_problems(settings)
+    # What would stop the server at start (a callable that cannot be imported, a missing extra,
+    # Django not set up): say so now, by key path.
+    problems = doctor.start_problems(settings)
     if problems:
         raise ConfigError(problems, path)
     described = settings.describe()

@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # PyJWT is an extra: the module is imported only for a from: 
     from .identity.tokens import JwtResolver
 
 
-
 async def doctor(
     settings: Settings, *, cookie: str | None, headers: Sequence[tuple[str, str]], path: str | None, peer: str
 ) -> int:
@@ -238,19 +237,25 @@ def setting_warnings(settings: Settings) -> list[str]:
     return out
 
 
-def import_problems(settings: Settings) -> list[str]:
-    """Every ``from: callable`` path and ``on_event`` that cannot be imported, by key path."""
-    targets = [
-        (f"interfaces.{i.name}.identity.path", i.identity.callable_path)
-        for i in settings.interfaces.values()
-        if i.enabled and isinstance(i.identity, CallableSource)
-    ]
-    if settings.on_event:
-        targets.append(("on_event", settings.on_event))
+def start_problems(settings: Settings) -> list[str]:
+    """What would stop the server at start, by key path: each enabled interface's resolver built
+    as the middleware builds it (a ``from: callable`` imported; the extra of ``flask_session``,
+    ``jwt`` and ``django_session`` installed, a JWT public key loaded; Django set up from
+    ``DJANGO_SETTINGS_MODULE`` as ``manage.py`` would, its apps checked), and ``on_event`` imported."""
     problems: list[str] = []
-    for where, target in targets:
+    for iface in settings.interfaces.values():
+        if not iface.enabled:
+            continue
+        where = f"interfaces.{iface.name}.identity"
         try:
-            import_callable(str(target), where)
+            if isinstance(iface.identity, DjangoSessionSource):
+                setup_for_command_line(where)
+            build_resolver(iface.identity, trusted_proxies=settings.trusted_proxies, where=where)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if settings.on_event:
+        try:
+            import_callable(str(settings.on_event), "on_event")
         except ConfigError as exc:
             problems.extend(exc.problems)
     return problems

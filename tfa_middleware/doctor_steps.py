@@ -61,8 +61,10 @@ def cookie_steps(
     name, key, age = resolver.cookie_name, resolver.key, resolver.max_age
     flask = isinstance(resolver, FlaskSessionResolver)
     key_setting = "identity.user_key" if flask else "identity.key"
-    secret = "the shop's SECRET_KEY (or one of SECRET_KEY_FALLBACKS)" if flask else (
-        "the secret_key of the shop's SessionMiddleware"
+    secret = (
+        "the shop's SECRET_KEY (or one of SECRET_KEY_FALLBACKS)"
+        if flask
+        else ("the secret_key of the shop's SessionMiddleware")
     )
     too_old = "give the shop's PERMANENT_SESSION_LIFETIME" if flask else "remove max_age_seconds"
     cookie_setting = "SESSION_COOKIE_NAME" if flask else "SessionMiddleware session_cookie"

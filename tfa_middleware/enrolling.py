@@ -5,6 +5,7 @@ one transaction; the proofs a change must void die with a generation bump."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import phone as phones
 from .audit import AuditTrail, RequestInfo
@@ -15,6 +16,7 @@ from .proof import CLOCK_SKEW_SECONDS, session_digest
 from .settings import Settings
 from .store import Store
 from .store import enrollments as enrollment_rows
+from .store import factors as factor_rows
 from .store import revocations as revocation_rows
 from .store.enrollments import KEEP, NewPhone, PhoneChange
 
@@ -31,7 +33,14 @@ class Enrolling:
 
     async def status(self, interface: str, user_id: str) -> EnrollmentStatus:
         row = await enrollment_rows.get(self.store, interface, user_id)
-        return status_of(interface, user_id, row, self.clock())
+        status = status_of(interface, user_id, row, self.clock())
+        if row is None:
+            return replace(status, usable=())
+        kinds = await factor_rows.kinds(self.store, interface, user_id)
+        allowed = self.settings.interface(interface).factors
+        # A passkey first (it cannot be phished), then the app (no text message, works offline).
+        usable = tuple(k for k in ("webauthn", "totp", "sms") if k in kinds and k in allowed)
+        return replace(status, factors=kinds, usable=usable)
 
     async def set_phone(
         self,
@@ -73,9 +82,11 @@ class Enrolling:
         )
 
     async def reset(self, interface: str, user_id: str, request: RequestInfo | None) -> EnrollmentStatus:
+        # Every factor goes (apps and recovery codes too: a reset is for a user who lost them),
+        # and the generation bump forgets the remembered browsers.
         return await self._change(
             interface, user_id, "reset", request, bump_generation=True,
-            active=None, pending=None, require_enrollment=False,
+            active=None, pending=None, require_enrollment=False, forget_factors=True,
         )  # fmt: skip
 
     async def unlock(self, interface: str, user_id: str, request: RequestInfo | None) -> bool:
@@ -164,6 +175,7 @@ class Enrolling:
         require_enrollment: bool | None = None,
         active: PhoneChange = KEEP,
         pending: PhoneChange = KEEP,
+        forget_factors: bool = False,
     ) -> EnrollmentStatus:
         """Change a user's enrollment; its event commits with it."""
         now = self.clock()
@@ -178,4 +190,6 @@ class Enrolling:
                 active=active,
                 pending=pending,
             )
+            if forget_factors:
+                await factor_rows.remove_all(conn, interface, user_id, except_kind=enrollment_rows.SMS)
         return status_of(interface, user_id, row, now)

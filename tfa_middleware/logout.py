@@ -22,7 +22,7 @@ from .identity import Identity
 from .proof import proof_clear_cookie
 from .routes import Interface
 from .service import TwoFactor
-from .session_end import Ended, SessionEnds, same_login, set_cookies_asgi
+from .session_end import Ended, Reissued, SessionEnds, same_login, set_cookies_asgi
 
 log = logging.getLogger("tfa_middleware")
 
@@ -87,13 +87,24 @@ class ShopLogout:
         already knows of this request (on a protected path), read before the shop ran."""
         assert self.ends is not None
         headers = message.get("headers") or ()
-        found = self.ends.ended(set_cookies_asgi(headers), scope, self.clock())
+        found, reissued = self.ends.ended(set_cookies_asgi(headers), scope, self.clock())
+        for new in reissued:
+            if await self._ends_login(new):
+                found.append(new.end)
         if not found:
             return message
         for end in found:
             await self._revoke_ended(end, scope, identity if end.iface is iface else None)
         cleared = [(b"set-cookie", end.clear.encode("latin-1")) for end in found]
         return {**message, "headers": [*headers, *cleared]}
+
+    async def _ends_login(self, new: Reissued) -> bool:
+        """Whether the session cookie the shop writes anew holds anybody but the proof's user."""
+        try:
+            identity = await self.identify(new.end.iface, new.scope)
+        except Exception:
+            return True  # a cookie the resolver cannot read holds no login it can vouch for
+        return identity is None or identity.user_id != new.user_id
 
     async def _revoke_ended(self, end: Ended, scope: Scope, identity: Identity | None) -> None:
         if end.proof is None:
@@ -119,20 +130,29 @@ def logout_watch(
     """The ``send`` given to the shop on a request carrying a watched proof cookie: the response
     start is scanned for ``set-cookie``, and only an answer setting a cookie is read further.
 
-    A closure (cheaper to make than an object), and not a coroutine itself: a message passes on
-    as the shop's send's own awaitable, so the watch adds no coroutine per message."""
-
-    async def ended(message: Message) -> None:
-        await send(await logout.ended(message, scope, iface, identity))
+    One closure (cheaper to make than an object), and not a coroutine itself: a message passes on
+    as the shop's send's own awaitable, so the watch adds no coroutine per message, and only an
+    answer setting a cookie makes one (:func:`_read_ended`)."""
 
     def watched(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             for key, _ in message.get("headers") or ():
                 if key == b"set-cookie":
-                    return ended(message)
+                    return _read_ended(logout, message, scope, send, iface, identity)
         return send(message)
 
     return watched
+
+
+async def _read_ended(
+    logout: ShopLogout,
+    message: Message,
+    scope: Scope,
+    send: Send,
+    iface: Interface | None,
+    identity: Identity | None,
+) -> None:
+    await send(await logout.ended(message, scope, iface, identity))
 
 
 async def revoke_login(

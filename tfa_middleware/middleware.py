@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .asgi import CookieParser, inside
+from .asgi import CookieParser
 from .errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from .guard import ErrorLog, unidentified
 from .identity import Identity, Resolver, as_identity
@@ -133,7 +133,7 @@ class TwoFactorMiddleware:
         route = self._routes.get(raw) or await self._route(raw, scope, receive, send)
         if route is None:
             return
-        iface, path, logouts = route
+        iface, path, logouts, in_pages = route
         if iface is None:
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
@@ -154,7 +154,6 @@ class TwoFactorMiddleware:
             await self._resolver_failed(iface, exc, scope, receive, send)
             return
 
-        in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
             await unidentified(self.app, iface.settings, self._errors, raw, scope, receive, send)
             return
@@ -253,7 +252,7 @@ class TwoFactorMiddleware:
             status = await self.service.status(iface.settings.name, identity.user_id)
         except StoreUnavailable:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
-        return status.state == "none"
+        return status.state == "none" and not status.factors  # an app is a second factor too
 
     async def _challenge(
         self, iface: Interface, scope: Scope, receive: Receive, send: Send, raw: str, root: str

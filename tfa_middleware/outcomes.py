@@ -26,11 +26,17 @@ class EnrollmentStatus:
     last_verified_at: float | None
     locked_until: float = 0.0  # while the verify lock holds (limits.py), else 0
     pending_assigned: bool = False  # the pending number was set by a manager: binding
+    # The kinds of the user's confirmed factors (sms, totp, recovery while a code is left), and the
+    # ones they may sign in with on this interface, preferred first (None: only the phone counts,
+    # for a status read without the interface's factors).
+    factors: frozenset[str] = frozenset()
+    usable: tuple[str, ...] | None = None
 
     @property
     def needs_enrollment(self) -> bool:
-        """True when the user must (re-)enroll before a login code can be sent."""
-        return self.state != "active" or self.require_enrollment
+        """True when the user must (re-)enroll before a code can let them in."""
+        usable = self.state == "active" if self.usable is None else bool(self.usable)
+        return not usable or self.require_enrollment
 
 
 class SendStatus(enum.Enum):
@@ -68,7 +74,7 @@ class VerifyOutcome:
 @dataclass(frozen=True, slots=True)
 class Revocations:
     """What voids a user's proof: another generation, or a login (session digest) that the shop
-    signed out at ``sessions[digest]``, for a proof of that login issued before then."""
+    signed out at ``sessions[digest]``, for a proof of that login that had not seen that sign-out."""
 
     generation: int
     sessions: Mapping[str, float]

@@ -4,8 +4,12 @@ The value is ``base64url(json payload) . base64url(HMAC-SHA256)`` made with itsd
 :class:`~itsdangerous.Signer` (a salt per interface, so an admin cookie never verifies on the
 customer interface). ``secret_keys`` is a list: the newest (last) signs, all of them verify.
 
-The payload holds the interface, user id, generation, issue time, method and a digest of the shop's
-session id: no phone number, no code, no other personal data. The lifetime is absolute, counted
+The payload holds the interface, user id, generation, issue time, method, a digest of the shop's
+session id, and the time the shop last signed that login out as the database knew it when the proof
+was issued (``seen``): no phone number, no code, no other personal data. A sign-out recorded later
+than ``seen`` voids the proof, so a browser whose session id outlives a logout (Flask-Login's
+``_id``) passes the second factor again at once after logging back in, and no clock of one host is
+compared with another's. The lifetime is absolute, counted
 from the payload's own issue time; a time in the future is refused.
 
 Verifying is the hot path. A bounded map from cookie values already verified to their payload
@@ -34,15 +38,21 @@ from .settings import Secret
 
 MAX_COOKIE_BYTES = 4096  # security requirement 11
 CLOCK_SKEW_SECONDS = 5  # several hosts' clocks disagree a little; a cookie from further ahead is refused
-_FORMAT = 1
+# 3 adds ``browser``; 2 (without it) and 1 (without ``seen`` too) are still read, as a browser of
+# none and a sign-out seen never, so that an upgrade signs nobody out.
+_FORMAT = 3
+_SHAPES = (([_FORMAT], 9), ([2], 8), ([1], 7))
 
 
 @dataclass(frozen=True, slots=True)
 class Proof:
     """A verified second factor, as the app reads it with :func:`~tfa_middleware.second_factor`:
     the interface and shop user id it was done for, the user's generation then, when it was done
-    (``issued_at``, Unix seconds), how (``method``: ``"sms"``), and a digest of the shop's session
-    id ("" when the resolver gives none)."""
+    (``issued_at``, Unix seconds), how (``method``: ``"sms"``), a digest of the shop's session
+    id ("" when the resolver gives none), and when that login was last signed out as far as the
+    database knew at issue (``seen``, 0 for never): a later sign-out voids the proof. ``browser``
+    is a digest of the remembered browser's token when there is one ("" otherwise): forgetting
+    that browser voids the proofs it got."""
 
     interface: str
     user_id: str
@@ -50,6 +60,8 @@ class Proof:
     issued_at: int
     method: str
     session_digest: str
+    seen: float = 0.0
+    browser: str = ""
 
 
 # Starlette's delete_cookie writes an empty value as "" too; a fixed date keeps the header a constant.
@@ -104,9 +116,19 @@ class ProofCodec:
         )
         self._verified: BoundedCache[str, Proof] = BoundedCache(cache_size)
 
-    def issue(self, user_id: str, generation: int, now: float, method: str, session_id: str | None) -> str:
+    def issue(
+        self,
+        user_id: str,
+        generation: int,
+        now: float,
+        method: str,
+        session_id: str | None,
+        seen: float = 0.0,
+        browser: str = "",
+    ) -> str:
+        digest = session_digest(session_id)
         payload = json.dumps(
-            [_FORMAT, self.interface, user_id, generation, int(now), method, session_digest(session_id)],
+            [_FORMAT, self.interface, user_id, generation, int(now), method, digest, seen, browser],
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
@@ -136,10 +158,12 @@ class ProofCodec:
             raw = json.loads(base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4)))
         except (BadSignature, UnicodeError, ValueError):
             return None
-        # A genuine signature over a payload of another shape (an older format) is still refused.
-        if not (isinstance(raw, list) and len(raw) == 7 and raw[0] == _FORMAT):
+        # A genuine signature over a payload of another shape is still refused.
+        if not isinstance(raw, list) or (raw[:1], len(raw)) not in _SHAPES:
             return None
-        _, interface, user_id, generation, issued_at, method, digest = raw
+        _, interface, user_id, generation, issued_at, method, digest, *rest = raw
+        seen = rest[0] if rest else 0.0
+        browser = rest[1] if len(rest) > 1 else ""
         if not (
             interface == self.interface
             and isinstance(user_id, str)
@@ -147,6 +171,8 @@ class ProofCodec:
             and type(issued_at) is int
             and isinstance(method, str)
             and isinstance(digest, str)
+            and type(seen) in (int, float)
+            and isinstance(browser, str)
         ):
             return None
-        return Proof(interface, user_id, generation, issued_at, method, digest)
+        return Proof(interface, user_id, generation, issued_at, method, digest, float(seen), browser)

@@ -19,7 +19,7 @@ from .asgi import CookieParser, is_https
 from .cache import BoundedCache
 from .errors import StoreUnavailable
 from .identity import Identity
-from .proof import CLOCK_SKEW_SECONDS, Proof, session_digest
+from .proof import Proof, session_digest
 from .routes import Interface
 from .service import Revocations, TwoFactor
 
@@ -98,10 +98,15 @@ def unrevoked(proof: Proof, current: Revocations) -> Proof | None:
     """``proof`` unless the user's generation moved on or the shop signed its login out."""
     if proof.generation != current.generation:
         return None
-    if proof.session_digest and current.sessions:
-        # That login was signed out by the shop: its proofs from before then are void. A
-        # clock a little ahead on the host that issued the proof must not save it.
-        revoked_at = current.sessions.get(proof.session_digest)
-        if revoked_at is not None and proof.issued_at <= revoked_at + CLOCK_SKEW_SECONDS:
+    if current.sessions:  # most users have no revocation: one test, and the proof goes on
+        # That login was signed out by the shop after the proof was issued (the proof carries the
+        # sign-out it saw): void. No clock is compared, so no host's clock can save a proof, and a
+        # browser whose session id outlives the logout is not refused after passing again.
+        revoked_at = current.sessions.get(proof.session_digest) if proof.session_digest else None
+        if revoked_at is not None and revoked_at > proof.seen:
+            return None
+        # A remembered browser that was forgotten: every proof it got is void, whenever issued
+        # (a forgotten browser's token never works again, so no later proof can carry it).
+        if proof.browser and proof.browser in current.sessions:
             return None
     return proof

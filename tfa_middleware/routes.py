@@ -53,6 +53,8 @@ class Interface:
     # The shop's cookie the resolver reads (session or JWT), when a resolver built from the YAML
     # reads one: a shop answer deleting it is a logout, and the proof cookie goes with it.
     session_cookie: str | None = None
+    # The resolver reads only the request's headers: the WSGI middleware builds it a light scope.
+    light_scope: bool = False
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
@@ -61,9 +63,9 @@ class Interface:
         return self.cookie_https if https else self.cookie_http
 
 
-Route = tuple[Interface | None, str, tuple[Interface, ...]]
-"""The interface protecting a path (None: unprotected or exempt), the path's canonical form, and
-the interfaces whose shop logout it is."""
+Route = tuple[Interface | None, str, tuple[Interface, ...], bool]
+"""The interface protecting a path (None: unprotected or exempt), the path's canonical form, the
+interfaces whose shop logout it is, and whether it is one of the interface's own pages."""
 
 
 def build_interfaces(
@@ -143,7 +145,7 @@ class Router:
             iface = None  # the shop's logout is always open: nobody must need a code to leave
         elif iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
             iface = None
-        route = (iface, path, logouts)
+        route = (iface, path, logouts, iface is not None and inside(path, iface.pages_path))
         if len(raw) <= ROUTE_CACHE_MAX_PATH:
             self._routes.put(raw, route)
         return route

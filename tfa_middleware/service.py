@@ -25,6 +25,7 @@ from .audit import AuditTrail, EventHook, RequestInfo
 from .enrolling import Enrolling
 from .errors import EnrollmentNotAllowed as EnrollmentNotAllowed  # its old home: still importable from here
 from .errors import InvalidInput
+from .factors.service import FEW_LEFT, Factor, Factors, NewApp, RememberedBrowser
 from .imports import import_callable
 from .limits import Limits, Waits
 from .limits import Refusal as Refusal
@@ -37,6 +38,7 @@ from .outcomes import (
     VerifyStatus,
     status_of,
 )
+from .proof import session_digest
 from .providers.base import Provider
 from .providers.base import Purpose as Purpose
 from .providers.build import build_provider
@@ -49,12 +51,16 @@ from .store import revocations as revocation_rows
 from .tables import MAX_USER_ID_LENGTH
 
 __all__ = [
+    "FEW_LEFT",
     "AuditEvent",
     "EnrollmentNotAllowed",
     "EnrollmentStatus",
     "EventHook",
+    "Factor",
+    "NewApp",
     "Purpose",
     "Refusal",
+    "RememberedBrowser",
     "RequestInfo",
     "Revocations",
     "SendOutcome",
@@ -100,6 +106,8 @@ class TwoFactor:
         self.registrations = Registrations(provider, store, clock)
         self.enrolling = Enrolling(settings, store, self.limits, self.trail, clock)
         self.sign_in = SignIn(settings, store, provider, self.limits, self.trail, self.registrations, clock)
+        # The app, the recovery codes and the remembered browsers: tfa.factors.…
+        self.factors = Factors(settings, store, self.limits, self.trail, self._check, clock)
 
     @property
     def provider(self) -> Provider:
@@ -202,6 +210,14 @@ class TwoFactor:
         signed out one by one, in one query."""
         generation, sessions = await revocation_rows.of_user(self.store, interface, user_id, self.clock())
         return Revocations(generation, sessions)
+
+    async def signed_out_at(self, interface: str, user_id: str, session_id: str | None) -> float:
+        """When the shop last signed this login out (0.0 for never, or no session id): what a proof
+        issued now has seen, so that only a later sign-out voids it (``Proof.seen``)."""
+        if not session_id:
+            return 0.0
+        digest = session_digest(session_id)
+        return await revocation_rows.signed_out_at(self.store, interface, user_id, digest, self.clock())
 
     async def users(
         self, interface: str | Sequence[str] | None = None, *, search: str = "", limit: int = 200
@@ -349,6 +365,8 @@ class TwoFactor:
         for their own.
         """
         self._check(interface, user_id)
+        if not self.factors.allowed(interface, "sms"):
+            raise EnrollmentNotAllowed("Sign-in codes by text message are not used here.")
         return await self.enrolling.begin_enrollment(interface, user_id, country_code, number, request)
 
     async def keep_phone(
@@ -371,6 +389,8 @@ class TwoFactor:
         confirm it. ``purpose=Purpose.ENROLL`` sends to a pending number although another is
         active (a phone change; the caller has checked the user's fresh second factor)."""
         self._check(interface, user_id)
+        if not self.factors.allowed(interface, "sms"):
+            return SendOutcome(SendStatus.NEEDS_ENROLLMENT)  # this interface sends no text message
         return await self.sign_in.send_code(interface, user_id, channel, purpose, request)
 
     async def waits(self, interface: str, user_id: str) -> Waits:
@@ -393,10 +413,16 @@ class TwoFactor:
         *,
         purpose: Purpose | None = None,
         request: RequestInfo | None = None,
+        factor: str = "sms",
     ) -> VerifyOutcome:
-        """Check a code. Only ``APPROVED`` lets anyone in; a format error never reaches the provider.
-        ``purpose`` as for :meth:`send_code`."""
+        """Check a code: texted (``factor="sms"``), from the app (``"totp"``) or a recovery code
+        (``"recovery"``). Only ``APPROVED`` lets anyone in; a format error never reaches the
+        provider. ``purpose`` as for :meth:`send_code` (texted codes only)."""
         self._check(interface, user_id)
+        if factor != "sms":
+            return await self.factors.verify(interface, user_id, factor, code, request=request)
+        if not self.factors.allowed(interface, "sms"):
+            return VerifyOutcome(VerifyStatus.NEEDS_ENROLLMENT)  # this interface takes no texted code
         return await self.sign_in.verify_code(interface, user_id, code, purpose, request)
 
     # ------------------------------------------------------------------ internals

@@ -14,8 +14,15 @@ writes that deletion in its own words, all of them an expiry:
 
 So a header for the cookie ``name`` ends the session when its Max-Age is zero or less, or (without
 a Max-Age, which takes precedence: RFC 6265 5.3) its Expires lies in the past, or its value is
-empty: a browser holding an empty session cookie holds no login either. Anything else (a new
-session, a refreshed token) is not an end.
+empty: a browser holding an empty session cookie holds no login either.
+
+A shop may also log out by writing its session cookie anew: Flask-Login's ``logout_user()`` leaves a
+Flask session with other keys (a CSRF token, flashed messages), and Flask re-issues the cookie
+without the user. So a new value is read by the interface's own resolver, as the browser will
+send it back (:class:`Reissued`): nobody, another user, or a cookie the resolver cannot read ends
+the proof just the same. A value equal to the request's own, or one whose signed content is the
+same (``same_content``: Starlette's and Flask's cookies are re-signed with a new timestamp on
+every write), is no change and costs no read; a refreshed token of the same user is no end.
 
 What is watched, when some interface's resolver reads a cookie (``Interface.session_cookie``): on a
 protected path, the answers to requests with a valid proof of that interface; elsewhere (the
@@ -76,16 +83,17 @@ class SessionEnds:
                     return True
         return False
 
-    def ended(self, set_cookies: list[str], scope: Scope, now: float) -> list[Ended]:
-        """The watched interfaces whose session cookie ``set_cookies`` delete and whose proof
-        cookie this request carries."""
-        gone = ended_cookies(set_cookies, self.names, now)
-        if not gone:
-            return []
+    def ended(self, set_cookies: list[str], scope: Scope, now: float) -> tuple[list[Ended], list[Reissued]]:
+        """What ``set_cookies`` do to the watched interfaces whose proof cookie this request
+        carries: the sessions they delete, and the sessions they write anew (to be read)."""
+        changes = cookie_changes(set_cookies, self.names, now)
+        if not changes:
+            return [], []
         https = is_https(scope)
-        found = []
+        ended: list[Ended] = []
+        reissued: list[Reissued] = []
         for iface in self.watched:
-            if iface.session_cookie not in gone:
+            if iface.session_cookie not in changes:
                 continue
             name = iface.proof_cookie(https)
             value = self.cookies.read(scope, name)
@@ -93,8 +101,37 @@ class SessionEnds:
                 continue
             proof = iface.codec.read(value, now)
             bound = proof if proof is not None and proof.session_digest else None
-            found.append(Ended(iface, proof_clear_cookie(name, https), bound))
-        return found
+            end = Ended(iface, proof_clear_cookie(name, https), bound)
+            new = changes[iface.session_cookie]
+            if new is None or proof is None:
+                ended.append(end)  # deleted; or a proof that is no proof: nothing lost by clearing it
+            elif not self._unchanged(iface, scope, new):
+                reissued.append(Reissued(end, _as_sent_back(scope, iface.session_cookie, new), proof.user_id))
+        return ended, reissued
+
+    def _unchanged(self, iface: Interface, scope: Scope, new: str) -> bool:
+        """Whether the shop wrote back the session the request came with (a cookie parser's
+        reading of the Set-Cookie value: quotes are the browser's to keep and the parser's to drop)."""
+        assert iface.session_cookie is not None
+        old = self.cookies.read(scope, iface.session_cookie)
+        if old is None:
+            return False
+        if old == new or old == _unquoted(new):
+            return True
+        same = getattr(iface.resolver, "same_content", None)
+        return bool(same is not None and same(old, _unquoted(new)))
+
+
+@dataclass(frozen=True, slots=True)
+class Reissued:
+    """A new value of an interface's session cookie in the shop's answer, on a request carrying a
+    genuine proof of that interface: ``scope`` is the request as the browser will send the next
+    one (the new cookie alone), for the resolver to read; if it finds anybody but the proof's user,
+    ``end`` applies."""
+
+    end: Ended
+    scope: Scope
+    user_id: str
 
 
 def same_login(proof: Proof, identity: Identity | None) -> bool:
@@ -133,19 +170,41 @@ def ended_cookie(header: str, now: float) -> str | None:
     return None
 
 
-def ended_cookies(headers: Iterable[str], names: frozenset[str], now: float) -> set[str]:
-    """Which of ``names`` the ``Set-Cookie`` values ``headers`` delete (the last one of a name
-    decides, as in the browser: a deletion followed by a new cookie is a new session)."""
-    ended: set[str] = set()
+def cookie_changes(headers: Iterable[str], names: frozenset[str], now: float) -> dict[str, str | None]:
+    """What the ``Set-Cookie`` values ``headers`` do to the cookies ``names``: None for one they
+    delete, the new value (as written) for one they set. The last header of a name decides, as in
+    the browser: a deletion followed by a new cookie is a new session."""
+    changes: dict[str, str | None] = {}
     for header in headers:
-        name = header.partition("=")[0].strip()
-        if name not in names:
+        pair = header.partition(";")[0]
+        name, equals, value = pair.partition("=")
+        name = name.strip()
+        if not equals or name not in names:
             continue
-        if ended_cookie(header, now) == name:
-            ended.add(name)
-        else:
-            ended.discard(name)
-    return ended
+        changes[name] = None if ended_cookie(header, now) == name else value.strip()
+    return changes
+
+
+def ended_cookies(headers: Iterable[str], names: frozenset[str], now: float) -> set[str]:
+    """Which of ``names`` the ``Set-Cookie`` values ``headers`` delete."""
+    return {name for name, value in cookie_changes(headers, names, now).items() if value is None}
+
+
+def _unquoted(value: str) -> str:
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+
+
+def _as_sent_back(scope: Scope, name: str, value: str) -> Scope:
+    """The request as the browser sends the next one after storing ``name=value``: its headers
+    with that one cookie in place of the Cookie header (the environ's too, under WSGI)."""
+    cookie = f"{name}={value}"
+    headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"cookie"]
+    headers.append((b"cookie", cookie.encode("latin-1", "replace")))
+    sent = {**scope, "headers": headers}
+    environ = scope.get("wsgi.environ")
+    if environ is not None:
+        sent["wsgi.environ"] = {**environ, "HTTP_COOKIE": cookie}
+    return sent
 
 
 def set_cookies_asgi(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from . import phone as phones
 from .audit import AuditTrail, RequestInfo
 from .errors import InvalidInput, ProviderError
+from .factors.attempts import Attempts
 from .limits import Limits, Permit, Refusal, Waits
 from .outcomes import SendOutcome, SendStatus, VerifyOutcome, VerifyStatus, target_of
 from .providers.base import CheckResult, Provider, Purpose
@@ -22,7 +23,6 @@ from .registrations import Registrations
 from .settings import Settings
 from .store import Enrollment, Store
 from .store import enrollments as enrollment_rows
-from .store import events as event_rows
 
 log = logging.getLogger("tfa_middleware")
 
@@ -45,6 +45,7 @@ class SignIn:
         self.trail = trail
         self.registrations = registrations
         self.clock = clock
+        self.attempts = Attempts(settings, limits, trail)
 
     async def send_code(
         self, interface: str, user_id: str, channel: str, purpose: Purpose | None, request: RequestInfo | None
@@ -133,30 +134,8 @@ class SignIn:
         permit: Permit,
         request: RequestInfo | None,
     ) -> VerifyOutcome:
-        failures = permit.failures
-        failed = self.trail.event(
-            now, interface, user_id, "verify_failed", request, purpose=str(purpose), failures=str(failures)
-        )
-        if not self.limits.locks_now(permit):
-            async with self.store.statement() as conn:
-                await event_rows.add(conn, failed)
-            await self.trail.announce(failed)
-            return VerifyOutcome(VerifyStatus.REJECTED)
-        until = now + self.settings.limits.verify_lock_seconds
-        async with self.store.transaction() as conn:
-            # This failure set the lock, unless a right code checked beside it has wiped it since.
-            holds = await self.limits.lock_holds(conn, interface, user_id, now)
-            items = [failed]
-            if holds:
-                items.append(
-                    self.trail.event(now, interface, user_id, "locked", request, until=str(int(until)))
-                )
-            await event_rows.add(conn, *items)
-        await self.trail.announce(*items)
-        if not holds:
-            return VerifyOutcome(VerifyStatus.REJECTED)
-        log.warning("%s user %s locked after %d failed codes", interface, user_id, failures)
-        return VerifyOutcome(VerifyStatus.LOCKED, retry_at=until)
+        attempts = self.attempts
+        return await attempts.rejected(interface, user_id, now, permit, request, None, purpose=str(purpose))
 
     async def _approved(
         self, before: Enrollment, phone: str, purpose: Purpose, now: float, request: RequestInfo | None

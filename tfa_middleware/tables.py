@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 # The user_id columns' length, and so the longest user id the middleware and the service accept.
@@ -52,18 +53,24 @@ enrollments = Table(
 )
 
 # The user's factors, django-otp's devices: each a row of its own, so that a factor is added,
-# confirmed, used and removed on its own. Today one kind, ``sms`` (value: the E.164 number; the
-# provider's reference: the Authy id); at most one confirmed (the active phone) and one
-# unconfirmed (the pending phone, waiting for its code) per user. Every writer first updates the
-# user row, which serialises the changes of one user (a row lock in PostgreSQL, the write lock in
-# SQLite), so those two stay at most one each without a partial unique index.
+# confirmed, used and removed on its own. ``sms`` (value: the E.164 number; the provider's
+# reference: the Authy id): at most one confirmed (the active phone) and one unconfirmed (the
+# pending phone, waiting for its code) per user. ``totp`` (value: the secret, encrypted:
+# factors/keys.py; counter: the last time step accepted, so a code works once), unconfirmed until
+# its first code. ``recovery``: one row per code, value its keyed hash, last_used_at once used.
+# ``webauthn``: a passkey or security key (factors/passkeys.py): value the SHA-256 of its credential
+# id (what a sign-in looks it up by; unique among passkeys: no credential belongs to two users),
+# credential the id itself, its public key and transports (JSON), counter its sign counter.
+# Every writer first updates the user row, which serialises the changes of one user (a row lock
+# in PostgreSQL, the write lock in SQLite), so the phones stay at most one each without a partial
+# unique index.
 factors = Table(
     "tfa_factor",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("interface", String(32), nullable=False),
     Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
-    Column("kind", String(16), nullable=False),  # sms; later totp, recovery, webauthn
+    Column("kind", String(16), nullable=False),  # sms, totp, recovery, webauthn
     Column("value", String(255), nullable=False),
     Column("provider_ref", String(64)),  # the provider's id for it (Authy id), once registered
     Column("confirmed", Boolean, nullable=False),
@@ -71,7 +78,18 @@ factors = Table(
     Column("assigned_by_manager", Boolean, nullable=False, default=False, server_default=false()),
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
+    # totp: the last time step accepted (replay refused); webauthn: the authenticator's sign counter.
+    Column("counter", BigInteger),
+    Column("label", String(64)),  # the user's name for it ("work phone")
+    Column("credential", Text),  # webauthn: {"id", "public_key", "transports"} (JSON, base64url)
     Index("ix_tfa_factor_user", "interface", "user_id", "kind"),
+    Index(
+        "uq_tfa_factor_passkey",
+        "value",
+        unique=True,
+        sqlite_where=text("kind = 'webauthn'"),
+        postgresql_where=text("kind = 'webauthn'"),
+    ),
 )
 
 codes = Table(
@@ -165,8 +183,8 @@ events = Table(
 
 
 # Logins whose proofs the shop ended one by one (TwoFactor.sign_out with a session id): a proof
-# carrying one of these session digests, issued before revoked_at, is refused. A row is needed
-# only as long as such a proof could live, expires_at; `db purge` removes it after that.
+# carrying one of these session digests that had not seen this revoked_at (Proof.seen) is refused.
+# A row is needed only as long as such a proof could live, expires_at; `db purge` removes it then.
 revoked_sessions = Table(
     "tfa_revoked_session",
     metadata,
@@ -176,4 +194,25 @@ revoked_sessions = Table(
     Column("revoked_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Index("ix_tfa_revoked_session_expires", "expires_at"),
+)
+
+
+# Browsers a user chose to remember ("remember this browser"): one row each, so each can be seen
+# and revoked on its own. The cookie holds a random token; only its hash is stored. A row counts
+# only while the user row's generation is the one it was made at: any bump (phone change, reset,
+# sign out everywhere, `users reset`) forgets them all.
+remembered_browsers = Table(
+    "tfa_remembered_browser",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("generation", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("label", String(64), nullable=False),  # from the user agent: "Firefox on Linux"
+    Column("network", String(64), nullable=False),  # the IP's /24 or /48, not the address
+    Index("ix_tfa_remembered_browser_user", "interface", "user_id"),
 )

@@ -91,4 +91,3 @@ class Warnings:
             log.warning("%s: %s; the request counts as nobody logged in", self.label, reading.why)
         else:
             log.warning("%s: %s", self.label, reading.why)
-

@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -106,9 +106,13 @@ class DjangoSessionResolver:
     belong to the interface; a customer on ``/admin`` is nobody there, and Django's admin shows its
     own login. The session key is the session id, so Django's logout (which flushes the session)
     ends the proof; except with ``signed_cookies``, whose key is the session's own content and
-    changes with every write: there the proof is not bound (the ``logout_url`` ends it).
+    changes with every write: there the proof is not bound (the logout's answer, which deletes or
+    rewrites the cookie, ends it: ``session_end``).
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     MAX_HEADER = 4096
 
     def __init__(
@@ -139,7 +143,8 @@ class DjangoSessionResolver:
         self._parse = parse_cookie
         self._close_old_connections = close_old_connections
         self._clock = clock
-        self._keys: BoundedCache[bytes, str] = BoundedCache(cache_size)
+        # Keyed by the raw header (bytes, ASGI) or the environ's text (str, WSGI): never equal.
+        self._keys: BoundedCache[bytes | str, str] = BoundedCache(cache_size)
         self._readings: BoundedCache[str, tuple[Reading, float]] = BoundedCache(cache_size)
         self._warn = Warnings(label)
 
@@ -147,14 +152,26 @@ class DjangoSessionResolver:
         key = self.session_key(scope)
         if not key:
             return None
-        now = self._clock()
         hit = self._readings.get(key)
-        if hit is not None and now < hit[1]:
+        if hit is not None and self._clock() < hit[1]:
             return hit[0].identity
-        reading = await self._read(key)
+        return self._keep(key, await run_in_threadpool(self._read_here, key))
+
+    def in_this_thread(self, scope: Scope) -> Identity | None:
+        """The same answer, read in the calling thread: the WSGI middleware's, whose server thread
+        may block on the database as Django's own request does (no hop to an event loop)."""
+        key = self.session_key(scope)
+        if not key:
+            return None
+        hit = self._readings.get(key)
+        if hit is not None and self._clock() < hit[1]:
+            return hit[0].identity
+        return self._keep(key, self._read_here(key))
+
+    def _keep(self, key: str, reading: Reading) -> Identity | None:
         self._warn(reading)
         if self.cache_seconds > 0:
-            self._readings.put(key, (reading, now + self.cache_seconds))
+            self._readings.put(key, (reading, self._clock() + self.cache_seconds))
         return reading.identity
 
     async def read(self, scope: Scope) -> Reading:
@@ -166,7 +183,11 @@ class DjangoSessionResolver:
 
     def session_key(self, scope: Scope) -> str:
         """The session cookie as Django's ASGI request reads it ("" when there is none): every
-        header named Cookie in any case, each decoded as latin-1, joined with ","."""
+        header named Cookie in any case, each decoded as latin-1, joined with ","; under WSGI as
+        its WSGI request does (:meth:`_environ_key`)."""
+        environ = scope.get("wsgi.environ")
+        if environ is not None:
+            return self._environ_key(environ)
         values = [v for k, v in scope.get("headers", ()) if len(k) == 6 and k.lower() == b"cookie"]
         if not values:
             return _NO_SESSION
@@ -178,9 +199,26 @@ class DjangoSessionResolver:
                 self._keys.put(raw, key)
         return key
 
+    def _environ_key(self, environ: Mapping[str, Any]) -> str:
+        """Django's ``WSGIRequest.COOKIES``: the environ's ``HTTP_COOKIE`` (latin-1 text, PEP 3333)
+        turned back into its bytes and decoded as UTF-8 with replacement, then parsed."""
+        header = environ.get("HTTP_COOKIE")
+        if not header:
+            return _NO_SESSION
+        key = self._keys.get(header)
+        if key is None:
+            text = header.encode("latin-1").decode(errors="replace")
+            key = self._parse(text).get(self.cookie_name) or _NO_SESSION
+            if len(header) <= self.MAX_HEADER:
+                self._keys.put(header, key)
+        return key
+
     async def _read(self, key: str) -> Reading:
+        return await run_in_threadpool(self._read_here, key)
+
+    def _read_here(self, key: str) -> Reading:
         try:
-            return await run_in_threadpool(self._read_blocking, key)
+            return self._read_blocking(key)
         except IdentityUnreadable:
             raise
         except Exception as exc:

@@ -73,9 +73,13 @@ class WerkzeugCookies:
 
     def __init__(self, limit: int = 4096) -> None:
         self._parse = _werkzeug_parser()
-        self._parsed: BoundedCache[bytes, Mapping[str, str]] = BoundedCache(limit)
+        # Keyed by the raw header (bytes, ASGI) or the environ's text (str, WSGI): never equal.
+        self._parsed: BoundedCache[bytes | str, Mapping[str, str]] = BoundedCache(limit)
 
     def read(self, scope: Scope, name: str) -> str | None:
+        environ = scope.get("wsgi.environ")
+        if environ is not None:
+            return self._read_environ(environ, name)
         headers = [value for key, value in scope.get("headers", ()) if key == b"cookie"]
         if not headers:
             return None
@@ -87,6 +91,19 @@ class WerkzeugCookies:
             parsed = self._parse(raw.decode("latin-1"))
             if len(raw) <= self.MAX_HEADER:
                 self._parsed.put(raw, parsed)
+        return parsed.get(name)
+
+    def _read_environ(self, environ: Mapping[str, Any], name: str) -> str | None:
+        """Under WSGI, as a Werkzeug request reads it there: the environ's one ``HTTP_COOKIE``
+        text (the server joined repeated headers), latin-1 as PEP 3333 has it, parsed as it is."""
+        header = environ.get("HTTP_COOKIE")
+        if not header or name not in header:
+            return None
+        parsed = self._parsed.get(header)
+        if parsed is None:
+            parsed = self._parse(header)
+            if len(header) <= self.MAX_HEADER:
+                self._parsed.put(header, parsed)
         return parsed.get(name)
 
 
@@ -113,6 +130,9 @@ class FlaskSessionResolver:
         resolver = FlaskSessionResolver("session", [app.secret_key], clock=time.time)
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     CACHE_SECONDS = 3600.0
     CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 
@@ -153,6 +173,13 @@ class FlaskSessionResolver:
         self.cookies = cookies if cookies is not None else WerkzeugCookies()
         self._cache: BoundedCache[str, tuple[Reading, float]] = BoundedCache(cache_size)
         self._warn = Warnings(label)
+
+    @staticmethod
+    def same_content(old: str, new: str) -> bool:
+        """Whether two cookie values hold the same session: itsdangerous's timestamp signer writes
+        ``payload.timestamp.signature``, and the shop re-signs an unchanged session with a new
+        timestamp on every write (``session_end``: such a write is no logout, and costs no read)."""
+        return old.rsplit(".", 2)[0] == new.rsplit(".", 2)[0]
 
     def __call__(self, scope: Scope) -> Identity | None:
         value = self.cookies.read(scope, self.cookie_name)

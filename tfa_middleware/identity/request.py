@@ -123,5 +123,3 @@ class CallableResolver:
         if identity is None:
             return Reading(None, "the callable returned nobody")
         return Reading(identity, f"the callable returned user {identity.user_id!r}")
-
-

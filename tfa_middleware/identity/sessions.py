@@ -120,6 +120,9 @@ class StarletteSessionCookieResolver:
     cookie's read); a resolver built alone gets a parser of its own.
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     CACHE_SECONDS = 3600.0
     CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 
@@ -147,6 +150,13 @@ class StarletteSessionCookieResolver:
         self.cookies = cookies if cookies is not None else CookieParser()
         self._cache: BoundedCache[str, tuple[Reading, float]] = BoundedCache(cache_size)
         self._warn = Warnings(label)
+
+    @staticmethod
+    def same_content(old: str, new: str) -> bool:
+        """Whether two cookie values hold the same session: itsdangerous's timestamp signer writes
+        ``payload.timestamp.signature``, and the shop re-signs an unchanged session with a new
+        timestamp on every write (``session_end``: such a write is no logout, and costs no read)."""
+        return old.rsplit(".", 2)[0] == new.rsplit(".", 2)[0]
 
     def __call__(self, scope: Scope) -> Identity | None:
         value = self.cookies.read(scope, self.cookie_name)
@@ -200,5 +210,3 @@ class StarletteSessionCookieResolver:
             return Reading(None, why, notable=True, check="session"), 0.0
         limit = timestamp.timestamp() + self.max_age if self.max_age is not None else now + self.CACHE_SECONDS
         return _from_session(session, self.key, self.session_id_key, self.roles_key, what), limit
-
-

@@ -34,6 +34,7 @@ from ..errors import ConfigError, UnusableIdentity
 from ..settings import JwtSource
 from ..settings.jwt_source import HMAC, RSA
 from .base import Check, Identity, Reading, Warnings, as_identity
+from .sessions import _roles
 
 log = logging.getLogger("tfa_middleware")
 
@@ -81,6 +82,9 @@ class JwtResolver:
     ``nbf`` by the real time, as the shop's own PyJWT does.
     """
 
+    # Reads nothing of the request but its headers (and the scheme): the WSGI middleware gives it
+    # the light scope (wsgi/environ.py), without the client and server it would never look at.
+    READS_HEADERS_ONLY = True
     CACHE_SECONDS = 60.0
     CHECKS: tuple[Check, ...] = ("cookie", "signature", "age", "session", "key")
 
@@ -95,6 +99,7 @@ class JwtResolver:
         leeway_seconds: int = 0,
         claim: str = "sub",
         session_claim: str | None = None,
+        roles_claim: str | None = None,
         clock: Callable[[], float],
         quiet_short_key: bool = False,
         cache_size: int = 10_000,
@@ -109,6 +114,7 @@ class JwtResolver:
         self.leeway = leeway_seconds
         self.claim = claim
         self.session_claim = session_claim
+        self.roles_claim = roles_claim
         self.source = f"the cookie {cookie!r}" if cookie else "the Authorization: Bearer token"
         self.missing = f"no cookie {cookie!r}" if cookie else "no Authorization: Bearer header"
         self._options: Any = {"require": ["exp"]}
@@ -166,7 +172,8 @@ class JwtResolver:
         sid = None
         if self.session_claim and claims.get(self.session_claim) is not None:
             sid = _claim(claims[self.session_claim], f"{self.source}'s session_claim {self.session_claim!r}")
-        identity = as_identity(Identity(user_id, sid))
+        roles = _roles(claims.get(self.roles_claim)) if self.roles_claim else frozenset()
+        identity = as_identity(Identity(user_id, sid, roles))
         # exp is a number: PyJWT refused the token otherwise.
         until = min(float(claims["exp"]) + self.leeway, now + self.CACHE_SECONDS)
         if self.session_claim and sid is None:
@@ -224,6 +231,7 @@ def build_jwt_resolver(
         leeway_seconds=settings.leeway_seconds,
         claim=settings.claim,
         session_claim=settings.session_claim,
+        roles_claim=settings.roles_claim,
         clock=clock,
         quiet_short_key=settings.short_secret,
         label=label,

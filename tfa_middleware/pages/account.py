@@ -8,18 +8,25 @@ proof too, and a phone a manager sets is pending until its owner confirms it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber, UnknownInterface
-from ..service import EnrollmentStatus, Purpose, RequestInfo, SendStatus, VerifyStatus
-from .kit import PageContext, PageKit, phone_fields
+from ..service import EnrollmentStatus, Factor, Purpose, RequestInfo, SendStatus, VerifyStatus
+from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields, when
 
 log = logging.getLogger("tfa_middleware.pages")
-MANAGE_ACTIONS = ("set_phone", "require_enrollment", "reset", "unlock")
+MANAGE_ACTIONS = (
+    "set_phone",
+    "require_enrollment",
+    "reset",
+    "unlock",
+    "remove_factor",
+    "forget_browser",
+    "recovery_codes",
+)
 
 
 def _reauthenticate(ctx: PageContext, page: str = "phone") -> Response:
@@ -38,10 +45,18 @@ def managed_interfaces(ctx: PageContext) -> tuple[str, ...]:
     return ctx.iface.manage_interfaces or (ctx.iface.name,)
 
 
-def _row(status: EnrollmentStatus) -> dict[str, Any]:
-    def when(at: float | None) -> str:
-        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
+def _factor_row(factor: Factor) -> dict[str, Any]:
+    shown = {"sms": "Phone", "totp": "Authenticator app", "webauthn": "Passkey"}.get(factor.kind, factor.kind)
+    return {
+        "id": factor.id,
+        "what": f"{shown}: {factor.label}" if factor.label else shown,
+        "confirmed": factor.confirmed,
+        "added": when(factor.created_at),
+        "used": when(factor.last_used_at),
+    }
 
+
+def _row(status: EnrollmentStatus) -> dict[str, Any]:
     return {
         "interface": status.interface,
         "user_id": status.user_id,
@@ -114,7 +129,7 @@ class AccountPages:
         if verified.status is VerifyStatus.APPROVED:
             # The change revoked every proof issued before it, this browser's too: issue a new one.
             response = RedirectResponse(ctx.url("phone", done="1"), status_code=303)
-            self.kit.set_proof(response, ctx, verified.generation, verified.method)
+            await self.kit.set_proof(response, ctx, verified.generation, verified.method)
             return response
         return await self._phone(ctx, error=self.kit.verify_error(verified), code=400)
 
@@ -153,6 +168,8 @@ class AccountPages:
             )
         if not may_manage(ctx):
             return self._refused(ctx)
+        if "user" in ctx.query:
+            return await self._one_user(ctx, notice=notice, error=error, code=code)
         search = ctx.query.get("q", "")[:100]
         users = await self.service.users(managed_interfaces(ctx), search=search, limit=200)
         return self.kit.render(
@@ -186,11 +203,42 @@ class AccountPages:
         # oneself: acting on one's own second factor needs it fresh, as on the phone page.
         if user_id == ctx.identity.user_id and not self.kit.fresh(ctx):
             return _reauthenticate(ctx, "manage")
+        if action == "recovery_codes":  # shown once, to the manager, to hand over
+            codes = await self.service.factors.issue_recovery_codes(interface, user_id, request=request)
+            back = ctx.url("manage", interface=interface, user=user_id)
+            return codes_page(self.kit, ctx, codes, back, for_user=f"{user_id} ({interface})")
         try:
             done = await self._act(action, interface, user_id, form, request)
         except (InvalidPhoneNumber, UnknownInterface, InvalidInput) as exc:
             return await self.manage_page(ctx, error=str(exc), code=400)
         return await self.manage_page(ctx, notice=done)
+
+    async def _one_user(
+        self, ctx: PageContext, *, notice: str = "", error: str = "", code: int = 200
+    ) -> Response:
+        """One user's factors and remembered browsers, with their removal and recovery codes."""
+        interface, user_id = ctx.query.get("interface", ""), ctx.query.get("user", "")
+        if interface not in managed_interfaces(ctx):
+            return self.kit.message(
+                ctx, 403, "Not allowed", "You can't manage the users of that part of the shop."
+            )
+        factors = await self.service.factors.of_user(interface, user_id)
+        browsers = await self.service.factors.remembered_browsers(interface, user_id)
+        return self.kit.render(
+            ctx,
+            "manage_user.html",
+            code,
+            target={"interface": interface, "user_id": user_id},
+            factors=[_factor_row(f) for f in factors if f.kind != "recovery"],
+            recovery_left=sum(1 for f in factors if f.kind == "recovery" and f.last_used_at is None),
+            recovery_id=next((f.id for f in factors if f.kind == "recovery"), None),
+            browsers=[browser_row(b) for b in browsers],
+            browser_user={"interface": interface, "user_id": user_id},
+            browser_page="manage",
+            remember_days=1,
+            notice=notice,
+            error=error,
+        )
 
     async def _act(
         self, action: str, interface: str, user_id: str, form: Mapping[str, str], request: RequestInfo
@@ -209,6 +257,15 @@ class AccountPages:
         if action == "reset":
             await service.reset(interface, user_id, request=request)
             return f"The second factor of {user_id} is reset."
+        if action in ("remove_factor", "forget_browser"):
+            item = form.get("factor_id" if action == "remove_factor" else "browser_id", "")
+            if not item.isascii() or not item.isdigit() or len(item) > 18:
+                raise InvalidInput("Unknown item.")
+            if action == "remove_factor":
+                removed = await service.factors.remove(interface, user_id, int(item), request=request)
+                return f"Removed from {user_id}." if removed else f"{user_id} has no such factor."
+            forgotten = await service.factors.forget_browser(interface, user_id, int(item), request=request)
+            return f"{user_id}'s browser is forgotten." if forgotten else f"{user_id} has no such browser."
         unlocked = await service.unlock(interface, user_id, request=request)
         return f"{user_id} is unlocked." if unlocked else f"{user_id} has no second factor to unlock."
 

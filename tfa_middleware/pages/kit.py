@@ -8,6 +8,7 @@ cases and this kit for everything about HTTP, so the two never need each other.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,20 +18,36 @@ import jinja2
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from ..asgi import canonical_path, inside
+from ..asgi import canonical_path, cookie, inside, is_https
 from ..csrf import CsrfTokens, cross_site
-from ..errors import HostilePath
+from ..errors import HostilePath, StoreUnavailable
 from ..forms import read_form
 from ..identity import Identity
-from ..proof import Proof, ProofCodec, proof_clear_cookie, proof_cookie_name, proof_set_cookie
-from ..service import Refusal, RequestInfo, SendOutcome, TwoFactor, VerifyOutcome, VerifyStatus
+from ..proof import (
+    Proof,
+    ProofCodec,
+    proof_clear_cookie,
+    proof_cookie_name,
+    proof_set_cookie,
+    session_digest,
+)
+from ..service import (
+    Refusal,
+    RememberedBrowser,
+    RequestInfo,
+    SendOutcome,
+    TwoFactor,
+    VerifyOutcome,
+    VerifyStatus,
+)
 from ..settings import InterfaceSettings, Settings
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "no-referrer",
@@ -40,6 +57,27 @@ WRONG_CODE = (
     "That code didn't work. It may be mistyped, used already or expired: "
     "check the latest text message or ask for a new code."
 )
+WRONG_CODES = {
+    "totp": (
+        "That code didn't work. It may be mistyped or used already: enter the code your app shows "
+        "now, and check that your phone's clock is right."
+    ),
+    "recovery": "That code didn't work. It may be mistyped or used already: try another of your codes.",
+    "webauthn": "That passkey didn't work. Try again, or use another way.",
+}
+NEEDS_JAVASCRIPT = "Passkeys need JavaScript: turn it on in this browser, or use another way."
+# Why a passkey was not added (the ?failed= of the page it was added from).
+PASSKEY_FAILED = {
+    "javascript": NEEDS_JAVASCRIPT,
+    "passkey": "That passkey wasn't added. Try again; if it keeps failing, use another way.",
+    "locked": "Too many tries failed: wait a while before adding a passkey.",
+}
+MALFORMED = {
+    "sms": "Enter the {digits}-digit code from the text message, digits only.",
+    "totp": "Enter the 6-digit code from your authenticator app, digits only.",
+    "recovery": "A recovery code has 16 letters and digits, like ABCD-EFGH-JKLM-NPQR.",
+    "webauthn": NEEDS_JAVASCRIPT,
+}
 LOCKED = (
     "Too many wrong codes. For your security, no code can be checked for this account "
     "for {wait}. If this wasn't you, tell the shop's administrator."
@@ -87,8 +125,24 @@ def duration(seconds: float) -> str:
     return f"{hours} hours"
 
 
+REMEMBERED = "remembered"  # the proof's method when a remembered browser skipped the challenge
+SETUP = ".setup"  # a set-up proof's interface is "<name>.setup": valid for the account pages alone
+SETUP_COOKIE = "_setup"
+
+
+def missing_factors(iface: InterfaceSettings, kinds: frozenset[str]) -> list[str]:
+    """What require_factors asks for that the user has not set up (recovery: with a code left)."""
+    return [kind for kind in iface.require_factors if kind not in kinds]
+
+
 # Our own pages that a user may be sent back to after a challenge: they only show things.
-RETURN_PAGES = ("phone", "manage")
+RETURN_PAGES = ("phone", "manage", "account", "app")
+FACTOR_NAMES = {
+    "webauthn": "a passkey",
+    "totp": "an authenticator app",
+    "recovery": "recovery codes",
+    "sms": "a phone",
+}
 
 
 def safe_next(value: str | None, iface: InterfaceSettings) -> str:
@@ -117,6 +171,11 @@ def safe_next(value: str | None, iface: InterfaceSettings) -> str:
     return value
 
 
+def remember_cookie_name(iface: InterfaceSettings, https: bool) -> str:
+    """The remembered browser's cookie: the proof cookie's name and ``_remember``."""
+    return proof_cookie_name(f"{iface.proof_cookie}_remember", https)
+
+
 @dataclass(frozen=True, slots=True)
 class PageContext:
     """One request to our pages: who, where, and the parsed query."""
@@ -128,6 +187,7 @@ class PageContext:
     request: RequestInfo
     https: bool
     root: str = ""  # the application's root path: every link and redirect starts with it
+    remembered: str | None = None  # the remembered browser's token (its cookie), if any
 
     @property
     def next(self) -> str:
@@ -144,8 +204,41 @@ class PageContext:
         return self.root + self.iface.pages_path
 
     def url(self, page: str, **params: str) -> str:
-        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in {**params, "next": self.next}.items())
+        # A re-check (reauth) stays one through its own steps: sending a code must not turn it
+        # into a plain challenge, which a proof (or a remembered browser) would pass at once.
+        carried = (
+            {"reauth": "1"} if self.query.get("reauth") and page in ("challenge", "send", "verify") else {}
+        )
+        query = "&".join(
+            f"{k}={quote(v, safe='')}" for k, v in {**params, **carried, "next": self.next}.items()
+        )
         return f"{self.base}/{page}?{query}"
+
+
+def when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
+
+
+def browser_row(browser: RememberedBrowser, current: bool = False) -> dict[str, Any]:
+    return {
+        "id": browser.id,
+        "label": browser.label,
+        "network": browser.network,
+        "created": when(browser.created_at),
+        "seen": when(browser.last_seen_at),
+        "expires": when(browser.expires_at),
+        "current": current,
+    }
+
+
+def codes_page(
+    kit: PageKit, ctx: PageContext, codes: list[str], done_url: str, for_user: str = ""
+) -> Response:
+    """The one page that ever shows a set of recovery codes: the answer to the POST that made them."""
+    text = "Recovery codes (each works once; any earlier codes no longer work):\n\n" + "\n".join(codes) + "\n"
+    return kit.render(
+        ctx, "recovery_codes.html", 200, codes=codes, download=text, done_url=done_url, for_user=for_user
+    )
 
 
 def phone_fields(form: Mapping[str, str] | None) -> dict[str, str]:
@@ -179,6 +272,13 @@ class PageKit:
         self.clock = clock
         self._codecs = codecs
         self._csrf = {name: CsrfTokens(name, settings.secret_keys, clock) for name in settings.interfaces}
+        # A second factor passed by a user who still lacks a factor that require_factors asks
+        # for: signed for "<name>.setup", so no middleware ever takes it as a proof; the
+        # account pages take it, to set up what is missing, for phone_change_fresh_seconds.
+        self._setup = {
+            name: ProofCodec(f"{name}{SETUP}", settings.secret_keys, iface.phone_change_fresh_seconds)
+            for name, iface in settings.interfaces.items()
+        }
         self._templates = templates(settings.templates_dir)
 
     # ------------------------------------------------------------------ responses
@@ -232,10 +332,19 @@ class PageKit:
 
     # ------------------------------------------------------------------ the proof cookie
 
-    def set_proof(self, response: Response, ctx: PageContext, generation: int, method: str) -> None:
-        """Issue a proof of a second factor done just now, for this user and login."""
+    async def set_proof(
+        self, response: Response, ctx: PageContext, generation: int, method: str, browser: str = ""
+    ) -> None:
+        """Issue a proof of a second factor done just now, for this user and login; it carries the
+        login's last sign-out it has seen (one indexed read, only for a login with a session id),
+        and the remembered browser's digest when there is one."""
+        user_id, session_id = ctx.identity.user_id, ctx.identity.session_id
+        try:
+            seen = await self.service.signed_out_at(ctx.iface.name, user_id, session_id)
+        except StoreUnavailable:
+            seen = 0.0  # the code was right: a proof that has seen nothing, void if this login was signed out
         value = self._codecs[ctx.iface.name].issue(
-            ctx.identity.user_id, generation, self.clock(), method, ctx.identity.session_id
+            user_id, generation, self.clock(), method, session_id, seen, browser
         )
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)
@@ -246,10 +355,59 @@ class PageKit:
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
 
+    async def set_proof_or_setup(
+        self, response: Response, ctx: PageContext, generation: int, method: str, browser: str = ""
+    ) -> bool:
+        """The proof, or, while the user lacks a factor that require_factors asks for, the set-up
+        proof that lets them add it (False: the caller sends them to the account page)."""
+        required = ctx.iface.require_factors
+        status = await self.service.status(ctx.iface.name, ctx.identity.user_id) if required else None
+        if status is None or not missing_factors(ctx.iface, status.factors):
+            await self.set_proof(response, ctx, generation, method, browser)
+            return True
+        value = self._setup[ctx.iface.name].issue(
+            ctx.identity.user_id, generation, self.clock(), method, ctx.identity.session_id
+        )
+        name = proof_cookie_name(f"{ctx.iface.proof_cookie}{SETUP_COOKIE}", ctx.https)
+        max_age = ctx.iface.phone_change_fresh_seconds
+        response.headers.append("set-cookie", proof_set_cookie(name, value, max_age, ctx.https))
+        return False
+
+    def setup_proof(self, scope: Scope, iface: InterfaceSettings, identity: Identity) -> Proof | None:
+        """The set-up proof of this request, if any, for this user and login."""
+        value = cookie(scope, proof_cookie_name(f"{iface.proof_cookie}{SETUP_COOKIE}", is_https(scope)))
+        proof = self._setup[iface.name].read(value, self.clock()) if value else None
+        if proof is None or proof.user_id != identity.user_id:
+            return None
+        return proof if proof.session_digest == session_digest(identity.session_id) else None
+
+    @staticmethod
+    def clear_setup(response: Response, ctx: PageContext) -> None:
+        name = proof_cookie_name(f"{ctx.iface.proof_cookie}{SETUP_COOKIE}", ctx.https)
+        response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
+
+    @staticmethod
+    def set_remembered(response: Response, ctx: PageContext, token: str) -> None:
+        """The remembered browser's cookie: HttpOnly, SameSite=Lax, ``__Host-`` over https, for
+        the interface's remember_days."""
+        name = remember_cookie_name(ctx.iface, ctx.https)
+        max_age = ctx.iface.remember_days * 86400
+        response.headers.append("set-cookie", proof_set_cookie(name, token, max_age, ctx.https))
+
+    @staticmethod
+    def clear_remembered(response: Response, ctx: PageContext) -> None:
+        name = remember_cookie_name(ctx.iface, ctx.https)
+        response.headers.append("set-cookie", proof_clear_cookie(name, ctx.https))
+
     def fresh(self, ctx: PageContext) -> bool:
         """A proof young enough to change the second factor it proves (``phone_change_fresh_seconds``)."""
         proof = ctx.proof
-        return proof is not None and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
+        # A remembered browser skipped the code: it proves the browser, not the person.
+        return (
+            proof is not None
+            and proof.method != REMEMBERED
+            and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
+        )
 
     # ------------------------------------------------------------------ texts
 
@@ -260,16 +418,16 @@ class PageKit:
         message, code = SEND_REFUSALS[outcome.refusal]
         return message.format(wait=duration(outcome.retry_after)), code
 
-    def verify_error(self, outcome: VerifyOutcome) -> str:
-        """The message for a code that did not let the user in."""
+    def verify_error(self, outcome: VerifyOutcome, factor: str = "sms") -> str:
+        """The message for a code of ``factor`` that did not let the user in."""
         low, high = self.service.code_lengths
         digits = f"{low}" if low == high else f"{low} to {high}"
         wait = duration(outcome.retry_at - self.clock())
         return {
-            VerifyStatus.MALFORMED: f"Enter the {digits}-digit code from the text message, digits only.",
+            VerifyStatus.MALFORMED: MALFORMED.get(factor, "").format(digits=digits),
             VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
             VerifyStatus.LOCKED: LOCKED.format(wait=wait),
-        }.get(outcome.status, WRONG_CODE)
+        }.get(outcome.status) or WRONG_CODES.get(factor, WRONG_CODE)
 
     async def waits(self, ctx: PageContext) -> dict[str, Any]:
         """What the page must say the user is waiting for: a lock, and the resend cooldown."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import client_ip, header, is_https
+from ..asgi import client_ip, cookie, header, is_https
 from ..errors import (
     FormTooLarge,
     InvalidInput,
@@ -29,6 +30,7 @@ from ..proof import Proof, ProofCodec
 from ..service import RequestInfo, TwoFactor
 from ..settings import InterfaceSettings, Settings
 from .account import AccountPages
+from .factors import FactorPages
 from .kit import (
     BLOCKED,
     RATE_LIMITED,
@@ -38,12 +40,15 @@ from .kit import (
     PageContext,
     PageKit,
     duration,
+    remember_cookie_name,
 )
+from .passkeys import PasskeyPages
 from .sign_in import SignInPages
 
 log = logging.getLogger("tfa_middleware.pages")
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
+SETUP_PAGES = ("account", "app", "passkey")  # where a user adds what require_factors asks for
 GetPage = Callable[[PageContext], Awaitable[Response]]
 PostPage = Callable[[PageContext, Mapping[str, str]], Awaitable[Response]]
 
@@ -61,12 +66,15 @@ class Pages:
         self.settings = settings
         self.kit = PageKit(settings, service, codecs, clock)
         sign_in, account = SignInPages(self.kit), AccountPages(self.kit)
+        factors, passkeys = FactorPages(self.kit), PasskeyPages(self.kit)
         self._get: dict[str, GetPage] = {
             "challenge": sign_in.challenge,
             "enroll": sign_in.enroll_page,
             "logout": sign_in.logout_page,
             "phone": account.phone_page,
             "manage": account.manage_page,
+            "app": factors.app_page,
+            "account": factors.account_page,
         }
         self._post: dict[str, PostPage] = {
             "send": sign_in.send,
@@ -75,10 +83,14 @@ class Pages:
             "logout": sign_in.logout,
             "phone": account.phone_post,
             "manage": account.manage_post,
+            "app": factors.app_post,
+            "account": factors.account_post,
+            "passkey": passkeys.post,
         }
         self._static = {
             "static/tfa.css": ((STATIC_DIR / "tfa.css").read_bytes(), "text/css"),
             "static/tfa.js": ((STATIC_DIR / "tfa.js").read_bytes(), "text/javascript"),
+            "static/passkeys.js": ((STATIC_DIR / "passkeys.js").read_bytes(), "text/javascript"),
         }
         branding = settings.branding
         if branding.primary_color:  # validated as #rrggbb: safe to write into CSS
@@ -130,7 +142,13 @@ class Pages:
                 ),
                 https=is_https(scope),
                 root=root,
+                remembered=cookie(scope, remember_cookie_name(iface, is_https(scope))),
             )
+            if proof is None and page in SETUP_PAGES:
+                # A set-up proof (require_factors): these pages alone take it.
+                setup = self.kit.setup_proof(scope, iface, identity)
+                if setup is not None:
+                    ctx = replace(ctx, proof=setup)
             response = await self._answer(scope, receive, ctx, page, method)
         response.headers.update(self.security_headers)
         await response(scope, receive, send)

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 
 from starlette.responses import RedirectResponse, Response
 
-from ..errors import EnrollmentNotAllowed, InvalidPhoneNumber
-from ..service import EnrollmentStatus, SendStatus, VerifyStatus
-from .kit import PageContext, PageKit, phone_fields
+from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
+from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
+from .kit import PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, phone_fields
 
 
 class SignInPages:
@@ -24,8 +24,19 @@ class SignInPages:
     # ------------------------------------------------------------------ GET
 
     async def challenge(self, ctx: PageContext) -> Response:
-        if ctx.proof is not None and not ctx.query.get("reauth"):
+        reauth = bool(ctx.query.get("reauth"))
+        if ctx.proof is not None and not reauth:
             return RedirectResponse(ctx.next_url, status_code=303)
+        if ctx.remembered and not reauth:  # never for a re-check: that wants the person
+            recalled = await self.service.factors.recall_browser(
+                ctx.iface.name, ctx.identity.user_id, ctx.remembered
+            )
+            if recalled is not None:
+                generation, browser = recalled
+                response = RedirectResponse(ctx.next_url, status_code=303)
+                if not await self.kit.set_proof_or_setup(response, ctx, generation, REMEMBERED, browser):
+                    response.headers["location"] = ctx.url("account", setup="1")
+                return response
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
@@ -54,25 +65,52 @@ class SignInPages:
             error, code = self.kit.send_refusal(outcome)
             if status.needs_enrollment:
                 return await self._enroll(ctx, status, send_error=error, code=code)
-            return await self._challenge(ctx, status, send_error=error, code=code)
-        page = "enroll" if status.needs_enrollment else "challenge"
-        return RedirectResponse(ctx.url(page, sent="1"), status_code=303)
+            return await self._challenge(ctx, status, send_error=error, code=code, factor="sms")
+        if status.needs_enrollment:
+            return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+        # The texted code's own page, even for a user whose first way is a passkey or an app.
+        return RedirectResponse(ctx.url("challenge", sent="1", factor="sms"), status_code=303)
 
     async def verify(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
-        outcome = await self.service.verify_code(name, user_id, form.get("code", ""), request=ctx.request)
+        factor = form.get("factor", "sms")
+        if factor not in ctx.iface.factors:
+            raise InvalidInput("Unknown way to sign in.")
+        outcome = await self.service.verify_code(
+            name, user_id, form.get("code", ""), request=ctx.request, factor=factor
+        )
         if outcome.status is VerifyStatus.APPROVED:
-            response = RedirectResponse(ctx.next_url, status_code=303)
-            self.kit.set_proof(response, ctx, outcome.generation, outcome.method)
-            return response
+            return await self._approved(ctx, outcome, remember=form.get("remember") == "1")
         if outcome.status is VerifyStatus.NEEDS_ENROLLMENT:
+            if factor != "sms":  # no app, or no recovery code left: the other ways
+                return RedirectResponse(ctx.url("challenge"), status_code=303)
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        error = self.kit.verify_error(outcome)
+        error = self.kit.verify_error(outcome, factor)
         status = await self.service.status(name, user_id)  # only now: the page to show it on
         # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
             return await self._enroll(ctx, status, error=error, code=400)
-        return await self._challenge(ctx, status, error=error, code=400)
+        return await self._challenge(ctx, status, error=error, code=400, factor=factor)
+
+    async def _approved(self, ctx: PageContext, outcome: VerifyOutcome, *, remember: bool) -> Response:
+        """The proof for a right code (and the browser remembered, when the user asked); after a
+        recovery code, a page that says how many are left."""
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        response: Response = RedirectResponse(ctx.next_url, status_code=303)
+        if outcome.method == "recovery":
+            left = await self.service.factors.recovery_left(name, user_id)
+            response = self.kit.render(ctx, "recovery_used.html", 200, left=left, few=left <= FEW_LEFT)
+        browser = ""
+        if remember and ctx.iface.remember_days:
+            token, browser = await self.service.factors.remember_browser(
+                name, user_id, outcome.generation, request=ctx.request
+            )
+            self.kit.set_remembered(response, ctx, token)
+        if not await self.kit.set_proof_or_setup(response, ctx, outcome.generation, outcome.method, browser):
+            # A factor require_factors asks for is missing: it is set up before the shop opens.
+            response.status_code = 303
+            response.headers["location"] = ctx.url("account", setup="1")
+        return response
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
@@ -106,6 +144,7 @@ class SignInPages:
         await self.service.sign_out(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
         response = RedirectResponse(ctx.url("challenge"), status_code=303)
         self.kit.clear_proof(response, ctx)
+        self.kit.clear_remembered(response, ctx)  # the generation bump forgot it already
         return response
 
     # ------------------------------------------------------------------ the two pages they show
@@ -118,13 +157,21 @@ class SignInPages:
         error: str = "",
         send_error: str = "",
         code: int = 200,
+        factor: str = "",
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
         waits = await self.kit.waits(ctx)
+        ways = ways_in(status, ctx.iface.factors) or ["sms"]
+        factor = factor or ctx.query.get("factor", "")
+        if factor not in ways:
+            factor = ways[0]
         return self.kit.render(
             ctx,
             "challenge.html",
             code,
+            factor=factor,
+            other_ways=[(kind, self._way_text(kind, status)) for kind in ways if kind != factor],
+            remember_days=ctx.iface.remember_days if not ctx.query.get("reauth") else 0,
             masked_phone=status.masked_phone,
             notice=f"We sent a code to {status.masked_phone}." if sent else "",
             # After a wrong try, or a resend refused, the user has a code: lead with the form.
@@ -132,8 +179,18 @@ class SignInPages:
             send_error=send_error,
             error=error,
             supports_call=self.service.provider.supports_call,
+            origins=ctx.iface.origins,
             **waits,
         )
+
+    @staticmethod
+    def _way_text(kind: str, status: EnrollmentStatus) -> str:
+        if kind == "sms":
+            return f"Text a code to {status.masked_phone}"
+        return {
+            "webauthn": "Use a passkey or security key",
+            "totp": "Use your authenticator app",
+        }.get(kind, "Use a recovery code")
 
     async def _enroll(
         self,
@@ -156,8 +213,21 @@ class SignInPages:
             notice=f"We sent a code to {status.pending_masked_phone}."
             if sent and status.pending_masked_phone
             else "",
-            error=error,
+            error=error or PASSKEY_FAILED.get(ctx.query.get("failed", ""), ""),
             send_error=send_error,
+            sms_allowed="sms" in ctx.iface.factors,
+            totp_allowed="totp" in ctx.iface.factors,
+            webauthn_allowed="webauthn" in ctx.iface.factors,
+            origins=ctx.iface.origins,
             **phone_fields(form),
             **waits,
         )
+
+
+def ways_in(status: EnrollmentStatus, allowed: tuple[str, ...]) -> list[str]:
+    """The ways the user can pass the challenge, preferred first: the app, the phone, then the
+    recovery codes while one is left."""
+    ways = list(status.usable if status.usable is not None else ["sms"])
+    if "recovery" in allowed and "recovery" in status.factors:
+        ways.append("recovery")
+    return ways

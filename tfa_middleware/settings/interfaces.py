@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+)
 
 from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
+from .origins import DEMO_ORIGIN, LOCALHOST, RpId, normal_origin, origin_problem
 from .types import (
     COOKIE_NAME,
     NOT_A_COOKIE_NAME,
@@ -27,6 +37,7 @@ from .types import (
     between,
     check,
     invalid,
+    one_as_list,
     raise_any,
 )
 
@@ -163,6 +174,30 @@ class ManageSettings(Section):
 
 
 NAME_KEY = "<name>"
+FACTOR_KINDS = ("webauthn", "totp", "sms", "recovery")
+FactorKind = Literal["webauthn", "totp", "sms", "recovery"]
+WAYS_IN = ("webauthn", "totp", "sms")  # each lets a user in on its own; recovery codes only back
+# Today's behaviour and more: a code by text message, and the user may add an authenticator app
+# and recovery codes from their account page; nobody must.
+DEFAULT_FACTORS: tuple[FactorKind, ...] = ("totp", "sms", "recovery")
+
+
+def _factor_list(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
+    seen = [kind for i, kind in enumerate(kinds) if kind in kinds[:i]]
+    if seen:
+        raise invalid(f"{seen[0]!r} is listed twice")
+    return kinds
+
+
+def _sign_in_factor(kinds: tuple[FactorKind, ...]) -> tuple[FactorKind, ...]:
+    if not kinds:
+        raise invalid("must allow at least one factor, e.g. [totp, sms, recovery]")
+    if not set(kinds) & set(WAYS_IN):
+        raise invalid("recovery codes are a way back, not a way in: allow webauthn, totp or sms too")
+    return kinds
+
+
+FactorList = Annotated[tuple[FactorKind, ...], AfterValidator(_factor_list)]
 
 
 def _default_pages(data: dict[str, Any]) -> str:
@@ -184,6 +219,17 @@ class InterfaceSettings(Section):
     on_missing_phone: Literal["enroll", "skip"] = "enroll"
     # A phone change needs a second factor at most this old; older, and the old number is asked first.
     phone_change_fresh_seconds: Annotated[StrictInt, between(60, 24 * 3600)] = 600
+    # What a user of this interface may sign in with (an admin interface may refuse sms), in the
+    # order the challenge offers them; and what each user must have set up.
+    factors: Annotated[FactorList, AfterValidator(_sign_in_factor)] = DEFAULT_FACTORS
+    require_factors: FactorList = ()
+    # "Remember this browser" for this many days after a code (0: never offered).
+    remember_days: Annotated[StrictInt, between(0, 400)] = 0
+    # Passkeys (factor webauthn): the relying party's id, a domain (never an IP address: browsers
+    # refuse passkeys there), and the origins the browser may report, each on that domain or below
+    # it. Default: the demo's, http://localhost:8000; for any other rp_id, https://<rp_id>.
+    rp_id: RpId = LOCALHOST
+    origins: Annotated[tuple[StrictStr, ...], BeforeValidator(one_as_list)] = Field((), validate_default=True)
     identity: IdentitySettings
     manage: ManageSettings = ManageSettings()
     # When the resolver sees nobody and the shop serves the protected page anyway (2xx): "block"
@@ -220,13 +266,47 @@ class InterfaceSettings(Section):
         raise_any((f"[{i}]", p) for i, e in enumerate(entries) if (p := _exemption_problem(e, prefix, pages)))
         return tuple(entry.lower() for entry in entries)
 
+    @field_validator("require_factors")
+    @classmethod
+    def _required_allowed(cls, required: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        allowed = info.data.get("factors")
+        sms = "sms: a phone is asked for at enrollment (on_missing_phone: enroll); list totp or recovery"
+        found = [(f"[{i}]", sms) for i, kind in enumerate(required) if kind == "sms"]
+        if allowed is not None:
+            found += [
+                (f"[{i}]", f"{kind!r} is not in factors {list(allowed)}")
+                for i, kind in enumerate(required)
+                if kind not in allowed and kind != "sms"
+            ]
+        raise_any(found)
+        return required
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        rp_id = info.data.get("rp_id")
+        if rp_id is None:
+            return origins  # rp_id itself is wrong: that is the one error to read
+        if not origins:
+            return (DEMO_ORIGIN,) if rp_id == LOCALHOST else (f"https://{rp_id}",)
+        found = [(f"[{i}]", p) for i, o in enumerate(origins) if (p := origin_problem(o, rp_id))]
+        raise_any(found)
+        return tuple(dict.fromkeys(normal_origin(o) for o in origins))
+
     @field_validator("manage")
     @classmethod
     def _roles_readable(cls, manage: ManageSettings, info: ValidationInfo) -> ManageSettings:
         identity = info.data.get("identity")
-        readable = isinstance(identity, CallableSource) or getattr(identity, "roles_key", None)
+        readable = (
+            isinstance(identity, CallableSource)
+            or getattr(identity, "roles_key", None)
+            or getattr(identity, "roles_claim", None)
+        )
         if manage.allow_roles and identity and not readable:
-            why = "needs identity.roles_key (the session key holding the user's roles) or a callable resolver"
+            why = (
+                "needs identity.roles_key (the session key holding the user's roles), roles_claim (from: "
+                "jwt), or a callable resolver"
+            )
             raise_any([("allow_roles", why)])
         return manage
 

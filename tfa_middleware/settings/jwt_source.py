@@ -59,6 +59,7 @@ class JwtSource(Section):
     claim: NonEmpty = "sub"  # the claim holding the user id
     # A claim naming this login (jti, sid): the proof is bound to it, so a new login asks again.
     session_claim: NonEmpty | None = None
+    roles_claim: NonEmpty | None = None  # a claim with the user's role or roles (manage.allow_roles)
 
     @model_validator(mode="after")
     def _consistent(self) -> JwtSource:

@@ -3,6 +3,7 @@ section has validated."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..public_keys import is_public
 from .flask_session import FlaskSessionSource
 from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .jwt_source import JwtSource
+from .origins import LOCALHOST
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
 from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
 
@@ -151,8 +153,29 @@ class Settings(Section):
             for iface in self.interfaces.values()
             if isinstance(iface.identity, HeaderSource) and not self.trusted_proxies
         ]
+        found += _passkeys(self.interfaces.values(), self.provider.production_mode)
         raise_any(found + (_public_keys(self) if self.provider.production_mode else []))
         return self
+
+
+def _passkeys(interfaces: Collection[InterfaceSettings], production: bool) -> list[tuple[str, str]]:
+    """Passkeys need py_webauthn (the ``passkeys`` extra), and, in production, the shop's domain:
+    the demo's localhost would make every passkey fail (closed, but for everybody)."""
+    using = [iface for iface in interfaces if "webauthn" in iface.factors]
+    found: list[tuple[str, str]] = []
+    if using and importlib.util.find_spec("webauthn") is None:
+        found.append(
+            (
+                f"interfaces.{using[0].name}.factors",
+                "webauthn needs py_webauthn: pip install 'tfa-middleware[passkeys]'",
+            )
+        )
+    found += [
+        (f"interfaces.{iface.name}.rp_id", "set it to the shop's domain (localhost is for the demo)")
+        for iface in using
+        if production and iface.rp_id == LOCALHOST
+    ]
+    return found
 
 
 def _shared_places(interfaces: Collection[InterfaceSettings]) -> list[tuple[str, str]]:

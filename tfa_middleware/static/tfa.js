@@ -20,6 +20,12 @@
     }, 1000);
   });
 
+  // The recovery codes' print button: printing needs a script, so it shows only with one.
+  Array.prototype.forEach.call(document.querySelectorAll("[data-print]"), function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () { window.print(); });
+  });
+
   // Each form is sent once. A second send (Enter pressed after the code sent itself, a double
   // click) would replace the answer to the first with "Please wait" or a cooldown.
   function sendOnce(form) {
@@ -35,11 +41,13 @@
     Array.prototype.forEach.call(document.forms, function (form) { form.removeAttribute("data-sent"); });
   });
 
-  // The code form sends itself at the last digit, when every code has the same length.
+  // The code form sends itself at the last digit, when every code has the same length (the
+  // field's own data-length, an app's 6, before the provider's).
   var main = document.querySelector("[data-code-length]");
   var code = document.querySelector('input[autocomplete="one-time-code"]');
-  if (main && code && code.form) {
-    var length = parseInt(main.getAttribute("data-code-length"), 10);
+  var fixed = code && (code.getAttribute("data-length") || (main && main.getAttribute("data-code-length")));
+  if (fixed && code.form) {
+    var length = parseInt(fixed, 10);
     code.addEventListener("input", function () {
       if (code.form.getAttribute("data-sent")) { return; }
       if (code.value.replace(/\D/g, "").length !== length || !code.checkValidity()) { return; }

@@ -148,6 +148,11 @@ class Result:
     def scalar_one(self) -> Any:
         return self.one()[0]
 
+    def scalar_one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise StoreUnavailable(f"database error: expected at most one row, got {len(self._rows)}")
+        return self._rows[0][0] if self._rows else None
+
     def scalars(self) -> list[Any]:
         return [row[0] for row in self._rows]
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 
-from ..tables import codes, events, outbox, revoked_sessions, sends
+from ..tables import codes, events, outbox, remembered_browsers, revoked_sessions, sends
 from .database import Store
 
 
 async def purge(db: Store, before: float, now: float) -> dict[str, int]:
     """Delete audit events, outbox messages and spent codes older than ``before``; the send log
-    only past a day, since the send limits count back that far; revoked logins once expired."""
+    only past a day, since the send limits count back that far; revoked logins and remembered
+    browsers once expired."""
     async with db.transaction() as conn:
         counts = {
             "events": (await conn.execute(delete(events).where(events.c.at < before))).rowcount,
@@ -31,6 +32,9 @@ async def purge(db: Store, before: float, now: float) -> dict[str, int]:
             # Whatever the age asked for: a revoked login is kept while a proof of it could live.
             "revoked_sessions": (
                 await conn.execute(delete(revoked_sessions).where(revoked_sessions.c.expires_at <= now))
+            ).rowcount,
+            "remembered_browsers": (
+                await conn.execute(delete(remembered_browsers).where(remembered_browsers.c.expires_at <= now))
             ).rowcount,
         }
     return {name: int(count) for name, count in counts.items()}

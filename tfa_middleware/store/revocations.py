@@ -55,6 +55,22 @@ async def of_user(
     return int(rows[0].generation), sessions or _NO_SESSIONS
 
 
+async def signed_out_at(
+    db: Store | Connection, interface: str, user_id: str, digest: str, now: float
+) -> float:
+    """When the login ``digest`` was last signed out (0.0 for never, or a row past its use): what
+    a proof issued now has seen (``Proof.seen``)."""
+    query = select(revoked_sessions.c.revoked_at).where(
+        revoked_sessions.c.interface == interface,
+        revoked_sessions.c.user_id == user_id,
+        revoked_sessions.c.session_digest == digest,
+        revoked_sessions.c.expires_at > now,
+    )
+    async with connection(db) as conn:
+        value = (await conn.execute(query)).scalar()
+    return float(value) if value is not None else 0.0
+
+
 async def revoke_session(
     db: Store | Connection, interface: str, user_id: str, digest: str, now: float, expires_at: float
 ) -> None:

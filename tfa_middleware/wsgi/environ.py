@@ -78,24 +78,43 @@ def text(value: str) -> str:
 
 def http_scope(environ: WSGIEnvironment, path: str, root: str) -> Scope:
     """The ASGI scope of a WSGI request: ``path`` relative to ``root`` (both decoded)."""
-    address = environ.get("REMOTE_ADDR")
-    port = environ.get("REMOTE_PORT")
-    full = root + path
+    return complete(light_scope(environ, path, root))
+
+
+def light_scope(environ: WSGIEnvironment, path: str, root: str) -> Scope:
+    """The part of the scope the hot path reads, for a resolver that reads only the request's
+    headers (``LIGHT_SCOPE``): the rest costs more than the whole proof check (~1 µs, mostly the
+    client's and server's ports), and only the pages, the challenge and other resolvers need it
+    (:func:`complete` adds it in place)."""
     return {
         "type": "http",
-        "asgi": _ASGI,
-        "http_version": _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
         "method": environ["REQUEST_METHOD"],
         "scheme": environ.get("wsgi.url_scheme", "http"),
-        "path": full,
-        "raw_path": full.encode("utf-8"),
+        "path": root + path,
         "root_path": root,
-        "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
         "headers": LazyHeaders(environ),
-        "client": (address, int(port) if port and port.isdigit() else 0) if address else None,
-        "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
         "wsgi.environ": environ,
     }
+
+
+def complete(scope: Scope) -> Scope:
+    """``scope`` (from :func:`light_scope`) with every key an ASGI http scope has, added in place."""
+    if "client" in scope:
+        return scope
+    environ = scope["wsgi.environ"]
+    address = environ.get("REMOTE_ADDR")
+    port = environ.get("REMOTE_PORT")
+    scope.update(
+        {
+            "asgi": _ASGI,
+            "http_version": _VERSIONS.get(environ.get("SERVER_PROTOCOL", ""), "1.1"),
+            "raw_path": scope["path"].encode("utf-8"),
+            "query_string": environ.get("QUERY_STRING", "").encode("latin-1"),
+            "client": (address, int(port) if port and port.isdigit() else 0) if address else None,
+            "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
+        }
+    )
+    return scope
 
 
 class LazyHeaders(Sequence[tuple[bytes, bytes]]):

@@ -38,7 +38,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import inside, is_https
+from ..asgi import is_https
 from ..errors import HostilePath, IdentityUnreadable, StoreUnavailable
 from ..guard import ErrorLog
 from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
@@ -56,9 +56,19 @@ from ..responses import (
 )
 from ..routes import Interface, Router, build_interfaces
 from ..service import TwoFactor
-from ..session_end import SessionEnds, same_login, set_cookies_wsgi
+from ..session_end import Reissued, SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
-from .environ import ENVIRON_KEY, EnvironCookies, http_scope, read_body, refuse, respond, text
+from .environ import (
+    ENVIRON_KEY,
+    EnvironCookies,
+    complete,
+    http_scope,
+    light_scope,
+    read_body,
+    refuse,
+    respond,
+    text,
+)
 from .guard import ExcInfo, Write, clearing_cookies, unidentified
 from .loop import LoopThread, collect
 
@@ -149,7 +159,7 @@ class TwoFactorWSGIMiddleware:
                 route = self._router.route(raw)
             except HostilePath:
                 return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
-        iface, path, logouts = route
+        iface, path, logouts, in_pages = route
         if iface is None:
             if logouts or self._watching:
                 return self._unprotected(logouts, environ, start_response)
@@ -158,14 +168,13 @@ class TwoFactorWSGIMiddleware:
         root = environ.get("SCRIPT_NAME", "")
         if not root.isascii():  # "" is ASCII
             root = text(root)
-        scope = http_scope(environ, raw, root)
+        scope = light_scope(environ, raw, root) if iface.light_scope else http_scope(environ, raw, root)
         try:
             result = iface.resolver(scope)
             identity = as_identity(self.loop.run(result) if iface.resolver_is_async else result)  # type: ignore[arg-type]
         except Exception as exc:
             return self._resolver_failed(iface, exc, environ, start_response)
 
-        in_pages = inside(path, iface.pages_path)
         if identity is None and not in_pages:
             return unidentified(self.app, iface.settings, self._errors, raw, environ, start_response)
 
@@ -189,10 +198,16 @@ class TwoFactorWSGIMiddleware:
 
     def _here(self, iface: Interface) -> Interface:
         """The interface with a resolver fit for the server's thread: a sync ``from: callable``
-        function is called directly (this thread may block); an async one stays async (the loop)."""
+        function is called directly (this thread may block), and so is Django's session read
+        (``in_this_thread``); an async one stays async (the loop). A built-in resolver that reads
+        only the headers gets the light scope."""
         resolver = iface.resolver
+        light = getattr(resolver, "READS_HEADERS_ONLY", False) is True
+        here = getattr(resolver, "in_this_thread", None)
+        if callable(here):
+            return replace(iface, resolver=here, resolver_is_async=False, light_scope=light)
         if not isinstance(resolver, CallableResolver) or resolver.is_async:
-            return iface
+            return replace(iface, light_scope=light) if light else iface
         func = resolver.func
         run = self.run
 
@@ -286,7 +301,8 @@ class TwoFactorWSGIMiddleware:
         here = scope or http_scope(
             environ, text(environ.get("PATH_INFO") or "/"), text(environ.get("SCRIPT_NAME", ""))
         )
-        found = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        found, reissued = self._ends.ended(set_cookies_wsgi(headers), here, self.clock())
+        found += [new.end for new in reissued if self._ends_login(new)]
         for end in found:
             if end.proof is None:
                 continue
@@ -300,6 +316,14 @@ class TwoFactorWSGIMiddleware:
                 self.loop.run(revoke_login(self.service, self._proofs.forget, end.iface, known))
         return [*headers, *(("Set-Cookie", end.clear) for end in found)]
 
+    def _ends_login(self, new: Reissued) -> bool:
+        """Whether the session cookie the shop writes anew holds anybody but the proof's user."""
+        try:
+            identity = self._identify(new.end.iface, new.scope)
+        except Exception:
+            return True  # a cookie the resolver cannot read holds no login it can vouch for
+        return identity is None or identity.user_id != new.user_id
+
     def _pages(
         self,
         iface: Interface,
@@ -311,6 +335,7 @@ class TwoFactorWSGIMiddleware:
         environ: WSGIEnvironment,
         start_response: StartResponse,
     ) -> Iterable[bytes]:
+        complete(scope)
         body = read_body(environ, self.settings.max_form_bytes) if scope["method"] == "POST" else b""
 
         def call(receive: Receive, send: Send) -> Any:
@@ -333,6 +358,7 @@ class TwoFactorWSGIMiddleware:
         on an interface with ``on_missing_phone: skip``, the app)."""
         if iface.settings.on_missing_phone == "skip" and self._unenrolled(iface, identity):
             return self.app(environ, start_response)
+        complete(scope)
         url = challenge_url(scope, relative, root, iface.prefix, iface.pages_path)
         if wants_json(scope):
             body = challenge_json(url)
@@ -347,7 +373,7 @@ class TwoFactorWSGIMiddleware:
             status = self.loop.run(self.service.status(iface.settings.name, identity.user_id))
         except StoreUnavailable:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
-        return bool(status.state == "none")
+        return status.state == "none" and not status.factors  # an app is a second factor too
 
     def _forked(self) -> None:
         """In a forked worker: the database connections the parent's loop opened are not ours."""
