@@ -9,7 +9,6 @@ when the phone was used).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from . import phone as phones
@@ -23,8 +22,6 @@ from .registrations import Registrations
 from .settings import Settings
 from .store import Enrollment, Store
 from .store import enrollments as enrollment_rows
-
-log = logging.getLogger("tfa_middleware")
 
 
 class SignIn:
