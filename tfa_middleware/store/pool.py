@@ -18,6 +18,12 @@ The pool makes connections through the engine (its connect arguments and ``conne
 tests' schemas, SQLite's pragmas) and detaches them from SQLAlchemy's pool; for SQLite it keeps
 aiosqlite's sqlite3 connection (``_conn``, which SQLAlchemy's adapter uses too), opened with
 ``check_same_thread=False`` by SQLAlchemy's dialect.
+
+Why not asyncpg's own pool: it would do for PostgreSQL with its reset on release turned off (by
+default every release sends ``SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET
+ALL``, a round trip a transaction), but it connects by itself, without the engine's arguments and
+``connect`` events (the URL's options as SQLAlchemy's dialect reads them, the tests' schemas), and
+SQLite needs the same pool anyway; so one small pool serves both drivers.
 """
 
 from __future__ import annotations
