@@ -46,7 +46,7 @@ from .common import (
     session_cookie,
     sqlite_url,
 )
-from .end_to_end import _cpu_seconds, serving
+from .end_to_end import _cpu_seconds, _tail, serving
 from .scale import fill, user
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -195,7 +195,11 @@ async def measure(database_url: str, workers: int, plan: Plan, folder: Path) -> 
         for n in range(plan.users)
     ]
     async with serving(["benchmarks.servers:minimal_wrapped"], workers, env, folder, None) as [server]:
-        browsers = await _tokens(server.port, browsers)
+        try:
+            browsers = await _tokens(server.port, browsers)
+        except httpx.TransportError as exc:
+            log = folder / f"uvicorn-{server.port}.log"
+            raise SystemExit(f"the server dropped a request ({exc!r}); its log:\n{_tail(log)}") from exc
         send = await _phase(server, plan, folder / "send.jsonl", [_request(b, "send") for b in browsers], env)
         codes = await _codes(database_url)
         verifies = [_request(b, "verify", codes.get(b.user_id, "000000")) for b in browsers]
