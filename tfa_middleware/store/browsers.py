@@ -11,13 +11,47 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Float, bindparam, delete, select, update
 
 from ..tables import enrollments, remembered_browsers
-from .database import Store, connection
-from .driver import Connection
+from .database import Store, connection, reading
+from .driver import Connection, inserting
+from .enrollments import THE_USER
 
 _b = remembered_browsers.c
+
+# The statements of the sign-in path, built once and bound per call (store/driver.py says why).
+_NOW = bindparam("now", type_=Float)
+_GENERATION = select(enrollments.c.generation).where(*THE_USER).scalar_subquery()
+_THIS_USER = (_b.interface == bindparam("iface"), _b.user_id == bindparam("user"))
+_ADD = inserting(
+    remembered_browsers,
+    "interface",
+    "user_id",
+    "token_hash",
+    "generation",
+    "created_at",
+    "last_seen_at",
+    "expires_at",
+    "label",
+    "network",
+).returning(_b.id)
+_RECALL = (
+    update(remembered_browsers)
+    .where(
+        _b.token_hash == bindparam("token_hash"),
+        *_THIS_USER,
+        _b.expires_at > _NOW,
+        _b.generation == _GENERATION,
+    )
+    .values(last_seen_at=_NOW)
+    .returning(_b.generation)
+)
+_OF_USER = (
+    select(remembered_browsers, (_b.generation == _GENERATION).label("current"))
+    .where(*_THIS_USER, _b.expires_at > _NOW)
+    .order_by(_b.id.desc())
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,21 +80,18 @@ async def add(
     network: str,
 ) -> int:
     async with connection(db) as conn:
-        inserted = await conn.execute(
-            insert(remembered_browsers)
-            .values(
-                interface=interface,
-                user_id=user_id,
-                token_hash=token_hash,
-                generation=generation,
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires_at,
-                label=label,
-                network=network,
-            )
-            .returning(_b.id)
-        )
+        row = {
+            "interface": interface,
+            "user_id": user_id,
+            "token_hash": token_hash,
+            "generation": generation,
+            "created_at": now,
+            "last_seen_at": now,
+            "expires_at": expires_at,
+            "label": label,
+            "network": network,
+        }
+        inserted = await conn.execute(_ADD, row)
         return int(inserted.scalar_one())
 
 
@@ -70,25 +101,9 @@ async def recall(
     """The user's generation if the browser with this token hash is remembered for this
     interface and user, at the current generation, and not expired; its last sighting noted.
     One statement on the unique token hash."""
-    generation = (
-        select(enrollments.c.generation)
-        .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-        .scalar_subquery()
-    )
-    statement = (
-        update(remembered_browsers)
-        .where(
-            _b.token_hash == token_hash,
-            _b.interface == interface,
-            _b.user_id == user_id,
-            _b.expires_at > now,
-            _b.generation == generation,
-        )
-        .values(last_seen_at=now)
-        .returning(_b.generation)
-    )
+    parameters = {"iface": interface, "user": user_id, "token_hash": token_hash, "now": now}
     async with connection(db) as conn:
-        value = (await conn.execute(statement)).scalar()
+        value = (await conn.execute(_RECALL, parameters)).scalar()
     return None if value is None else int(value)
 
 
@@ -96,18 +111,8 @@ async def of_user(
     db: Store | Connection, interface: str, user_id: str, now: float
 ) -> list[RememberedBrowser]:
     """The user's browsers that could still be let in (not expired), newest first."""
-    generation = (
-        select(enrollments.c.generation)
-        .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-        .scalar_subquery()
-    )
-    query = (
-        select(remembered_browsers, (_b.generation == generation).label("current"))
-        .where(_b.interface == interface, _b.user_id == user_id, _b.expires_at > now)
-        .order_by(_b.id.desc())
-    )
-    async with connection(db) as conn:
-        rows = (await conn.execute(query)).all()
+    async with reading(db) as conn:
+        rows = (await conn.execute(_OF_USER, {"iface": interface, "user": user_id, "now": now})).all()
     return [_browser(row) for row in rows if row.current]
 
 

@@ -12,15 +12,69 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Float, Integer, and_, bindparam, delete, func, or_, select, update
 
 from ..tables import enrollments, factors
-from .database import Store, connection
+from .database import Store, connection, reading
 from .driver import Connection, inserting
-from .enrollments import ensure_row
+from .enrollments import THE_USER, ensure_row
 
 TOTP = "totp"
 RECOVERY = "recovery"
+
+# The statements, built once and bound per call (store/driver.py says why).
+_f = factors.c
+_USER = (_f.interface == bindparam("iface"), _f.user_id == bindparam("user"))
+_THIS_ONE = (*_USER, _f.id == bindparam("factor_id", type_=Integer))
+_OF_USER = select(factors).where(*_USER).order_by(_f.id)
+_DROP_UNCONFIRMED = delete(factors).where(*_USER, _f.kind == bindparam("kind"), _f.confirmed.is_(False))
+_ADD = inserting(
+    factors,
+    "interface",
+    "user_id",
+    "kind",
+    "value",
+    "confirmed",
+    "assigned_by_manager",
+    "created_at",
+    "label",
+).returning(_f.id)
+_ACCEPT_STEP = (
+    update(factors)
+    .where(*_THIS_ONE, or_(_f.counter.is_(None), _f.counter < bindparam("step", type_=Integer)))
+    .values(
+        counter=bindparam("step", type_=Integer), confirmed=True, last_used_at=bindparam("now", type_=Float)
+    )
+)
+_REPLACE_VALUE = update(factors).where(*_THIS_ONE).values(value=bindparam("value"))
+_RENAME = update(factors).where(*_THIS_ONE, _f.kind != RECOVERY).values(label=bindparam("label"))
+_ONE = select(factors).where(*_THIS_ONE)
+_REMOVE_ONE = delete(factors).where(*_THIS_ONE)
+_REMOVE_RECOVERY = delete(factors).where(*_USER, _f.kind == RECOVERY)
+_UNUSED_RECOVERY = (*_USER, _f.kind == RECOVERY, _f.last_used_at.is_(None))
+_RECOVERY_LEFT = select(func.count()).where(*_UNUSED_RECOVERY)
+_KINDS = (
+    select(_f.kind)
+    .where(*_USER, _f.confirmed.is_(True), or_(_f.kind != RECOVERY, _f.last_used_at.is_(None)))
+    .distinct()
+)
+_REMOVE_ALL_BUT = delete(factors).where(*_USER, _f.kind != bindparam("kind"))
+_ENROLLED = update(enrollments).where(*THE_USER).values(require_enrollment=False)
+_TOUCH = update(enrollments).where(*THE_USER).values(updated_at=bindparam("now", type_=Float))
+# A recovery code is checked against its hash under each secret key: one statement per count
+# of keys, built at import for the usual counts.
+
+
+def _use_recovery(keys: int) -> Any:
+    hashes: list[Any] = [bindparam(f"hash{k}") for k in range(keys)]
+    return (
+        update(factors)
+        .where(*_UNUSED_RECOVERY, _f.value.in_(hashes))
+        .values(last_used_at=bindparam("now", type_=Float))
+    )
+
+
+_USE_RECOVERY = {keys: _use_recovery(keys) for keys in range(1, 9)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +94,8 @@ class Factor:
 
 async def of_user(db: Store | Connection, interface: str, user_id: str) -> list[Factor]:
     """Every factor row of the user, oldest first."""
-    query = select(factors).where(*_user(interface, user_id)).order_by(factors.c.id)
-    async with connection(db) as conn:
-        rows = (await conn.execute(query)).all()
+    async with reading(db) as conn:
+        rows = (await conn.execute(_OF_USER, {"iface": interface, "user": user_id})).all()
     return [_factor(row) for row in rows]
 
 
@@ -61,25 +114,18 @@ async def add(
     async with connection(db) as conn:
         await touch(conn, interface, user_id, now)
         if replace_unconfirmed:
-            await conn.execute(
-                delete(factors).where(
-                    *_user(interface, user_id), factors.c.kind == kind, factors.c.confirmed.is_(False)
-                )
-            )
-        inserted = await conn.execute(
-            insert(factors)
-            .values(
-                interface=interface,
-                user_id=user_id,
-                kind=kind,
-                value=value,
-                confirmed=False,
-                assigned_by_manager=False,
-                created_at=now,
-                label=label or None,
-            )
-            .returning(factors.c.id)
-        )
+            await conn.execute(_DROP_UNCONFIRMED, {"iface": interface, "user": user_id, "kind": kind})
+        row = {
+            "interface": interface,
+            "user_id": user_id,
+            "kind": kind,
+            "value": value,
+            "confirmed": False,
+            "assigned_by_manager": False,
+            "created_at": now,
+            "label": label or None,
+        }
+        inserted = await conn.execute(_ADD, row)
         return int(inserted.scalar_one())
 
 
@@ -88,17 +134,9 @@ async def accept_step(
 ) -> bool:
     """Record ``step`` as the factor's last accepted one, if it is later than the last (one
     statement: of two parallel uses of one code, one wins). A first use confirms the factor."""
-    f = factors.c
+    parameters = {"iface": interface, "user": user_id, "factor_id": factor_id, "step": step, "now": now}
     async with connection(db) as conn:
-        result = await conn.execute(
-            update(factors)
-            .where(
-                *_user(interface, user_id),
-                f.id == factor_id,
-                or_(f.counter.is_(None), f.counter < step),
-            )
-            .values(counter=step, confirmed=True, last_used_at=now)
-        )
+        result = await conn.execute(_ACCEPT_STEP, parameters)
     return result.rowcount == 1
 
 
@@ -108,7 +146,7 @@ async def replace_value(
     """The factor's value sealed again (under the newest key)."""
     async with connection(db) as conn:
         await conn.execute(
-            update(factors).where(*_user(interface, user_id), factors.c.id == factor_id).values(value=value)
+            _REPLACE_VALUE, {"iface": interface, "user": user_id, "factor_id": factor_id, "value": value}
         )
 
 
@@ -117,11 +155,8 @@ async def rename(
 ) -> bool:
     async with connection(db) as conn:
         await touch(conn, interface, user_id, now)
-        result = await conn.execute(
-            update(factors)
-            .where(*_user(interface, user_id), factors.c.id == factor_id, factors.c.kind != RECOVERY)
-            .values(label=label or None)
-        )
+        parameters = {"iface": interface, "user": user_id, "factor_id": factor_id, "label": label or None}
+        result = await conn.execute(_RENAME, parameters)
     return result.rowcount == 1
 
 
@@ -131,14 +166,11 @@ async def remove(
     """Remove one factor (for ``recovery``: the whole set it belongs to); the row removed."""
     async with connection(db) as conn:
         await touch(conn, interface, user_id, now)
-        row = (
-            await conn.execute(select(factors).where(*_user(interface, user_id), factors.c.id == factor_id))
-        ).first()
+        parameters = {"iface": interface, "user": user_id, "factor_id": factor_id}
+        row = (await conn.execute(_ONE, parameters)).first()
         if row is None:
             return None
-        where = [*_user(interface, user_id)]
-        where.append(factors.c.kind == RECOVERY if row.kind == RECOVERY else factors.c.id == factor_id)
-        await conn.execute(delete(factors).where(*where))
+        await conn.execute(_REMOVE_RECOVERY if row.kind == RECOVERY else _REMOVE_ONE, parameters)
     return _factor(row)
 
 
@@ -153,7 +185,7 @@ async def replace_recovery(
     """A new set of recovery codes (their hashes) replaces the old one, in one transaction."""
     async with connection(db) as conn:
         await touch(conn, interface, user_id, now)
-        await conn.execute(delete(factors).where(*_user(interface, user_id), factors.c.kind == RECOVERY))
+        await conn.execute(_REMOVE_RECOVERY, {"iface": interface, "user": user_id})
         await conn.execute(
             _ADD_RECOVERY,
             [
@@ -176,72 +208,41 @@ async def use_recovery(
 ) -> bool:
     """Spend the unused code whose hash is one of ``candidates`` (its hash under each key): one
     conditional UPDATE, so two parallel uses of one code admit exactly one."""
-    f = factors.c
+    hashes = list(candidates)
+    statement = _USE_RECOVERY[len(hashes)] if len(hashes) in _USE_RECOVERY else _use_recovery(len(hashes))
+    parameters = {"iface": interface, "user": user_id, "now": now}
+    parameters.update({f"hash{k}": digest for k, digest in enumerate(hashes)})
     async with connection(db) as conn:
-        result = await conn.execute(
-            update(factors)
-            .where(
-                *_user(interface, user_id),
-                f.kind == RECOVERY,
-                f.value.in_(list(candidates)),
-                f.last_used_at.is_(None),
-            )
-            .values(last_used_at=now)
-        )
+        result = await conn.execute(statement, parameters)
     return result.rowcount == 1
 
 
 async def recovery_left(db: Store | Connection, interface: str, user_id: str) -> int:
-    f = factors.c
-    unused = (f.kind == RECOVERY, f.last_used_at.is_(None))
-    query = select(func.count()).where(*_user(interface, user_id), *unused)
-    async with connection(db) as conn:
-        return int((await conn.execute(query)).scalar_one())
+    async with reading(db) as conn:
+        return int((await conn.execute(_RECOVERY_LEFT, {"iface": interface, "user": user_id})).scalar_one())
 
 
 async def enrolled(conn: Connection, interface: str, user_id: str) -> None:
     """A factor confirmed: the user need not enroll again (a demand by a manager is met)."""
-    await conn.execute(
-        update(enrollments)
-        .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-        .values(require_enrollment=False)
-    )
+    await conn.execute(_ENROLLED, {"iface": interface, "user": user_id})
 
 
 async def kinds(db: Store | Connection, interface: str, user_id: str) -> frozenset[str]:
     """The kinds of the user's confirmed factors (a recovery set only while a code is unused)."""
-    f = factors.c
-    query = (
-        select(f.kind)
-        .where(
-            *_user(interface, user_id),
-            f.confirmed.is_(True),
-            or_(f.kind != RECOVERY, f.last_used_at.is_(None)),
-        )
-        .distinct()
-    )
-    async with connection(db) as conn:
-        return frozenset((await conn.execute(query)).scalars())
+    async with reading(db) as conn:
+        return frozenset((await conn.execute(_KINDS, {"iface": interface, "user": user_id})).scalars())
 
 
 async def remove_all(db: Store | Connection, interface: str, user_id: str, except_kind: str) -> None:
     """Every factor but those of ``except_kind`` (a reset: the phones go through their own path)."""
     async with connection(db) as conn:
-        await conn.execute(delete(factors).where(*_user(interface, user_id), factors.c.kind != except_kind))
+        await conn.execute(_REMOVE_ALL_BUT, {"iface": interface, "user": user_id, "kind": except_kind})
 
 
 async def touch(conn: Connection, interface: str, user_id: str, now: float) -> None:
     """The user row, made if missing, then updated: its lock serialises this user's changes."""
     await ensure_row(conn, interface, user_id, now)
-    await conn.execute(
-        update(enrollments)
-        .where(enrollments.c.interface == interface, enrollments.c.user_id == user_id)
-        .values(updated_at=now)
-    )
-
-
-def _user(interface: str, user_id: str) -> tuple[Any, ...]:
-    return (factors.c.interface == interface, factors.c.user_id == user_id)
+    await conn.execute(_TOUCH, {"iface": interface, "user": user_id, "now": now})
 
 
 def confirmed_of(interface: Any, user_id: Any, kind: str) -> Any:

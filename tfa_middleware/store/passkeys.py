@@ -12,15 +12,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import Float, Integer, bindparam, select, text, update
 
 from ..tables import factors
-from .database import Store, connection, upsert
+from .database import Store, reading, upsert
 from .driver import Connection
 from .factors import touch
 
 WEBAUTHN = "webauthn"
 _PASSKEYS = text("kind = 'webauthn'")
+
+# The sign-in's statements, built once and bound per call (store/driver.py says why).
+_f = factors.c
+_FIND = select(factors).where(_f.kind == WEBAUTHN, _f.value == bindparam("digest"))
+_OF_USER = (
+    select(factors)
+    .where(_f.interface == bindparam("iface"), _f.user_id == bindparam("user"), _f.kind == WEBAUTHN)
+    .order_by(_f.id)
+)
+_THE_ROW = (
+    _f.id == bindparam("factor_id", type_=Integer),
+    _f.kind == WEBAUTHN,
+    _f.interface == bindparam("iface"),
+    _f.user_id == bindparam("user"),
+)
+_COUNTER = bindparam("counter", type_=Integer)
+_USE = {
+    counted: update(factors)
+    .where(*_THE_ROW, _f.counter < _COUNTER if counted else _f.counter == 0)
+    .values(counter=_COUNTER, last_used_at=bindparam("now", type_=Float))
+    for counted in (True, False)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,39 +92,28 @@ async def add(
 
 async def find(db: Store | Connection, digest: str) -> StoredPasskey | None:
     """The passkey whose credential id has this digest, whoever's it is."""
-    query = select(factors).where(factors.c.kind == WEBAUTHN, factors.c.value == digest)
-    async with connection(db) as conn:
-        row = (await conn.execute(query)).first()
+    async with reading(db) as conn:
+        row = (await conn.execute(_FIND, {"digest": digest})).first()
     return None if row is None else _passkey(row)
 
 
 async def of_user(db: Store | Connection, interface: str, user_id: str) -> list[StoredPasskey]:
-    f = factors.c
-    query = (
-        select(factors)
-        .where(f.interface == interface, f.user_id == user_id, f.kind == WEBAUTHN)
-        .order_by(f.id)
-    )
-    async with connection(db) as conn:
-        rows = (await conn.execute(query)).all()
+    async with reading(db) as conn:
+        rows = (await conn.execute(_OF_USER, {"iface": interface, "user": user_id})).all()
     return [_passkey(row) for row in rows]
 
 
 async def use(conn: Connection, passkey: StoredPasskey, counter: int, now: float) -> bool:
     """Record a use reporting ``counter``: True when the counter went up (or stays 0, for an
     authenticator without one) and the row is still the one read; False otherwise (nothing changes)."""
-    f = factors.c
-    result = await conn.execute(
-        update(factors)
-        .where(
-            f.id == passkey.id,
-            f.kind == WEBAUTHN,
-            f.interface == passkey.interface,
-            f.user_id == passkey.user_id,
-            f.counter < counter if counter > 0 else f.counter == 0,
-        )
-        .values(counter=counter, last_used_at=now)
-    )
+    parameters = {
+        "factor_id": passkey.id,
+        "iface": passkey.interface,
+        "user": passkey.user_id,
+        "counter": counter,
+        "now": now,
+    }
+    result = await conn.execute(_USE[counter > 0], parameters)
     return bool(result.rowcount == 1)
 
 

@@ -31,6 +31,12 @@ _OF_USER = (
     )
     .where(*THE_USER)
 )
+_SIGNED_OUT_AT = select(revoked_sessions.c.revoked_at).where(
+    revoked_sessions.c.interface == bindparam("iface"),
+    revoked_sessions.c.user_id == bindparam("user"),
+    revoked_sessions.c.session_digest == bindparam("digest"),
+    revoked_sessions.c.expires_at > bindparam("now", type_=Float),
+)
 
 
 async def generation(db: Store | Connection, interface: str, user_id: str) -> int:
@@ -60,14 +66,9 @@ async def signed_out_at(
 ) -> float:
     """When the login ``digest`` was last signed out (0.0 for never, or a row past its use): what
     a proof issued now has seen (``Proof.seen``)."""
-    query = select(revoked_sessions.c.revoked_at).where(
-        revoked_sessions.c.interface == interface,
-        revoked_sessions.c.user_id == user_id,
-        revoked_sessions.c.session_digest == digest,
-        revoked_sessions.c.expires_at > now,
-    )
-    async with connection(db) as conn:
-        value = (await conn.execute(query)).scalar()
+    parameters = {"iface": interface, "user": user_id, "digest": digest, "now": now}
+    async with reading(db) as conn:
+        value = (await conn.execute(_SIGNED_OUT_AT, parameters)).scalar()
     return float(value) if value is not None else 0.0
 
 
