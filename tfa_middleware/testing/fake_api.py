@@ -149,8 +149,8 @@ class FakeApi:
         with self.lock:
             self.requests.append(recorded)
             faults = replace(self.faults) if self.faults.applies_to(recorded.path) else Faults()
-        if faults.latency_seconds:
-            await anyio.sleep(faults.latency_seconds)
+        if faults.latency_seconds and await _left_while_waiting(receive, faults.latency_seconds):
+            return  # the client gave up first: this request is never acted on
         response = self._fault_response(faults) or self.authenticate(recorded)
         if faults.drop:
             await _drop(send)
@@ -225,3 +225,15 @@ async def _drop(send: Send) -> None:
     )
     await send({"type": "http.response.body", "body": body, "more_body": True})
     raise DroppedConnection("the fake dropped the connection mid-answer")
+
+
+async def _left_while_waiting(receive: Any, seconds: float) -> bool:
+    """Wait ``seconds`` before answering, as a slow service does; True when the client hung up
+    meanwhile. The request is then dropped unprocessed, so what a test sees afterwards (no code
+    sent) does not depend on how long a loaded machine takes to look."""
+    with anyio.move_on_after(seconds):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return True
+    return False
