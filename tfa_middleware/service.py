@@ -43,6 +43,7 @@ from .providers.base import Provider
 from .providers.base import Purpose as Purpose
 from .providers.build import build_provider
 from .registrations import Registrations
+from .rollout import Rollout
 from .settings import Settings, load_settings
 from .signin import SignIn
 from .store import AuditEvent, Store
@@ -108,6 +109,8 @@ class TwoFactor:
         self.sign_in = SignIn(settings, store, provider, self.limits, self.trail, self.registrations, clock)
         # The app, the recovery codes and the remembered browsers: tfa.factors.…
         self.factors = Factors(settings, store, self.limits, self.trail, self._check, clock)
+        # Issue 17: exemptions, the enrollment grace, report mode, step-up's single use: tfa.rollout.…
+        self.rollout = Rollout(settings, store, self.trail, clock)
 
     @property
     def provider(self) -> Provider:
