@@ -10,6 +10,7 @@ every worker within ``revocation_check_seconds``.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,3 +161,20 @@ class Rollout:
     async def spend(self, digest: str, interface: str, user_id: str) -> bool:
         """Spend a proof on one request of a max-age-0 step-up rule: True the first time only."""
         return await policy_rows.spend(self.store, digest, interface, user_id, self.clock())
+
+
+def parse_until(text: str) -> float:
+    """An exemption's end as written on the command line or the manage page: a date (``2027-01-31``:
+    through the end of that day, UTC) or a time with its zone (``2027-01-31T18:00+01:00``).
+    Raises InvalidInput."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a date (2027-01-31) or a time with its zone") from None
+    if at.tzinfo is None:
+        raise InvalidInput(f"{text!r} needs its time zone, e.g. {text}+00:00")
+    return at.timestamp()

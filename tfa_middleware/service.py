@@ -43,7 +43,7 @@ from .providers.base import Provider
 from .providers.base import Purpose as Purpose
 from .providers.build import build_provider
 from .registrations import Registrations
-from .rollout import Rollout
+from .rollout import MAX_EXEMPTION_DAYS, Grace, Rollout, grace_eligible, parse_until
 from .settings import Settings, load_settings
 from .signin import SignIn
 from .store import AuditEvent, Store
@@ -53,11 +53,13 @@ from .tables import MAX_USER_ID_LENGTH
 
 __all__ = [
     "FEW_LEFT",
+    "MAX_EXEMPTION_DAYS",
     "AuditEvent",
     "EnrollmentNotAllowed",
     "EnrollmentStatus",
     "EventHook",
     "Factor",
+    "Grace",
     "NewApp",
     "Purpose",
     "Refusal",
@@ -70,6 +72,8 @@ __all__ = [
     "VerifyOutcome",
     "VerifyStatus",
     "Waits",
+    "grace_eligible",
+    "parse_until",
 ]
 
 log = logging.getLogger("tfa_middleware")

@@ -12,8 +12,15 @@ from collections.abc import Mapping
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
-from ..rollout import Grace, grace_eligible
-from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
+from ..service import (
+    FEW_LEFT,
+    EnrollmentStatus,
+    Grace,
+    SendStatus,
+    VerifyOutcome,
+    VerifyStatus,
+    grace_eligible,
+)
 from .kit import EXEMPT, GRACE, PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, duration, phone_fields
 
 
