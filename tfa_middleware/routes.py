@@ -86,6 +86,13 @@ def build_interfaces(
                 "with the password alone",
                 name,
             )
+        if iface.mode == "report":
+            log.warning(
+                "interfaces.%s.mode is 'report': nobody is stopped there; who would be is recorded "
+                "(tfa-middleware report --interface %s)",
+                name,
+                name,
+            )
         custom = (resolvers or {}).get(name)
         resolver = custom or build_resolver(
             iface.identity,
