@@ -4,10 +4,10 @@ Many thousands of calls go straight into the ASGI app (no network, no client): t
 same wrapped by our middleware on an unprotected path; on a protected path with a valid proof, once
 with the demo's identity (the shop's Starlette session cookie read from outside, with its per-login
 ``sid``) and once with a plain callable resolver that does no identity work, so the two costs show
-apart; the demo's again with step-up rules on the interface that do not hold the path (issue 17: the
-figure must not move); and Starlette's SessionMiddleware with a cookie, the peer reference. Rounds are interleaved,
-so drift on a shared machine hits every case alike. The added cost is a median minus the bare
-app's median on the same path.
+apart; the demo's again with step-up rules on the interface that do not hold the path (issue 17:
+the figure must not move); and Starlette's SessionMiddleware with a cookie, the peer reference.
+Rounds are interleaved, so drift on a shared machine hits every case alike. The added cost is a
+median minus the bare app's median on the same path.
 """
 
 from __future__ import annotations
