@@ -17,6 +17,7 @@ from sqlalchemy import update
 
 from tests.harness import ADMIN_PHONE, Harness, config
 from tests.helpers import CLI_ENV, Cli, config_file
+from tests.wsgi_harness import WSGIHarness
 from tfa_middleware import TwoFactor, load_settings
 from tfa_middleware.errors import ConfigError, InvalidInput
 from tfa_middleware.rollout import DAY, MAX_EXEMPTION_DAYS, parse_until
@@ -393,3 +394,17 @@ async def test_the_report_command_lists_who_would_be_affected(
     assert records == {"locked": "locked", "newcomer": "never enrolled", "pending": "pending"}
     everyone = await asyncio.to_thread(cli, "report", *args, "--all")
     assert "enrolled  challenged" in everyone.stdout
+
+
+def test_report_mode_under_the_wsgi_middleware(make_wsgi: Callable[..., WSGIHarness], tmp_path: Path) -> None:
+    interfaces = config(tmp_path)["interfaces"]
+    interfaces["admin"]["mode"] = "report"
+    w = make_wsgi(interfaces=interfaces)
+    for _ in range(3):
+        answer = w.client.get("/admin/settings", headers=bob())
+        assert answer.status_code == 200
+        assert answer.text == "shop page /admin/settings"
+    assert w.run(w.service.rollout.reported("admin", 1)) == [("bob", "2027-01-15", "enroll")]
+    # Nothing else is weakened: the customer interface is enforced, the pages still work.
+    assert w.client.get("/account/orders", headers=bob()).status_code == 303
+    assert w.client.get("/admin/_2fa/enroll", headers=bob()).status_code == 200
