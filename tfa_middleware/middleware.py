@@ -251,21 +251,14 @@ class TwoFactorMiddleware:
     ) -> bool:
         """A path a step-up rule holds: False when the request goes on (the proof meets the rule
         for its method, or report mode), True when it was answered (the re-check, or 503)."""
-        limit = step.limit(scope.get("method") or "GET")
-        if limit is None:
-            return False
-        name = iface.settings.name
         try:
-            fresh = self._rollout.fresh(proof, limit, now)
-            if fresh or (fresh is None and await self._rollout.spend(name, proof)):
+            verdict = self._rollout.step_up(iface.settings, proof, step, scope.get("method") or "GET", now)
+            if verdict if isinstance(verdict, bool) else await verdict:
                 return False
         except StoreUnavailable as exc:
-            log.error("cannot record a step-up on %s: %s", name, exc)
+            log.error("cannot record a step-up on %s: %s", iface.settings.name, exc)
             await self._unavailable(scope, receive, send)
             return True
-        if iface.settings.mode == "report":
-            await self._rollout.report(name, proof.user_id, "step_up", now)
-            return False
         await self._challenge(iface, scope, receive, send, raw, root, step_up=True)
         return True
 

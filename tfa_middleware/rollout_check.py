@@ -9,13 +9,16 @@ here: the hot path (a valid proof on a path no rule holds) never does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from .cache import BoundedCache
 from .errors import StoreUnavailable
-from .policy import fresh_enough, spent_key
+from .policy import StepUp, fresh_enough, spent_key
 from .proof import Proof
 from .rollout import utc_day
 from .service import TwoFactor
+from .settings import InterfaceSettings
 
 log = logging.getLogger("tfa_middleware")
 REPORTED_CACHE_SIZE = 10_000
@@ -29,19 +32,32 @@ class RolloutCheck:
         # Who this process recorded today: the database is asked once a user and day, not per request.
         self.reported: BoundedCache[tuple[str, str], str] = BoundedCache(REPORTED_CACHE_SIZE)
 
-    @staticmethod
-    def fresh(proof: Proof, limit: int, now: float) -> bool | None:
-        """Whether ``proof`` meets a step-up rule of ``limit`` seconds (a code typed that
-        recently); None for a rule of 0 that the proof meets if this request is the first to
-        spend it (:meth:`spend`)."""
-        if not fresh_enough(proof, limit, now):
+    def step_up(
+        self, iface: InterfaceSettings, proof: Proof, step: StepUp, method: str, now: float
+    ) -> bool | Coroutine[Any, Any, bool]:
+        """Whether a request on a path ``step`` holds goes on (False: the re-check). Answered at
+        once unless the database must be asked (a max-age-0 rule's spend, report mode's record):
+        then a coroutine, which the ASGI middleware awaits and the WSGI one runs on its loop.
+        Raises StoreUnavailable when a spend cannot be recorded (nobody passes)."""
+        limit = step.limit(method)
+        if limit is None:
+            return True
+        fresh = fresh_enough(proof, limit, now)
+        if fresh and limit > 0:
+            return True
+        if not fresh and iface.mode != "report":
             return False
-        return True if limit > 0 else None
+        return self._settled(iface, proof, fresh, now)
 
-    async def spend(self, interface: str, proof: Proof) -> bool:
-        """Spend the proof on this request of a max-age-0 rule: True the first time, on any worker.
-        Raises StoreUnavailable when it cannot be recorded (nobody passes)."""
-        return await self.service.rollout.spend(spent_key(proof), interface, proof.user_id)
+    async def _settled(self, iface: InterfaceSettings, proof: Proof, once: bool, now: float) -> bool:
+        # ``once``: young enough for a max-age-0 rule, if this request is the first to spend it
+        # (on any worker: one INSERT ... ON CONFLICT DO NOTHING of its digest).
+        if once and await self.service.rollout.spend(spent_key(proof), iface.name, proof.user_id):
+            return True
+        if iface.mode == "report":
+            await self.report(iface.name, proof.user_id, "step_up", now)
+            return True
+        return False
 
     async def report(self, interface: str, user_id: str, kind: str | None, now: float) -> None:
         """Report mode: record once a UTC day that the user would have been stopped (``kind``

@@ -390,22 +390,16 @@ class TwoFactorWSGIMiddleware:
         environ: WSGIEnvironment,
         start_response: StartResponse,
     ) -> Iterable[bytes] | None:
-        """A path a step-up rule holds (as the ASGI middleware's ``_step_up``): None when the
+        """A path a step-up rule holds (as the ASGI middleware's ``_stepped_back``): None when the
         request goes on, else the answer (the re-check, or 503)."""
-        limit = step.limit(environ.get("REQUEST_METHOD") or "GET")
-        if limit is None:
-            return None
-        name = iface.settings.name
+        method = environ.get("REQUEST_METHOD") or "GET"
         try:
-            fresh = self._rollout.fresh(proof, limit, now)
-            if fresh or (fresh is None and self.loop.run(self._rollout.spend(name, proof))):
+            verdict = self._rollout.step_up(iface.settings, proof, step, method, now)
+            if verdict if isinstance(verdict, bool) else self.loop.run(verdict):
                 return None
         except StoreUnavailable as exc:
-            log.error("cannot record a step-up on %s: %s", name, exc)
+            log.error("cannot record a step-up on %s: %s", iface.settings.name, exc)
             return self._unavailable(environ, start_response)
-        if iface.settings.mode == "report":
-            self.loop.run(self._rollout.report(name, proof.user_id, "step_up", now))
-            return None
         complete(scope)
         url = step_up_url(scope, relative, root, iface.prefix, iface.pages_path)
         return self._challenge(url, scope, environ, start_response)
