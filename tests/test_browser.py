@@ -1066,3 +1066,37 @@ def test_a_cancelled_passkey_says_so_and_the_other_ways_stay(
     text_me_a_code(v, "+1 ••• ••• 0123")
     type_code(v, v.demo.latest_code("1"))
     expect(page.locator("h1")).to_have_text("Orders")
+
+
+# ---------------------------------------------------------------------------- step-up (issue 17)
+
+
+@pytest.mark.parametrize("width", WIDTH_IDS)
+def test_a_step_up_rule_asks_again_and_returns_to_the_page(
+    start_demo: Callable[..., Demo], visit: Callable[..., Visit], width: str
+) -> None:
+    """/admin/users wants a code typed for each visit (max_age_seconds 0): the sign-in's code is
+    good for one visit, the next is a re-check (no "remember this browser"), and the code typed
+    there brings the admin back to the users, once."""
+    from playwright.sync_api import expect
+
+    step_up = [{"path": "/admin/users", "max_age_seconds": 0}]
+    v = visit(start_demo(interfaces=_demo_interfaces(step_up=step_up, remember_days=30)), WIDTHS[width])
+    page = v.page
+    sign_in(v)
+    v.goto("/admin/users")
+    expect(page.locator("h1")).to_have_text("Users")  # the sign-in's code, spent on this visit
+    v.demo.age_the_sends(60)  # past the resend cooldown of the sign-in's code
+    v.goto("/admin/users")
+    expect(page.locator("h1")).to_have_text("Enter your code")
+    assert _url_path(v) == "/admin/_2fa/challenge?reauth=1&next=%2Fadmin%2Fusers"
+    expect(page.get_by_label("Remember this browser for 30 days")).to_have_count(0)
+    text_me_a_code(v, "+1 ••• ••• 0123")
+    type_code(v, v.demo.latest_code("1"))
+    expect(page.locator("h1")).to_have_text("Users")
+    assert _url_path(v) == "/admin/users"
+    v.check("users-after-step-up")
+    v.goto("/admin")
+    expect(page.locator("h1")).to_have_text("Orders")  # elsewhere, the proof holds as before
+    v.goto("/admin/users")
+    expect(page.locator("h1")).to_have_text("Enter your code")

@@ -434,3 +434,53 @@ def test_a_bad_config_is_listed_like_check_config(cli: Cli, tmp_path: Path) -> N
     assert result.stdout == ""
     assert result.stderr.startswith(f"invalid configuration in {path}:")
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- issue 17's policy
+
+POLICY = (
+    SAFE
+    + "\n    step_up: [{path: /admin/settings/, max_age_seconds: 300}, {path: /admin/pay, methods: [post],"
+    " max_age_seconds: 0}, {path: /admin/feed, max_age_seconds: 0}]"
+    + "\n    mode: report\n    enroll_grace: {until: 2020-01-31}"
+)
+
+
+def test_doctor_says_what_the_policy_asks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config(tmp_path, iface=POLICY)
+    create_tables(path)
+    header, _ = cookie_header({"admin_id": "bob"})
+    code, out = doctor(capsys, path, "--cookie", header, "--path", "/admin/Settings/tax")
+    assert code == 0
+    lines = out.splitlines()
+    assert "  /admin/Settings/tax is held by step_up: every method: a code at most 300 s old" in lines
+    assert (
+        "  => user bob of admin has no second factor yet: would be asked to enroll (enroll_grace lets them "
+        "skip it for now); but interfaces.admin.mode is report: nobody is stopped, it is recorded"
+    ) in lines
+    assert "  - interfaces.admin.mode: report stops nobody" in out
+    assert (
+        "  - interfaces.admin.enroll_grace.until is past: the grace is over, enrollment is required" in lines
+    )
+    assert (
+        "  - interfaces.admin.step_up[2]: max_age_seconds 0 on GET asks for a code at every page view" in out
+    )
+    assert "step_up[1]" not in out  # POST only: no page view is asked twice
+    code, out = doctor(capsys, path, "--cookie", header, "--path", "/admin/pay")
+    assert "  /admin/pay is held by step_up: POST a code typed for this request" in out.splitlines()
+
+
+def test_doctor_names_an_exemption(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config(tmp_path)
+    seed_phone(path, "alice")
+
+    async def exempt() -> None:
+        async with TwoFactor.from_settings(load_settings(path)) as tfa:
+            await tfa.rollout.exempt("admin", "alice", time.time() + 3600, "phone in the sea")
+
+    asyncio.run(exempt())
+    header, _ = cookie_header({"admin_id": "alice"})
+    code, out = doctor(capsys, path, "--cookie", header)
+    assert code == 0
+    assert "  => user alice of admin is exempt until " in out
+    assert "(phone in the sea): gets in without a code" in out

@@ -139,6 +139,14 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
 
     await browser_rows.add(store, "admin", "u1", "1" * 64, 7, T0, T0 + 30 * day, "Firefox", "-")
     await browser_rows.add(store, "admin", "u1", "2" * 64, 7, now - day, now + 29 * day, "Firefox", "-")
+    # Report mode's records go with the audit events; a spent proof a day after its spend.
+    from tfa_middleware.store import policy as policy_rows
+
+    async with store.transaction() as conn:
+        await policy_rows.report(conn, "admin", "u1", "2027-01-15", "enroll", T0)
+        await policy_rows.report(conn, "admin", "u1", "2027-04-24", "enroll", now - day)
+    await policy_rows.spend(store, "a" * 64, "admin", "u1", now - day - 1)
+    await policy_rows.spend(store, "b" * 64, "admin", "u1", now - 60)
     counts = await maintenance.purge(store, now - 90 * day, now)
     assert counts == {
         "events": 1,
@@ -147,7 +155,10 @@ async def test_purge_removes_old_rows_and_keeps_what_the_limits_still_count(stor
         "sends": 1,
         "revoked_sessions": 1,
         "remembered_browsers": 1,
+        "reports": 1,
+        "step_up_spent": 1,
     }
+    assert not await policy_rows.spend(store, "b" * 64, "admin", "u1", now)
     await enrollment_rows.change(store, "admin", "u1", now)
     assert (await revocation_rows.of_user(store, "admin", "u1", now))[1] == {"recent-login": now - 3600}
     assert [e.at for e in await event_rows.latest(store)] == [now - day]

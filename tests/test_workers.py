@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 USERS = {"wrong": "2015550131", "right": "2015550132", "sender": "2015550133", "normal": "2015550134"}
 
 
-def write_settings(folder: Path, url: str, **extra: str) -> Path:
+def write_settings(
+    folder: Path, url: str, *, admin: tuple[str, ...] = (), others: tuple[str, ...] = (), **extra: str
+) -> Path:
     path = folder / "workers.yaml"
     lines = [
         'secret_keys: ["workers-test-key-0123456789-abcdefghij"]',
@@ -43,6 +45,8 @@ def write_settings(folder: Path, url: str, **extra: str) -> Path:
         "  admin:",
         "    path_prefix: /admin",
         "    identity: {from: callable, path: tests.workers_app:header_identity}",
+        *(f"    {line}" for line in admin),
+        *(f"  {line}" for line in others),
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -139,6 +143,61 @@ async def test_four_workers_keep_every_limit_and_single_use_exact(
     answers = await one_client_each(url, 20, "POST", "/admin/_2fa/send", "sender", csrf_token=token)
     assert sorted(a.status_code for a in answers) == [303] + [429] * 19
     assert len([m for m in await outbox_rows.latest(tfa.store, 100) if m.user_id == "sender"]) == 1
+
+
+POLICY = (
+    "step_up: [{path: /admin/pay, methods: [POST], max_age_seconds: 0}]",
+    "enroll_grace: {logins: 3}",
+)
+STAFF_IN_REPORT_MODE = (
+    "staff:",
+    "  path_prefix: /staff",
+    "  mode: report",
+    "  identity: {from: callable, path: tests.workers_app:header_identity}",
+)
+
+
+async def test_four_workers_keep_the_rollout_policy_exact(
+    cli: Cli, postgres_database: str, tmp_path: Path
+) -> None:
+    """Issue 17 under 4 workers: a proof spent once on a max-age-0 rule, a grace of 3 logins
+    taken exactly 3 times, report mode's day recorded once."""
+    config = write_settings(tmp_path, postgres_database, admin=POLICY, others=STAFF_IN_REPORT_MODE)
+    upgraded = await asyncio.to_thread(cli, "db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0, upgraded.stderr
+    async with service(config) as tfa:
+        await tfa.set_phone("admin", "payer", "1", USERS["normal"], confirmed=True)
+        with uvicorn(config, workers=4) as url:
+            token = await token_for(url, "payer")
+            await one_client_each(url, 1, "POST", "/admin/_2fa/send", "payer", csrf_token=token)
+            code = await latest_code(tfa.store, "payer")
+            [done] = await one_client_each(
+                url, 1, "POST", "/admin/_2fa/verify", "payer", csrf_token=token, code=code
+            )
+            headers = {**as_user("payer"), "cookie": f"tfa_admin={done.cookies['tfa_admin']}"}
+
+            async def pay() -> httpx.Response:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                    return await client.post("/admin/pay", headers=headers)
+
+            answers = await asyncio.gather(*(pay() for _ in range(20)))
+            assert sorted(a.status_code for a in answers) == [200] + [303] * 19
+
+            async with httpx.AsyncClient(base_url=url) as client:
+                page = await client.get("/admin/_2fa/enroll", headers=as_user("newbie"))
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert match, page.text[:300]
+            skips = await one_client_each(
+                url, 20, "POST", "/admin/_2fa/enroll", "newbie", csrf_token=match.group(1), action="skip"
+            )
+            assert sorted(a.status_code for a in skips) == [303] * 3 + [400] * 17
+            events = await event_rows.latest(tfa.store, "admin", "newbie", limit=100)
+            assert [e.kind for e in events].count("enrollment_skipped") == 3
+
+            seen = await one_client_each(url, 40, "GET", "/staff/pid", "watched")
+            assert {a.status_code for a in seen} == {200}
+            events = await event_rows.latest(tfa.store, "staff", "watched", limit=100)
+            assert [e.kind for e in events] == ["report_enroll"]
 
 
 async def test_a_proof_works_on_every_worker(four_workers: tuple[str, TwoFactor]) -> None:

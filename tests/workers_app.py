@@ -30,5 +30,11 @@ async def pid(_request: Request) -> PlainTextResponse:
 
 
 def create_app() -> TwoFactorMiddleware:
-    shop = Starlette(routes=[Route("/admin/pid", pid)])
+    shop = Starlette(
+        routes=[
+            Route("/admin/pid", pid),
+            Route("/admin/pay", pid, methods=["GET", "POST"]),  # a step-up rule's path (issue 17)
+            Route("/staff/pid", pid),  # an interface in report mode (issue 17)
+        ]
+    )
     return TwoFactorMiddleware.from_yaml(shop, os.environ["TFA_WORKERS_CONFIG"])

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from . import admin_cli, doctor, factors_cli
+from . import admin_cli, doctor, factors_cli, policy_cli
 from .admin_cli import Handler
 from .asgi import canonical_path
 from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
@@ -85,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fake.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks a free port")
     fake.set_defaults(handler=_fake_provider_command)
 
-    factors_cli.register(admin_cli.register(commands))
+    users = admin_cli.register(commands)
+    factors_cli.register(users)
+    policy_cli.register(commands, users)
 
     args = parser.parse_args(argv)
     handler: Handler = args.handler

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from .asgi import canonical_path, in_networks, inside
+from .asgi import canonical_path, in_networks, inside, simple_path
 from .doctor_steps import NO, NOT_GIVEN, OK, STOP, Outcome, blind, cookie_steps, django_steps, jwt_steps
 from .errors import ConfigError, IdentityUnreadable, StoreUnavailable
 from .identity import (
@@ -37,6 +37,7 @@ from .identity import (
 )
 from .identity.django import DjangoSessionResolver, setup_for_command_line
 from .identity.flask import FlaskSessionResolver
+from .policy import StepUpRules
 from .settings import (
     CallableSource,
     DjangoSessionSource,
@@ -48,6 +49,7 @@ from .settings import (
 )
 from .store import Store
 from .store import enrollments as enrollment_rows
+from .store import policy as policy_rows
 
 if TYPE_CHECKING:  # PyJWT is an extra: the module is imported only for a from: jwt interface
     from .identity.tokens import JwtResolver
@@ -75,6 +77,8 @@ async def doctor(
         ]
         if path is not None and _exempt(iface, canonical_path(path)):
             lines.append(f"  {path} is exempt: the shop answers it without a second factor; read anyway:")
+        elif path is not None and (step := _step_up(iface, path)):
+            lines.append(f"  {path} is held by step_up: {step}")
         scope = _scope(path or iface.path_prefix, cookie, headers, peer)
         results.append((iface, lines, *await _examine(settings, iface, scope, sent, lines.append)))
     outcomes = [outcome for _, _, outcome, _ in results]
@@ -167,6 +171,12 @@ class _Enrollments:
         self.missing = database if sqlite_file and not Path(database).exists() else None
 
     async def describe(self, iface: InterfaceSettings, identity: Identity) -> str:
+        found = await self._describe(iface, identity)
+        if iface.mode == "report":
+            return f"{found}; but interfaces.{iface.name}.mode is report: nobody is stopped, it is recorded"
+        return found
+
+    async def _describe(self, iface: InterfaceSettings, identity: Identity) -> str:
         who = f"user {identity.user_id} of {iface.name}"
         unknown = f"{who} would be challenged, or asked to enroll"
         if self.missing is not None:
@@ -175,12 +185,17 @@ class _Enrollments:
             self.store = Store(self.url, auto_migrate=False, pool=self.pool)
         try:
             row = await enrollment_rows.get(self.store, iface.name, identity.user_id)
+            exemption = await policy_rows.active(self.store, iface.name, identity.user_id, time.time())
         except StoreUnavailable as exc:
             return f"{unknown} (cannot read the database: {exc})"
+        if exemption is not None:
+            until = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(exemption.until))
+            return f"{who} is exempt until {until} ({exemption.reason}): gets in without a code"
         if row is None or not (row.phone or row.pending_phone):
             if iface.on_missing_phone == "skip":
                 return f"{who} has no second factor yet: gets in with the password alone (on_missing_phone)"
-            return f"{who} has no second factor yet: would be asked to enroll"
+            grace = " (enroll_grace lets them skip it for now)" if iface.enroll_grace else ""
+            return f"{who} has no second factor yet: would be asked to enroll{grace}"
         if row.require_enrollment or not row.phone:
             return f"{who} would be asked to enroll (to confirm a phone with a code)"
         if row.locked_until > time.time():
@@ -219,6 +234,7 @@ def setting_warnings(settings: Settings) -> list[str]:
             out.append(f"{at}.logout_url is not set: our pages offer no way out{_logout_seen(iface)}")
         if iface.on_missing_phone == "skip":
             out.append(f"{at}.on_missing_phone: skip lets users without a phone in with the password alone")
+        out += _policy_warnings(iface, at)
         if iface.identity.source == "header" and any(map(_loopback, settings.trusted_proxies)):
             out.append(
                 f"trusted_proxies trusts this machine to set {at}.identity's header. uvicorn "
@@ -235,6 +251,37 @@ def setting_warnings(settings: Settings) -> list[str]:
             "(tfa-middleware outbox --config FILE)"
         )
     return out
+
+
+def _policy_warnings(iface: InterfaceSettings, at: str) -> list[str]:
+    """Issue 17's settings that are valid but worth a second look."""
+    out = []
+    if iface.mode == "report":
+        out.append(
+            f"{at}.mode: report stops nobody: who would be stopped is recorded "
+            f"(tfa-middleware report --interface {iface.name}); set enforce when they are ready"
+        )
+    ends = iface.enroll_grace.ends_at if iface.enroll_grace else None
+    if ends is not None and ends <= time.time():
+        out.append(f"{at}.enroll_grace.until is past: the grace is over, enrollment is required")
+    for i, rule in enumerate(iface.step_up):
+        if rule.max_age_seconds == 0 and (rule.methods is None or "GET" in rule.methods):
+            out.append(
+                f"{at}.step_up[{i}]: max_age_seconds 0 on GET asks for a code at every page view under "
+                f"{rule.path} (its images and scripts too, if the shop serves them there)"
+            )
+    return out
+
+
+def _step_up(iface: InterfaceSettings, path: str) -> str:
+    """What the step-up rules ask of a request to ``path`` ("" for nothing)."""
+    step = StepUpRules.of(iface.step_up).on(canonical_path(path), simple_path(path))
+    if step is None:
+        return ""
+    asks = [f"{method} a code at most {age} s old" for method, age in sorted(step.ages.items())]
+    if step.other is not None:
+        asks.append(f"{'any other method' if asks else 'every method'}: a code at most {step.other} s old")
+    return "; ".join(asks).replace("at most 0 s old", "typed for this request")
 
 
 def start_problems(settings: Settings) -> list[str]:

@@ -31,6 +31,7 @@ from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
 from .logout import ShopLogout, logout_watch
 from .pages import SECURITY_HEADERS, Pages
+from .policy import StepUp, step_up_url
 from .proof import Proof
 from .proof_check import ProofCheck
 from .responses import (
@@ -43,6 +44,7 @@ from .responses import (
     refuse,
     wants_json,
 )
+from .rollout_check import RolloutCheck
 from .routes import Interface, Route, Router, build_interfaces, relative, warn_unrouted
 from .service import TwoFactor
 from .session_end import SessionEnds
@@ -99,6 +101,7 @@ class TwoFactorMiddleware:
         self._generations = self._proofs.generations
         self._valid_proof = self._proofs.check  # bound once: the hot path looks up one attribute
         self._errors = ErrorLog()
+        self._rollout = RolloutCheck(self.service)
         interfaces = build_interfaces(settings, resolvers, self._cookies)
         self._router = Router(interfaces)
         self._routes = self._router.cached
@@ -133,7 +136,7 @@ class TwoFactorMiddleware:
         route = self._routes.get(raw) or await self._route(raw, scope, receive, send)
         if route is None:
             return
-        iface, path, logouts, in_pages = route
+        iface, path, logouts, in_pages, step = route
         if iface is None:
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
@@ -171,6 +174,10 @@ class TwoFactorMiddleware:
             await self._pages(iface, identity, proof, path, root, scope, receive, send)
             return
         if proof is not None:
+            if step is not None and await self._stepped_back(
+                iface, proof, step, now, raw, root, scope, receive, send
+            ):
+                return
             scope[SCOPE_KEY] = proof
             # A shop whose session cookie we read may log out here: its answer is watched.
             watch = iface.session_cookie is not None
@@ -230,6 +237,31 @@ class TwoFactorMiddleware:
             return
         await self.pages(scope, receive, send, iface.settings, identity, proof, path=path, root=root)
 
+    async def _stepped_back(
+        self,
+        iface: Interface,
+        proof: Proof,
+        step: StepUp,
+        now: float,
+        raw: str,
+        root: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> bool:
+        """A path a step-up rule holds: False when the request goes on (the proof meets the rule
+        for its method, or report mode), True when it was answered (the re-check, or 503)."""
+        try:
+            verdict = self._rollout.step_up(iface.settings, proof, step, scope.get("method") or "GET", now)
+            if verdict if isinstance(verdict, bool) else await verdict:
+                return False
+        except StoreUnavailable as exc:
+            log.error("cannot record a step-up on %s: %s", iface.settings.name, exc)
+            await self._unavailable(scope, receive, send)
+            return True
+        await self._challenge(iface, scope, receive, send, raw, root, step_up=True)
+        return True
+
     async def _without_proof(
         self,
         iface: Interface,
@@ -241,7 +273,12 @@ class TwoFactorMiddleware:
         send: Send,
     ) -> None:
         """Somebody logged in without a valid proof: the challenge (or, for a user without a phone
-        on an interface with ``on_missing_phone: skip``, the app)."""
+        on an interface with ``on_missing_phone: skip``, the app; in report mode, the app, the
+        user recorded once a day)."""
+        if iface.settings.mode == "report":
+            await self._rollout.report(iface.settings.name, identity.user_id, None, self.clock())
+            await self.app(scope, receive, send)
+            return
         if iface.settings.on_missing_phone == "skip" and await self._unenrolled(iface, identity):
             await self.app(scope, receive, send)
             return
@@ -254,13 +291,23 @@ class TwoFactorMiddleware:
             return False  # unknown: challenge (and the pages will say the service is unavailable)
         return status.state == "none" and not status.factors  # an app is a second factor too
 
+    @staticmethod
     async def _challenge(
-        self, iface: Interface, scope: Scope, receive: Receive, send: Send, raw: str, root: str
+        iface: Interface,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        raw: str,
+        root: str,
+        *,
+        step_up: bool = False,
     ) -> None:
+        """To the challenge (a step-up's re-check): a navigation by 303 (a POST is never
+        replayed), a fetch/XHR or API client by 401 with JSON, a websocket closed (1008)."""
         if scope["type"] == "websocket":
             await close_websocket(receive, send)
             return
-        url = challenge_url(scope, raw, root, iface.prefix, iface.pages_path)
+        url = (step_up_url if step_up else challenge_url)(scope, raw, root, iface.prefix, iface.pages_path)
         response: Response
         if wants_json(scope):
             response = Response(challenge_json(url), status_code=401, media_type="application/json")

@@ -18,6 +18,7 @@ from .app_routes import covers, route_paths
 from .asgi import CookieParser, canonical_path, inside, simple_path
 from .cache import BoundedCache
 from .identity import Resolver, build_resolver
+from .policy import NO_RULES, StepUp, StepUpRules
 from .proof import ProofCodec, proof_cookie_name
 from .settings import (
     DjangoSessionSource,
@@ -55,6 +56,7 @@ class Interface:
     session_cookie: str | None = None
     # The resolver reads only the request's headers: the WSGI middleware builds it a light scope.
     light_scope: bool = False
+    step_up: StepUpRules = NO_RULES
 
     def exempt(self, path: str) -> bool:
         return path in self.exempt_exact or any(inside(path, folder) for folder in self.exempt_folders)
@@ -63,9 +65,10 @@ class Interface:
         return self.cookie_https if https else self.cookie_http
 
 
-Route = tuple[Interface | None, str, tuple[Interface, ...], bool]
+Route = tuple[Interface | None, str, tuple[Interface, ...], bool, StepUp | None]
 """The interface protecting a path (None: unprotected or exempt), the path's canonical form, the
-interfaces whose shop logout it is, and whether it is one of the interface's own pages."""
+interfaces whose shop logout it is, whether it is one of the interface's own pages, and the
+step-up rules that hold it (None: none, the usual case)."""
 
 
 def build_interfaces(
@@ -81,6 +84,13 @@ def build_interfaces(
             log.warning(
                 "interfaces.%s.on_missing_phone is 'skip': users without a phone get in "
                 "with the password alone",
+                name,
+            )
+        if iface.mode == "report":
+            log.warning(
+                "interfaces.%s.mode is 'report': nobody is stopped there; who would be is recorded "
+                "(tfa-middleware report --interface %s)",
+                name,
                 name,
             )
         custom = (resolvers or {}).get(name)
@@ -105,6 +115,7 @@ def build_interfaces(
                 cookie_https=proof_cookie_name(iface.proof_cookie, https=True),
                 logout_path=simple_path(iface.logout_url) if iface.logout_url else None,
                 session_cookie=None if custom else session_cookie(iface.identity, resolver),
+                step_up=StepUpRules.of(iface.step_up),
             )
         )
     return interfaces
@@ -145,7 +156,10 @@ class Router:
             iface = None  # the shop's logout is always open: nobody must need a code to leave
         elif iface is not None and iface.exempt(path) and (literal is path or iface.exempt(literal)):
             iface = None
-        route = (iface, path, logouts, iface is not None and inside(path, iface.pages_path))
+        pages = iface is not None and inside(path, iface.pages_path)
+        # A rule holds the path if it holds either reading, like the prefixes (the stricter wins).
+        step = iface.step_up.on(path, literal) if iface is not None and not pages else None
+        route = (iface, path, logouts, pages, step)
         if len(raw) <= ROUTE_CACHE_MAX_PATH:
             self._routes.put(raw, route)
         return route

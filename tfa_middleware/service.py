@@ -43,6 +43,7 @@ from .providers.base import Provider
 from .providers.base import Purpose as Purpose
 from .providers.build import build_provider
 from .registrations import Registrations
+from .rollout import MAX_EXEMPTION_DAYS, Grace, Rollout, grace_eligible, parse_until
 from .settings import Settings, load_settings
 from .signin import SignIn
 from .store import AuditEvent, Store
@@ -52,11 +53,13 @@ from .tables import MAX_USER_ID_LENGTH
 
 __all__ = [
     "FEW_LEFT",
+    "MAX_EXEMPTION_DAYS",
     "AuditEvent",
     "EnrollmentNotAllowed",
     "EnrollmentStatus",
     "EventHook",
     "Factor",
+    "Grace",
     "NewApp",
     "Purpose",
     "Refusal",
@@ -69,6 +72,8 @@ __all__ = [
     "VerifyOutcome",
     "VerifyStatus",
     "Waits",
+    "grace_eligible",
+    "parse_until",
 ]
 
 log = logging.getLogger("tfa_middleware")
@@ -108,6 +113,8 @@ class TwoFactor:
         self.sign_in = SignIn(settings, store, provider, self.limits, self.trail, self.registrations, clock)
         # The app, the recovery codes and the remembered browsers: tfa.factors.…
         self.factors = Factors(settings, store, self.limits, self.trail, self._check, clock)
+        # Issue 17: exemptions, the enrollment grace, report mode, step-up's single use: tfa.rollout.…
+        self.rollout = Rollout(settings, store, self.trail, clock)
 
     @property
     def provider(self) -> Provider:

@@ -216,3 +216,55 @@ remembered_browsers = Table(
     Column("network", String(64), nullable=False),  # the IP's /24 or /48, not the address
     Index("ix_tfa_remembered_browser_user", "interface", "user_id"),
 )
+
+
+# Issue 17's policy. A manager's exemption of one user: no second factor asked until ``until``
+# (at most MAX_EXEMPTION_DAYS ahead, policy.py), with why and by whom; ended early by ``ended_at``.
+exemptions = Table(
+    "tfa_exemption",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
+    Column("until", Float, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("created_by", String(MAX_USER_ID_LENGTH)),
+    Column("created_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Index("ix_tfa_exemption_user", "interface", "user_id"),
+)
+
+# enroll_grace: {logins: N}: how many times a user without a factor skipped setting one up. One
+# conditional upsert counts a skip, so parallel skips never count one twice or pass N.
+grace_logins = Table(
+    "tfa_grace",
+    metadata,
+    Column("interface", String(32), primary_key=True),
+    Column("user_id", String(MAX_USER_ID_LENGTH), primary_key=True),
+    Column("used", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# mode: report: a user who would have been stopped, once per UTC day (the key makes the second
+# worker's insert a no-op, and only the insert that wrote the row writes the audit event).
+policy_reports = Table(
+    "tfa_policy_report",
+    metadata,
+    Column("interface", String(32), primary_key=True),
+    Column("user_id", String(MAX_USER_ID_LENGTH), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("kind", String(16), nullable=False),  # challenge, enroll, step_up
+    Column("at", Float, nullable=False),
+)
+
+# step_up with max_age_seconds 0: the proofs already spent on one such request (a digest of the
+# proof's content); a row is needed while the proof could still be fresh enough (policy.py).
+step_up_spent = Table(
+    "tfa_step_up_spent",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("interface", String(32), nullable=False),
+    Column("user_id", String(MAX_USER_ID_LENGTH), nullable=False),
+    Column("spent_at", Float, nullable=False),
+    Index("ix_tfa_step_up_spent_at", "spent_at"),
+)

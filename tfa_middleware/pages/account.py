@@ -14,7 +14,16 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber, UnknownInterface
-from ..service import EnrollmentStatus, Factor, Purpose, RequestInfo, SendStatus, VerifyStatus
+from ..service import (
+    MAX_EXEMPTION_DAYS,
+    EnrollmentStatus,
+    Factor,
+    Purpose,
+    RequestInfo,
+    SendStatus,
+    VerifyStatus,
+    parse_until,
+)
 from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields, when
 
 log = logging.getLogger("tfa_middleware.pages")
@@ -26,6 +35,8 @@ MANAGE_ACTIONS = (
     "remove_factor",
     "forget_browser",
     "recovery_codes",
+    "exempt",
+    "end_exemption",
 )
 
 
@@ -203,6 +214,11 @@ class AccountPages:
         # oneself: acting on one's own second factor needs it fresh, as on the phone page.
         if user_id == ctx.identity.user_id and not self.kit.fresh(ctx):
             return _reauthenticate(ctx, "manage")
+        if action == "exempt" and user_id == ctx.identity.user_id:
+            return await self.manage_page(ctx, error="Ask another manager to exempt you.", code=400)
+        if action == "exempt" and not self.kit.fresh(ctx):
+            # It lowers somebody's protection: a code typed lately, as for changing one's own.
+            return _reauthenticate(ctx, "manage")
         if action == "recovery_codes":  # shown once, to the manager, to hand over
             codes = await self.service.factors.issue_recovery_codes(interface, user_id, request=request)
             back = ctx.url("manage", interface=interface, user=user_id)
@@ -224,6 +240,7 @@ class AccountPages:
             )
         factors = await self.service.factors.of_user(interface, user_id)
         browsers = await self.service.factors.remembered_browsers(interface, user_id)
+        exemption = await self.service.rollout.exemption(interface, user_id)
         return self.kit.render(
             ctx,
             "manage_user.html",
@@ -236,6 +253,14 @@ class AccountPages:
             browser_user={"interface": interface, "user_id": user_id},
             browser_page="manage",
             remember_days=1,
+            exemption=exemption
+            and {
+                "until": when(exemption.until),
+                "reason": exemption.reason,
+                "by": exemption.created_by,
+                "since": when(exemption.created_at),
+            },
+            max_exemption_days=MAX_EXEMPTION_DAYS,
             notice=notice,
             error=error,
         )
@@ -266,6 +291,14 @@ class AccountPages:
                 return f"Removed from {user_id}." if removed else f"{user_id} has no such factor."
             forgotten = await service.factors.forget_browser(interface, user_id, int(item), request=request)
             return f"{user_id}'s browser is forgotten." if forgotten else f"{user_id} has no such browser."
+        if action == "exempt":
+            until = parse_until(form.get("until", ""))
+            reason = form.get("reason", "")
+            exemption = await service.rollout.exempt(interface, user_id, until, reason, request=request)
+            return f"{user_id} is exempt until {when(exemption.until)}."
+        if action == "end_exemption":
+            ended = await service.rollout.end_exemption(interface, user_id, request=request)
+            return f"The exemption of {user_id} is ended." if ended else f"{user_id} has no exemption."
         unlocked = await service.unlock(interface, user_id, request=request)
         return f"{user_id} is unlocked." if unlocked else f"{user_id} has no second factor to unlock."
 

@@ -23,6 +23,10 @@ from ..csrf import CsrfTokens, cross_site
 from ..errors import HostilePath, StoreUnavailable
 from ..forms import read_form
 from ..identity import Identity
+from ..policy import EXEMPT as EXEMPT
+from ..policy import GRACE as GRACE
+from ..policy import NOT_TYPED
+from ..policy import REMEMBERED as REMEMBERED
 from ..proof import (
     Proof,
     ProofCodec,
@@ -125,7 +129,6 @@ def duration(seconds: float) -> str:
     return f"{hours} hours"
 
 
-REMEMBERED = "remembered"  # the proof's method when a remembered browser skipped the challenge
 SETUP = ".setup"  # a set-up proof's interface is "<name>.setup": valid for the account pages alone
 SETUP_COOKIE = "_setup"
 
@@ -333,21 +336,33 @@ class PageKit:
     # ------------------------------------------------------------------ the proof cookie
 
     async def set_proof(
-        self, response: Response, ctx: PageContext, generation: int, method: str, browser: str = ""
+        self,
+        response: Response,
+        ctx: PageContext,
+        generation: int,
+        method: str,
+        browser: str = "",
+        *,
+        until: float | None = None,
     ) -> None:
         """Issue a proof of a second factor done just now, for this user and login; it carries the
         login's last sign-out it has seen (one indexed read, only for a login with a session id),
-        and the remembered browser's digest when there is one."""
+        and the remembered browser's digest when there is one. With ``until`` (an exemption's or
+        a grace's end) the proof dies then at the latest, on every worker: its issue time is set
+        back so that its lifetime ends at ``until`` (such a proof never meets a step-up rule, so
+        its age means nothing else), and the cookie goes with it."""
         user_id, session_id = ctx.identity.user_id, ctx.identity.session_id
         try:
             seen = await self.service.signed_out_at(ctx.iface.name, user_id, session_id)
         except StoreUnavailable:
             seen = 0.0  # the code was right: a proof that has seen nothing, void if this login was signed out
+        now, lifetime = self.clock(), ctx.iface.proof_max_age_seconds
+        issued = now if until is None else min(now, until - lifetime)
         value = self._codecs[ctx.iface.name].issue(
-            user_id, generation, self.clock(), method, session_id, seen, browser
+            user_id, generation, issued, method, session_id, seen, browser
         )
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
-        header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)
+        header = proof_set_cookie(name, value, max(1, int(issued + lifetime - now)), ctx.https)
         response.headers.append("set-cookie", header)
 
     @staticmethod
@@ -405,7 +420,7 @@ class PageKit:
         # A remembered browser skipped the code: it proves the browser, not the person.
         return (
             proof is not None
-            and proof.method != REMEMBERED
+            and proof.method not in NOT_TYPED  # nor an exemption or a grace: nobody typed a code
             and self.clock() - proof.issued_at <= ctx.iface.phone_change_fresh_seconds
         )
 

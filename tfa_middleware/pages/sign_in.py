@@ -12,8 +12,16 @@ from collections.abc import Mapping
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
-from ..service import FEW_LEFT, EnrollmentStatus, SendStatus, VerifyOutcome, VerifyStatus
-from .kit import PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, phone_fields
+from ..service import (
+    FEW_LEFT,
+    EnrollmentStatus,
+    Grace,
+    SendStatus,
+    VerifyOutcome,
+    VerifyStatus,
+    grace_eligible,
+)
+from .kit import EXEMPT, GRACE, PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, duration, phone_fields
 
 
 class SignInPages:
@@ -37,10 +45,24 @@ class SignInPages:
                 if not await self.kit.set_proof_or_setup(response, ctx, generation, REMEMBERED, browser):
                     response.headers["location"] = ctx.url("account", setup="1")
                 return response
+        if not reauth and (exempt := await self._exempt(ctx)) is not None:
+            return exempt
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.needs_enrollment:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         return await self._challenge(ctx, status)
+
+    async def _exempt(self, ctx: PageContext) -> Response | None:
+        """A manager's exemption in force: a proof without a code, which dies with the exemption
+        (and never meets a step-up rule); None without one."""
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        exemption = await self.service.rollout.exemption(name, user_id)
+        if exemption is None:
+            return None
+        response = RedirectResponse(ctx.next_url, status_code=303)
+        generation = await self.service.generation(name, user_id)
+        await self.kit.set_proof(response, ctx, generation, EXEMPT, until=exemption.until)
+        return response
 
     async def enroll_page(self, ctx: PageContext) -> Response:
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
@@ -114,6 +136,8 @@ class SignInPages:
 
     async def enroll(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         name, user_id = ctx.iface.name, ctx.identity.user_id
+        if form.get("action") == "skip":
+            return await self._skip(ctx)
         try:
             if form.get("action") == "keep":
                 await self.service.keep_phone(name, user_id, request=ctx.request)
@@ -139,6 +163,24 @@ class SignInPages:
             unsent = f"No code was sent to {outcome.masked_phone} yet. {message}"
             return await self._enroll(ctx, status, send_error=unsent, code=code)
         return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
+
+    async def _skip(self, ctx: PageContext) -> Response:
+        """enroll_grace: the user without a factor goes on without one, this once (a login
+        counted) or until the grace's date; after it, the enrollment page again, without the offer."""
+        name, user_id = ctx.iface.name, ctx.identity.user_id
+        status = await self.service.status(name, user_id)
+        left = None
+        if grace_eligible(status) and not ctx.query.get("reauth"):
+            left = await self.service.rollout.skip_enrollment(name, user_id, request=ctx.request)
+        if left is None:
+            error = "Setting up two-step verification can't wait any longer: please set it up now."
+            return await self._enroll(ctx, status, error=error, code=400)
+        response = RedirectResponse(ctx.next_url, status_code=303)
+        grace = ctx.iface.enroll_grace
+        until = grace.ends_at if grace is not None else None
+        generation = await self.service.generation(name, user_id)
+        await self.kit.set_proof(response, ctx, generation, GRACE, until=until)
+        return response
 
     async def logout(self, ctx: PageContext, _form: Mapping[str, str]) -> Response:
         await self.service.sign_out(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
@@ -204,6 +246,9 @@ class SignInPages:
     ) -> Response:
         sent = bool(ctx.query.get("sent"))
         waits = await self.kit.waits(ctx) if status.pending_masked_phone else {}
+        grace = None
+        if ctx.iface.enroll_grace is not None and grace_eligible(status) and not ctx.query.get("reauth"):
+            grace = await self.service.rollout.grace_left(ctx.iface.name, ctx.identity.user_id)
         return self.kit.render(
             ctx,
             "enroll.html",
@@ -219,6 +264,7 @@ class SignInPages:
             totp_allowed="totp" in ctx.iface.factors,
             webauthn_allowed="webauthn" in ctx.iface.factors,
             origins=ctx.iface.origins,
+            grace=grace_text(grace),
             **phone_fields(form),
             **waits,
         )
@@ -231,3 +277,16 @@ def ways_in(status: EnrollmentStatus, allowed: tuple[str, ...]) -> list[str]:
     if "recovery" in allowed and "recovery" in status.factors:
         ways.append("recovery")
     return ways
+
+
+def grace_text(grace: Grace | None) -> str:
+    """What the enrollment page says of the grace left ("" for none)."""
+    if grace is None:
+        return ""
+    if grace.logins is not None:
+        times = "once more" if grace.logins == 1 else f"{grace.logins} more times"
+        return f"You can skip this {times}; after that, signing in needs it."
+    assert grace.seconds is not None
+    days = int(grace.seconds // 86400)
+    left = f"{days} more days" if days >= 2 else f"{duration(grace.seconds)} more"
+    return f"You can skip this for {left}; after that, signing in needs it."

@@ -28,6 +28,8 @@ from .loader import settings_from_mapping as settings_from_mapping
 from .model import MIN_SECRET_KEY_LENGTH as MIN_SECRET_KEY_LENGTH
 from .model import Settings as Settings
 from .model import mask_database_url as mask_database_url
+from .policy import EnrollGrace as EnrollGrace
+from .policy import StepUpRule as StepUpRule
 from .sections import DEFAULT_ALLOWED_REGIONS as DEFAULT_ALLOWED_REGIONS
 from .sections import DEFAULT_API_URLS as DEFAULT_API_URLS
 from .sections import HOURLY_FAILURE_CEILING as HOURLY_FAILURE_CEILING

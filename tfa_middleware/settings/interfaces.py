@@ -25,6 +25,7 @@ from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
 from .origins import DEMO_ORIGIN, LOCALHOST, RpId, normal_origin, origin_problem
+from .policy import EnrollGrace, StepUpRule
 from .types import (
     COOKIE_NAME,
     NOT_A_COOKIE_NAME,
@@ -238,6 +239,11 @@ class InterfaceSettings(Section):
     # The shop's own logout, relative to the application's root: a link on every page, and a
     # request there ends this browser's proof in the same response.
     logout_url: Path | None = None
+    # Issue 17's rollout policy (policy.py): sensitive paths that need a recent code, report-only
+    # mode (nobody stopped, who would be recorded), and a grace for users without a factor.
+    step_up: tuple[StepUpRule, ...] = ()
+    mode: Literal["enforce", "report"] = "enforce"
+    enroll_grace: EnrollGrace | None = None
 
     @property
     def manage_user_ids(self) -> tuple[str, ...]:
@@ -265,6 +271,17 @@ class InterfaceSettings(Section):
         prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
         raise_any((f"[{i}]", p) for i, e in enumerate(entries) if (p := _exemption_problem(e, prefix, pages)))
         return tuple(entry.lower() for entry in entries)
+
+    @field_validator("step_up")
+    @classmethod
+    def _step_up_inside(cls, rules: tuple[StepUpRule, ...], info: ValidationInfo) -> tuple[StepUpRule, ...]:
+        prefix, pages = info.data.get("path_prefix"), info.data.get("pages_path")
+        raise_any(
+            (f"[{i}].path", p)
+            for i, rule in enumerate(rules)
+            if (p := _step_up_problem(rule.path, prefix, pages))
+        )
+        return rules
 
     @field_validator("require_factors")
     @classmethod
@@ -336,4 +353,15 @@ def _exemption_problem(entry: str, prefix: str | None, pages: str | None) -> str
         return "exempting the whole prefix disables the interface; use enabled: false"
     if inside(pages, normal) if entry.endswith("/") else normal == pages:
         return f"{entry!r} covers pages_path {pages!r}, so the challenge pages could never be reached"
+    return None
+
+
+def _step_up_problem(path: str, prefix: str | None, pages: str | None) -> str | None:
+    if (problem := path_problem(path)) or not (prefix and pages):
+        return problem
+    normal = as_prefix(path)
+    if not inside(normal, prefix):
+        return f"{path!r} is outside path_prefix {prefix!r}: a rule protects only its own interface"
+    if inside(normal, pages) or inside(pages, normal):
+        return f"{path!r} overlaps pages_path {pages!r}: the challenge itself must stay reachable"
     return None

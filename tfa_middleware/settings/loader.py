@@ -133,7 +133,7 @@ def explain(error: ErrorDetails) -> list[str]:
     if keys and isinstance(keys[-1], int) and kind_ != PROBLEMS:
         return [f"{_path(keys[:-1])}: item {keys[-1]}: {_message(error, keys, tag)}"]
     if kind_ == PROBLEMS:
-        base = ".".join(str(k) for k in keys)
+        base = _path(keys) if keys else ""
         return [f"{_join(base, at) or '<root>'}: {message}" for at, message in ctx["problems"]]
     if kind_ in ("union_tag_invalid", "union_tag_not_found"):
         return [_tag_problem(error, _path(keys))]
@@ -143,7 +143,9 @@ def explain(error: ErrorDetails) -> list[str]:
 
 
 def _path(keys: tuple[int | str, ...]) -> str:
-    return ".".join(str(k) for k in keys) or "<root>"
+    """``interfaces.admin.step_up[2].methods``: a list's item by its index in brackets."""
+    text = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+    return text or "<root>"
 
 
 def _message(error: ErrorDetails, keys: tuple[int | str, ...], tag: str | None) -> str:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from sqlalchemy import delete
 
-from ..tables import codes, events, outbox, remembered_browsers, revoked_sessions, sends
+from ..tables import (
+    codes,
+    events,
+    outbox,
+    policy_reports,
+    remembered_browsers,
+    revoked_sessions,
+    sends,
+    step_up_spent,
+)
 from .database import Store
 
 
 async def purge(db: Store, before: float, now: float) -> dict[str, int]:
     """Delete audit events, outbox messages and spent codes older than ``before``; the send log
     only past a day, since the send limits count back that far; revoked logins and remembered
-    browsers once expired."""
+    browsers once expired; report mode's records with the audit events; a proof spent on a
+    step-up once it is too old to be fresh anyway (a day on)."""
     async with db.transaction() as conn:
         counts = {
             "events": (await conn.execute(delete(events).where(events.c.at < before))).rowcount,
@@ -35,6 +45,13 @@ async def purge(db: Store, before: float, now: float) -> dict[str, int]:
             ).rowcount,
             "remembered_browsers": (
                 await conn.execute(delete(remembered_browsers).where(remembered_browsers.c.expires_at <= now))
+            ).rowcount,
+            "reports": (
+                await conn.execute(delete(policy_reports).where(policy_reports.c.at < before))
+            ).rowcount,
+            # A spent proof matters while it could be fresh (policy.ONCE_SECONDS): a day is ample.
+            "step_up_spent": (
+                await conn.execute(delete(step_up_spent).where(step_up_spent.c.spent_at < now - 24 * 3600))
             ).rowcount,
         }
     return {name: int(count) for name, count in counts.items()}

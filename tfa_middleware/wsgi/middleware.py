@@ -44,6 +44,7 @@ from ..guard import ErrorLog
 from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
 from ..logout import cannot_tell, revoke_login
 from ..pages import SECURITY_HEADERS, Pages
+from ..policy import StepUp, step_up_url
 from ..proof import Proof, proof_clear_cookie
 from ..proof_check import ProofCheck
 from ..responses import (
@@ -54,7 +55,8 @@ from ..responses import (
     challenge_url,
     wants_json,
 )
-from ..routes import Interface, Router, build_interfaces
+from ..rollout_check import RolloutCheck
+from ..routes import Interface, Route, Router, build_interfaces
 from ..service import TwoFactor
 from ..session_end import Reissued, SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
@@ -117,6 +119,7 @@ class TwoFactorWSGIMiddleware:
         self._proofs = ProofCheck(self.service, self._cookies, settings.revocation_check_seconds)
         self._valid_proof = self._proofs.check
         self._errors = ErrorLog()
+        self._rollout = RolloutCheck(self.service)
         interfaces = [self._here(i) for i in build_interfaces(settings, resolvers, self._cookies)]
         self._router = Router(interfaces)
         self._routes = self._router.cached
@@ -153,13 +156,10 @@ class TwoFactorWSGIMiddleware:
         raw = environ.get("PATH_INFO") or "/"
         if not raw.isascii():
             raw = text(raw)  # as the shop reads it; and never a cache key of another reading
-        route = self._routes.get(raw)
+        route = self._routes.get(raw) or self._route(raw)
         if route is None:
-            try:
-                route = self._router.route(raw)
-            except HostilePath:
-                return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
-        iface, path, logouts, in_pages = route
+            return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
+        iface, path, logouts, in_pages, step = route
         if iface is None:
             if logouts or self._watching:
                 return self._unprotected(logouts, environ, start_response)
@@ -189,12 +189,24 @@ class TwoFactorWSGIMiddleware:
         if in_pages:
             return self._pages(iface, identity, proof, path, root, scope, environ, start_response)
         if proof is not None:
+            stopped = step and self._step_up(
+                iface, proof, step, now, raw, root, scope, environ, start_response
+            )
+            if stopped:
+                return stopped
             environ[ENVIRON_KEY] = proof
             watched = iface.session_cookie is not None  # the shop may log out here: watch its answer
             go = self._watch(environ, start_response, scope, iface, identity) if watched else start_response
             return self.app(environ, go)
         assert identity is not None
         return self._without_proof(iface, identity, raw, root, scope, environ, start_response)
+
+    def _route(self, raw: str) -> Route | None:
+        """A path not in the route cache: routed (and remembered), or None for a hostile one."""
+        try:
+            return self._router.route(raw)
+        except HostilePath:
+            return None
 
     def _here(self, iface: Interface) -> Interface:
         """The interface with a resolver fit for the server's thread: a sync ``from: callable``
@@ -355,11 +367,47 @@ class TwoFactorWSGIMiddleware:
         start_response: StartResponse,
     ) -> Iterable[bytes]:
         """Somebody logged in without a valid proof: the challenge (or, for a user without a phone
-        on an interface with ``on_missing_phone: skip``, the app)."""
+        on an interface with ``on_missing_phone: skip``, the app; in report mode, the app, the
+        user recorded once a day)."""
+        if iface.settings.mode == "report":
+            self.loop.run(self._rollout.report(iface.settings.name, identity.user_id, None, self.clock()))
+            return self.app(environ, start_response)
         if iface.settings.on_missing_phone == "skip" and self._unenrolled(iface, identity):
             return self.app(environ, start_response)
         complete(scope)
         url = challenge_url(scope, relative, root, iface.prefix, iface.pages_path)
+        return self._challenge(url, scope, environ, start_response)
+
+    def _step_up(
+        self,
+        iface: Interface,
+        proof: Proof,
+        step: StepUp,
+        now: float,
+        relative: str,
+        root: str,
+        scope: Scope,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+    ) -> Iterable[bytes] | None:
+        """A path a step-up rule holds (as the ASGI middleware's ``_stepped_back``): None when the
+        request goes on, else the answer (the re-check, or 503)."""
+        method = environ.get("REQUEST_METHOD") or "GET"
+        try:
+            verdict = self._rollout.step_up(iface.settings, proof, step, method, now)
+            if verdict if isinstance(verdict, bool) else self.loop.run(verdict):
+                return None
+        except StoreUnavailable as exc:
+            log.error("cannot record a step-up on %s: %s", iface.settings.name, exc)
+            return self._unavailable(environ, start_response)
+        complete(scope)
+        url = step_up_url(scope, relative, root, iface.prefix, iface.pages_path)
+        return self._challenge(url, scope, environ, start_response)
+
+    def _challenge(
+        self, url: str, scope: Scope, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """To ``url``: a navigation by 303 (a POST is never replayed), fetch/XHR by 401 JSON."""
         if wants_json(scope):
             body = challenge_json(url)
             headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
