@@ -74,11 +74,10 @@ bench: $(STAMP)
 # tests/test_catalogues.py fails while a .po lags behind the code or a .mo behind its .po.
 extract: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
-		--add-comments=TRANSLATORS: -o $(POT) tfa_middleware
+		--add-comments=TRANSLATORS: --width=100 -o $(POT) tfa_middleware
 
 update: extract
-	$(BIN)/pybabel update -i $(POT) -d $(LOCALE) -D tfa --no-fuzzy-matching --ignore-obsolete \
-		--omit-header --no-location
+	$(BIN)/pybabel update -i $(POT) -d $(LOCALE) -D tfa --no-fuzzy-matching --ignore-obsolete --width=100
 
 compile: $(STAMP)
 	$(BIN)/pybabel compile -d $(LOCALE) -D tfa --statistics
