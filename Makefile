@@ -73,7 +73,7 @@ bench: $(STAMP)
 # one is dropped, no guessing by fuzzy matching); compile writes the .mo files the package ships.
 # tests/test_catalogues.py fails while a .po lags behind the code or a .mo behind its .po.
 extract: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output --omit-header \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k html --no-location --sort-output --omit-header \
 		--add-comments=TRANSLATORS: --width=100 -o $(POT) tfa_middleware
 
 update: extract

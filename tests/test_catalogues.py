@@ -40,11 +40,12 @@ CLASS_BLOCK = re.compile(r"{%-?\s*block body_class\s*-?%}.*?{%-?\s*endblock\s*-?
 
 
 def extracted() -> Catalog:
-    """Every text of the package, as ``make extract`` finds it (babel.cfg, keyword N_)."""
+    """Every text of the package, as ``make extract`` finds it (babel.cfg, keywords N_ and html)."""
     with (ROOT / "babel.cfg").open() as mapping:
         method_map, options_map = parse_mapping_cfg(mapping)  # type: ignore[no-untyped-call]
     catalog = Catalog(domain=DOMAIN)
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    # Language.html is gettext returning markup: its first argument is a text too.
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "html": None}
     for _file, _line, message, _comments, _context in extract_from_dir(
         str(PACKAGE), method_map, options_map, keywords=keywords, strip_comment_tags=True
     ):

@@ -130,12 +130,8 @@ async def test_the_challenge_speaks_the_browser_language(make_harness: Callable[
     assert "<h1>Bestätigung in zwei Schritten einrichten</h1>" in page.text
     assert 'placeholder="+49"' in page.text  # the enrollment form's example follows the language
     english = await h.client.get(CHALLENGE, headers=ALICE, follow_redirects=True)
-    assert (
-        '<html lang="en" dir="ltr">' in english.text
-    )
-    assert (
-        "<h1>Set up two-step verification</h1>" in english.text
-    )
+    assert '<html lang="en" dir="ltr">' in english.text
+    assert "<h1>Set up two-step verification</h1>" in english.text
 
 
 async def test_an_arabic_page_is_right_to_left(make_harness: Callable[..., Any]) -> None:
