@@ -315,8 +315,8 @@ TOP_KEYS = (
     "provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (
-    "enabled, exempt, factors, identity, locale, locale_from, logout_url, manage, on_missing_phone, origins, pages_path, "
-    "path_prefix, phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, remember_days, "
+    "enabled, exempt, factors, identity, locale, locale_from, logout_url, manage, on_missing_phone, origins, "
+    "pages_path, path_prefix, phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, remember_days, "
     "require_factors, rp_id, unidentified"
 )
 PROVIDER_KEYS = (
