@@ -316,8 +316,8 @@ TOP_KEYS = (
 )
 INTERFACE_KEYS = (
     "enabled, exempt, factors, identity, locale, locale_from, logout_url, manage, on_missing_phone, origins, "
-    "pages_path, path_prefix, phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, remember_days, "
-    "require_factors, rp_id, unidentified"
+    "pages_path, path_prefix, phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, "
+    "remember_days, require_factors, rp_id, unidentified"
 )
 PROVIDER_KEYS = (
     "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "
