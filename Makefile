@@ -4,6 +4,8 @@
 #   make test    ruff, mypy --strict on the package, the tests, the benchmarks and the demo, pytest
 #   make lint    ruff and mypy only
 #   make bench   the benchmarks (python -m benchmarks)
+#   make extract / update / compile   the pages' texts: the template (.pot) from the code and the
+#                templates, each language's .po brought up to it, the .mo compiled from the .po
 #   make clean   caches, build leftovers and the demo database (keeps .venv)
 #   make distclean   clean, and remove .venv too
 
@@ -26,7 +28,10 @@ STAMP = $(VENV)/.installed
 # pip's "a new version is available" check costs a request on every call and says nothing useful here.
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup demo test lint bench clean distclean
+.PHONY: setup demo test lint bench clean distclean extract update compile
+
+LOCALE = tfa_middleware/locale
+POT = $(LOCALE)/tfa.pot
 
 setup: $(STAMP)
 
@@ -62,6 +67,20 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The catalogues (gettext, managed by Babel): extract reads every text the pages show into the
+# template; update merges it into each language's .po (a new text arrives untranslated, a removed
+# one is dropped, no guessing by fuzzy matching); compile writes the .mo files the package ships.
+# tests/test_catalogues.py fails while a .po lags behind the code or a .mo behind its .po.
+extract: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k html --no-location --sort-output --omit-header \
+		--add-comments=TRANSLATORS: --width=100 -o $(POT) tfa_middleware
+
+update: extract
+	$(BIN)/pybabel update -i $(POT) -d $(LOCALE) -D tfa --no-fuzzy-matching --ignore-obsolete --width=100
+
+compile: $(STAMP)
+	$(BIN)/pybabel compile -d $(LOCALE) -D tfa --statistics
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache test-artifacts build dist *.egg-info

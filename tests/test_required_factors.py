@@ -35,7 +35,9 @@ async def test_the_shop_stays_closed_until_the_required_factors_are_set_up(h: Ha
     assert (await h.client.get("/admin/orders", headers=headers)).status_code == 303
     assert (await h.client.get("/admin/_2fa/phone", headers=headers)).status_code == 303
     page = await h.client.get(verified.headers["location"], headers=headers)
-    assert "This account needs an authenticator app and recovery codes" in page.text
+    # One whole sentence for each factor still missing (never a sentence assembled from pieces).
+    assert "This account needs an authenticator app: set one up below" in page.text
+    assert "This account needs recovery codes: get them below" in page.text
     token = await h.csrf(headers, "/admin/_2fa/account")
     begun = await h.client.post(
         "/admin/_2fa/account", data={"csrf_token": token, "action": "add_app"}, headers=headers

@@ -157,7 +157,10 @@ async def test_the_management_page_exempts_and_ends_with_a_fresh_proof(managed: 
     page = await h.client.get(f"{MANAGE}?interface=admin&user=bob", headers=h.as_user("alice"))
     assert 'id="exempt"' in page.text
     done = await _manage(h, action="exempt", user_id="bob", until="2027-01-20", reason="lost phone")
-    assert "bob is exempt until 2027-01-21 00:00 UTC." in done.text
+    assert "bob is exempt until Jan 21, 2027, 12:00\u202fAM UTC." in done.text  # the reader's date format
+    german = {**h.as_user("alice"), "accept-language": "de"}
+    shown = await h.client.get(f"{MANAGE}?interface=admin&user=bob", headers=german)
+    assert "Bis <strong>21.01.2027, 00:00 UTC</strong> vom zweiten Faktor ausgenommen: lost phone" in shown.text
     assert "End the exemption now" in done.text
     exemption = await h.service.rollout.exemption("admin", "bob")
     assert exemption is not None
@@ -250,6 +253,8 @@ async def test_a_count_of_logins_is_offered_used_and_then_over(
     h = await grace_harness(make_harness, tmp_path, {"logins": 2})
     page = await h.client.get("/admin/_2fa/enroll", headers=bob())
     assert "You can skip this 2 more times" in page.text
+    polish = await h.client.get("/admin/_2fa/enroll", headers={**bob(), "accept-language": "pl"})
+    assert "Możesz pominąć ten krok jeszcze 2 razy" in polish.text  # the language's plural form
     assert 'id="skip-enrollment"' in page.text
     assert 'name="phone"' in page.text  # "set up now" is right there
     first = await skip(h)
@@ -288,6 +293,8 @@ async def test_a_date_grace_says_how_long_and_its_proof_ends_with_it(
     h = await grace_harness(make_harness, tmp_path, {"until": "2027-01-31"})
     page = await h.client.get("/admin/_2fa/enroll", headers=bob())
     assert "You can skip this for 16 more days" in page.text
+    russian = await h.client.get("/admin/_2fa/enroll", headers={**bob(), "accept-language": "ru"})
+    assert "Этот шаг можно пропускать ещё 16 дней" in russian.text
     done = await skip(h)
     assert done.status_code == 303
     assert "Max-Age=43200" in done.headers["set-cookie"]  # a whole proof's lifetime still fits

@@ -315,9 +315,9 @@ TOP_KEYS = (
     "provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (
-    "enabled, enroll_grace, exempt, factors, identity, logout_url, manage, mode, on_missing_phone, "
-    "origins, pages_path, path_prefix, phone_change_fresh_seconds, proof_cookie, proof_max_age_seconds, "
-    "remember_days, require_factors, rp_id, step_up, unidentified"
+    "enabled, enroll_grace, exempt, factors, identity, locale, locale_from, logout_url, manage, mode, "
+    "on_missing_phone, origins, pages_path, path_prefix, phone_change_fresh_seconds, proof_cookie, "
+    "proof_max_age_seconds, remember_days, require_factors, rp_id, step_up, unidentified"
 )
 PROVIDER_KEYS = (
     "account_sid, api_key, api_key_sid, api_url, auth_token, code_length, code_ttl_seconds, email_domain, "

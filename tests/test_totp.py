@@ -80,7 +80,9 @@ async def test_a_wrong_first_code_leaves_the_app_unconfirmed(harness: Harness) -
         "/admin/_2fa/account", data={"csrf_token": token, "action": "add_app"}, headers=headers
     )
     page = await h.client.get("/admin/_2fa/app", headers=headers)
-    assert '<svg role="img" aria-label="QR code' in page.text
+    assert (
+        '<div role="img" aria-label="QR code for your authenticator app"><svg aria-hidden="true"' in page.text
+    )
     secret = secret_on(page.text)
     wrong = f"{(int(app_code(secret, h.clock.now)) + 1) % 10**6:06d}"
     refused = await h.client.post(

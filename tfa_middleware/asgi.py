@@ -33,6 +33,14 @@ def cookie(scope: Scope, name: str) -> str | None:
     return _UNREMEMBERED.read(scope, name)
 
 
+def scope_value(scope: Scope, key: str) -> object:
+    """A key the shop's own middleware put in the scope (under WSGI: in the environ)."""
+    if key in scope:
+        return scope[key]
+    environ = scope.get("wsgi.environ")
+    return environ.get(key) if isinstance(environ, dict) else None
+
+
 class CookieParser:
     """Reads one cookie from a scope, remembering the last ``limit`` distinct Cookie headers parsed.
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from . import phone as phones
 from .audit import AuditTrail, RequestInfo
 from .errors import EnrollmentNotAllowed, InvalidPhoneNumber
+from .i18n import N_
 from .limits import Limits
 from .outcomes import EnrollmentStatus, status_of
 from .proof import CLOCK_SKEW_SECONDS, session_digest
@@ -116,7 +117,7 @@ class Enrolling:
         self, interface: str, user_id: str, country_code: str | int, number: str, request: RequestInfo | None
     ) -> EnrollmentStatus:
         if (await self.status(interface, user_id)).state != "active":
-            raise EnrollmentNotAllowed("There is no phone to change yet.")
+            raise EnrollmentNotAllowed(N_("There is no phone to change yet."))
         return await self.set_phone(interface, user_id, country_code, number, False, request)
 
     async def cancel_phone_change(
@@ -135,18 +136,20 @@ class Enrolling:
     ) -> EnrollmentStatus:
         current = await self.status(interface, user_id)
         if not current.needs_enrollment:
-            raise EnrollmentNotAllowed("Your phone is already set up.")
+            raise EnrollmentNotAllowed(N_("Your phone is already set up."))
         if current.pending_assigned:
             raise EnrollmentNotAllowed(
-                "Your administrator set this number. Confirm it with the code sent to it, "
-                "or ask them to change it."
+                N_(
+                    "Your administrator set this number. Confirm it with the code sent to it, "
+                    "or ask them to change it."
+                )
             )
         return await self.set_phone(interface, user_id, country_code, number, False, request)
 
     async def keep_phone(self, interface: str, user_id: str, request: RequestInfo | None) -> EnrollmentStatus:
         row = await enrollment_rows.get(self.store, interface, user_id)
         if row is None or row.phone is None or not row.require_enrollment:
-            raise EnrollmentNotAllowed("There is no phone to keep.")
+            raise EnrollmentNotAllowed(N_("There is no phone to keep."))
         return await self._change(
             interface, user_id, "phone_pending", request, {"to": phones.mask(row.phone)},
             pending=NewPhone(row.phone, row.provider_user_id),
@@ -158,8 +161,11 @@ class Enrolling:
         if not self.limits.country_allowed(e164):
             # The region, not just "+1": the US may be allowed where Jamaica (+1 876) is not.
             raise InvalidPhoneNumber(
-                f"We can't send text messages to numbers from {self.limits.region_of(e164)}. "
-                "Use a number from another country, or ask the shop to allow this one."
+                N_(
+                    "We can't send text messages to numbers from %(region)s. "
+                    "Use a number from another country, or ask the shop to allow this one."
+                ),
+                region=self.limits.region_of(e164),
             )
         return e164
 

@@ -43,7 +43,17 @@ class ConfigError(TwoFactorError):
 
 
 class InvalidInput(TwoFactorError, ValueError):
-    """A value given by a caller (user, shop code or admin) was refused; nothing was changed."""
+    """A value given by a caller (user, shop code or admin) was refused; nothing was changed.
+
+    ``message`` is the sentence with named placeholders (``%(cc)s``) and ``values`` fill them:
+    ``str(exc)`` is the English sentence, and the pages look ``message`` up in the reader's
+    language before filling it (``PageKit.explain``).
+    """
+
+    def __init__(self, message: str = "", /, **values: object) -> None:
+        self.message = message
+        self.values = values
+        super().__init__(message % values if values else message)
 
 
 class InvalidPhoneNumber(InvalidInput):

@@ -9,6 +9,7 @@ from starlette.types import Receive, Scope
 from .asgi import header
 from .errors import FormTooLarge as FormTooLarge  # its old home: still importable from here
 from .errors import InvalidInput
+from .i18n import N_
 
 MAX_FIELDS = 20
 
@@ -17,18 +18,18 @@ async def read_form(scope: Scope, receive: Receive, max_bytes: int) -> dict[str,
     """The urlencoded body as a dict; raise FormTooLarge or InvalidInput with a clear message."""
     content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
-        raise InvalidInput("This page accepts only its own form.")
+        raise InvalidInput(N_("This page accepts only its own form."))
     length = header(scope, b"content-length")
     if length is not None and (not length.isdigit() or int(length) > max_bytes):
-        raise FormTooLarge("The form is too large.")
+        raise FormTooLarge(N_("The form is too large."))
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise InvalidInput("The request was interrupted.")
+            raise InvalidInput(N_("The request was interrupted."))
         body += message.get("body", b"")
         if len(body) > max_bytes:
-            raise FormTooLarge("The form is too large.")
+            raise FormTooLarge(N_("The form is too large."))
         if not message.get("more_body", False):
             break
     try:
@@ -40,10 +41,10 @@ async def read_form(scope: Scope, receive: Receive, max_bytes: int) -> dict[str,
             errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
-        raise InvalidInput("The form could not be read.") from None
+        raise InvalidInput(N_("The form could not be read.")) from None
     form: dict[str, str] = {}
     for key, value in pairs:
         if key in form:
-            raise InvalidInput("The form could not be read.")
+            raise InvalidInput(N_("The form could not be read."))
         form[key] = value
     return form

@@ -14,7 +14,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .responses import BLOCKED_HTML, send_page
+from .responses import BLOCKED, refusal_html, send_page
 from .settings import InterfaceSettings
 
 log = logging.getLogger("tfa_middleware")
@@ -52,7 +52,7 @@ async def unidentified(
         # The guard can withhold an answer, not undo what the request did: a POST the shop
         # would accept from someone we cannot see must not reach it. Nobody logged in has
         # anything to post to a protected, non-exempt path (log-in forms are exempt).
-        await send_page(scope, send, 403, BLOCKED_HTML)
+        await send_page(scope, send, 403, refusal_html(BLOCKED, scope))
         return
     await app(scope, receive, Guard(errors, iface, scope, path, send))
 
@@ -90,7 +90,7 @@ class Guard:
         if kind.startswith("websocket."):
             await self.send({"type": "websocket.close", "code": 1008, "reason": "second factor required"})
             return
-        await send_page(self.scope, self.send, 403, BLOCKED_HTML)
+        await send_page(self.scope, self.send, 403, refusal_html(BLOCKED, self.scope))
 
 
 def report_served(errors: ErrorLog, iface: InterfaceSettings, method: str, path: str, status: object) -> None:

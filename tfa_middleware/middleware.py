@@ -36,11 +36,12 @@ from .proof import Proof
 from .proof_check import ProofCheck
 from .responses import (
     BAD_PATH_TEXT,
-    MISCONFIGURED_HTML,
-    UNAVAILABLE_HTML,
+    MISCONFIGURED,
+    TEMPORARILY_UNAVAILABLE,
     challenge_json,
     challenge_url,
     close_websocket,
+    refusal_html,
     refuse,
     wants_json,
 )
@@ -211,7 +212,7 @@ class TwoFactorMiddleware:
         if isinstance(exc, IdentityUnreadable):
             message = "identity resolver of interface %s cannot tell who is logged in: %s"
             self._errors(name, "resolver", message, name, exc)
-            await refuse(scope, receive, send, 500, MISCONFIGURED_HTML, close_code=1011)
+            await refuse(scope, receive, send, 500, refusal_html(MISCONFIGURED, scope), close_code=1011)
             return
         log.error("identity resolver of interface %s failed", name, exc_info=exc)
         await self._unavailable(scope, receive, send)
@@ -318,4 +319,5 @@ class TwoFactorMiddleware:
 
     @staticmethod
     async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
-        await refuse(scope, receive, send, 503, UNAVAILABLE_HTML, retry_after=30, close_code=1011)
+        page = refusal_html(TEMPORARILY_UNAVAILABLE, scope)
+        await refuse(scope, receive, send, 503, page, retry_after=30, close_code=1011)

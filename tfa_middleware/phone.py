@@ -8,6 +8,7 @@ import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, NumberParseException, PhoneNumberType
 
 from .errors import InvalidPhoneNumber
+from .i18n import N_
 
 _SEPARATORS = re.compile(r"[\s().\-]")
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -18,11 +19,11 @@ def normalise(country_code: str | int, number: str) -> str:
     cc, national = _typed(country_code, number)
     region = phonenumbers.region_code_for_country_code(int(cc))
     if region == "ZZ":
-        raise InvalidPhoneNumber(f"+{cc} is not a country calling code we know.")
+        raise InvalidPhoneNumber(N_("+%(cc)s is not a country calling code we know."), cc=cc)
     try:
         parsed = phonenumbers.parse(national, region)
     except NumberParseException:
-        raise InvalidPhoneNumber("That is not a phone number we can read.") from None
+        raise InvalidPhoneNumber(N_("That is not a phone number we can read.")) from None
     _check_number(parsed, cc)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
@@ -33,14 +34,14 @@ def _typed(country_code: str | int, number: str) -> tuple[str, str]:
     if cc.startswith("00"):
         cc = cc[2:]
     if not cc.isdigit() or not 1 <= len(cc) <= 3:
-        raise InvalidPhoneNumber("The country code is 1 to 3 digits, for example +1 or +44.")
+        raise InvalidPhoneNumber(N_("The country code is 1 to 3 digits, for example +1 or +44."))
     national = _SEPARATORS.sub("", str(number or ""))
     if not national:
-        raise InvalidPhoneNumber("Enter your mobile phone number.")
+        raise InvalidPhoneNumber(N_("Enter your mobile phone number."))
     if not national.isdigit():
-        raise InvalidPhoneNumber("The phone number may contain only digits, spaces and dashes.")
+        raise InvalidPhoneNumber(N_("The phone number may contain only digits, spaces and dashes."))
     if len(national) > 15:
-        raise InvalidPhoneNumber("That phone number is too long.")
+        raise InvalidPhoneNumber(N_("That phone number is too long."))
     return cc, national
 
 
@@ -48,16 +49,16 @@ def _check_number(parsed: phonenumbers.PhoneNumber, cc: str) -> None:
     """The parsed number belongs to ``cc``, is possible, valid, and a mobile."""
     if parsed.country_code != int(cc):
         # The number was typed in international form for another country.
-        raise InvalidPhoneNumber(f"That number does not belong to country code +{cc}.")
+        raise InvalidPhoneNumber(N_("That number does not belong to country code +%(cc)s."), cc=cc)
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     if reason == phonenumbers.ValidationResult.TOO_SHORT:
-        raise InvalidPhoneNumber("That phone number is too short.")
+        raise InvalidPhoneNumber(N_("That phone number is too short."))
     if reason == phonenumbers.ValidationResult.TOO_LONG:
-        raise InvalidPhoneNumber("That phone number is too long.")
+        raise InvalidPhoneNumber(N_("That phone number is too long."))
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhoneNumber(f"That is not a valid phone number for country code +{cc}.")
+        raise InvalidPhoneNumber(N_("That is not a valid phone number for country code +%(cc)s."), cc=cc)
     if phonenumbers.number_type(parsed) not in _MOBILE_TYPES:
-        raise InvalidPhoneNumber("Codes are sent by text message: please give a mobile number.")
+        raise InvalidPhoneNumber(N_("Codes are sent by text message: please give a mobile number."))
 
 
 def mask(e164: str | None) -> str:

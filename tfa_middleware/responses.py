@@ -8,33 +8,71 @@ way so every refusal carries the same headers. A HEAD request gets the headers a
 
 from __future__ import annotations
 
+import html
 import json
 from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
 
 from .asgi import header
+from .i18n import N_, Languages
 from .pages import SECURITY_HEADERS, UNAVAILABLE
 
 HTML = "text/html; charset=utf-8"
 _SECURITY = tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items())
 
-BLOCKED_HTML = (
-    "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-    "<title>This page can't be shown</title><h1>This page can't be shown</h1>"
-    "<p>We could not confirm your sign-in for this page. Sign in again; if this keeps happening, "
-    "please tell the shop.</p>"
+# The middleware's own pages (title, text): whole sentences, in the reader's language.
+BLOCKED = (
+    N_("This page can't be shown"),
+    N_(
+        "We could not confirm your sign-in for this page. Sign in again; "
+        "if this keeps happening, please tell the shop."
+    ),
 )
-MISCONFIGURED_HTML = (
-    "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-    "<title>Sign-in check unavailable</title><h1>Sign-in check unavailable</h1>"
-    "<p>This part of the shop is closed for now because its sign-in check is not set up right. "
-    "The shop's staff can see why in their log. Please try again later.</p>"
+MISCONFIGURED = (
+    N_("Sign-in check unavailable"),
+    N_(
+        "This part of the shop is closed for now because its sign-in check is not set up right. "
+        "The shop's staff can see why in their log. Please try again later."
+    ),
 )
-UNAVAILABLE_HTML = (
-    "<!doctype html><meta charset=utf-8><title>Temporarily unavailable</title>"
-    f"<h1>Temporarily unavailable</h1><p>{UNAVAILABLE}</p>"
-)
+TEMPORARILY_UNAVAILABLE = (N_("Temporarily unavailable"), UNAVAILABLE)
+
+
+class RefusalPages:
+    """The middleware's refusals (403, 500, 503) in the language of the browser's Accept-Language:
+    the shipped catalogues only (no settings reach this far), each page built once per language.
+    Asked only when a request is refused, never on the hot path."""
+
+    def __init__(self) -> None:
+        self._languages = Languages()
+        self._built: dict[tuple[str, str], str] = {}
+
+    def html(self, page: tuple[str, str], accept_language: str | None = None) -> str:
+        lang = self._languages.negotiate(accept_language=accept_language)
+        key = (page[0], lang.code)
+        built = self._built.get(key)
+        if built is None:
+            title, text = (html.escape(lang.gettext(part), quote=False) for part in page)
+            built = self._built[key] = (
+                f'<!doctype html><html lang="{lang.tag}" dir="{lang.direction}"><meta charset=utf-8>'
+                f"<meta name=viewport content='width=device-width'><title>{title}</title>"
+                f"<h1>{title}</h1><p>{text}</p></html>"
+            )
+        return built
+
+
+REFUSAL_PAGES = RefusalPages()
+BLOCKED_HTML = REFUSAL_PAGES.html(BLOCKED)
+MISCONFIGURED_HTML = REFUSAL_PAGES.html(MISCONFIGURED)
+UNAVAILABLE_HTML = REFUSAL_PAGES.html(TEMPORARILY_UNAVAILABLE)
+
+
+def refusal_html(page: tuple[str, str], scope: Scope) -> str:
+    """One of the middleware's pages in the language the request's browser asks for."""
+    return REFUSAL_PAGES.html(page, header(scope, b"accept-language"))
+
+
 BAD_PATH_TEXT = "Bad request: the path is encoded too many times."
 
 

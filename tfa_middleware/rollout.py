@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from .audit import AuditTrail, RequestInfo
 from .errors import InvalidInput
+from .i18n import N_
 from .outcomes import EnrollmentStatus
 from .settings import Settings
 from .store import Store
@@ -67,13 +68,15 @@ class Rollout:
         now = self.clock()
         reason = " ".join(reason.split())
         if not reason:
-            raise InvalidInput("An exemption needs a reason (who asked, and why).")
+            raise InvalidInput(N_("An exemption needs a reason (who asked, and why)."))
         if len(reason) > MAX_REASON_LENGTH:
-            raise InvalidInput(f"The reason must be at most {MAX_REASON_LENGTH} characters.")
+            raise InvalidInput(
+                N_("The reason must be at most %(length)s characters."), length=MAX_REASON_LENGTH
+            )
         if until <= now:
-            raise InvalidInput("An exemption must end in the future.")
+            raise InvalidInput(N_("An exemption must end in the future."))
         if until > now + MAX_EXEMPTION_DAYS * DAY:
-            raise InvalidInput(f"An exemption lasts at most {MAX_EXEMPTION_DAYS} days.")
+            raise InvalidInput(N_("An exemption lasts at most %(days)s days."), days=MAX_EXEMPTION_DAYS)
         by = request.actor if request else None
         item = Exemption(interface, user_id, until, reason, by, now)
         shown = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
@@ -174,7 +177,11 @@ def parse_until(text: str) -> float:
             return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()
         at = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidInput(f"{text!r} is not a date (2027-01-31) or a time with its zone") from None
+        raise InvalidInput(
+            N_("%(text)s is not a date (2027-01-31) or a time with its zone."), text=repr(text)
+        ) from None
     if at.tzinfo is None:
-        raise InvalidInput(f"{text!r} needs its time zone, e.g. {text}+00:00")
+        raise InvalidInput(
+            N_("%(text)s needs its time zone, e.g. %(example)s."), text=repr(text), example=f"{text}+00:00"
+        )
     return at.timestamp()

@@ -26,6 +26,7 @@ from .enrolling import Enrolling
 from .errors import EnrollmentNotAllowed as EnrollmentNotAllowed  # its old home: still importable from here
 from .errors import InvalidInput
 from .factors.service import FEW_LEFT, Factor, Factors, NewApp, RememberedBrowser
+from .i18n import N_
 from .imports import import_callable
 from .limits import Limits, Waits
 from .limits import Refusal as Refusal
@@ -373,7 +374,7 @@ class TwoFactor:
         """
         self._check(interface, user_id)
         if not self.factors.allowed(interface, "sms"):
-            raise EnrollmentNotAllowed("Sign-in codes by text message are not used here.")
+            raise EnrollmentNotAllowed(N_("Sign-in codes by text message are not used here."))
         return await self.enrolling.begin_enrollment(interface, user_id, country_code, number, request)
 
     async def keep_phone(
@@ -391,14 +392,17 @@ class TwoFactor:
         channel: str = "sms",
         purpose: Purpose | None = None,
         request: RequestInfo | None = None,
+        locale: str | None = None,
     ) -> SendOutcome:
         """Send a code where it is due now: the active phone to log in, or the pending one to
         confirm it. ``purpose=Purpose.ENROLL`` sends to a pending number although another is
-        active (a phone change; the caller has checked the user's fresh second factor)."""
+        active (a phone change; the caller has checked the user's fresh second factor).
+        ``locale`` (a catalogue's name: ``de``, ``pt_BR``) is the language of the message, as far
+        as the provider has it; None: the provider's own choice."""
         self._check(interface, user_id)
         if not self.factors.allowed(interface, "sms"):
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)  # this interface sends no text message
-        return await self.sign_in.send_code(interface, user_id, channel, purpose, request)
+        return await self.sign_in.send_code(interface, user_id, channel, purpose, request, locale)
 
     async def waits(self, interface: str, user_id: str) -> Waits:
         """What the user must wait for now: a lock, the delay after a failure, the resend cooldown."""

@@ -10,6 +10,7 @@ when the phone was used).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import phone as phones
 from .audit import AuditTrail, RequestInfo
@@ -45,7 +46,13 @@ class SignIn:
         self.attempts = Attempts(settings, limits, trail)
 
     async def send_code(
-        self, interface: str, user_id: str, channel: str, purpose: Purpose | None, request: RequestInfo | None
+        self,
+        interface: str,
+        user_id: str,
+        channel: str,
+        purpose: Purpose | None,
+        request: RequestInfo | None,
+        locale: str | None = None,
     ) -> SendOutcome:
         if channel != "sms" and not (channel == "call" and self.provider.supports_call):
             raise InvalidInput(f"channel {channel!r} is not available")
@@ -55,6 +62,7 @@ class SignIn:
         target = target_of(interface, user_id, row, purpose)
         if target is None:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
+        target = replace(target, locale=locale)
         masked = phones.mask(target.phone)
         now = self.clock()
         permit = await self.limits.reserve_send(

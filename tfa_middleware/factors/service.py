@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..audit import AuditTrail, RequestInfo
 from ..errors import InvalidInput
+from ..i18n import N_
 from ..limits import Limits
 from ..outcomes import VerifyOutcome
 from ..settings import Settings
@@ -139,7 +140,7 @@ class Factors:
         self._allow(interface, user_id, WEBAUTHN)
         options = await self.passkeys.creation_options(interface, user_id)
         if options is None:
-            raise InvalidInput("You have as many passkeys as you can: remove one first.")
+            raise InvalidInput(N_("You have as many passkeys as you can: remove one first."))
         return options
 
     async def add_passkey(
@@ -186,7 +187,7 @@ class Factors:
             return None
         ways_in = [f for f in factors if f.confirmed and f.kind in WAYS_IN]
         if target.confirmed and ways_in == [target] and (request is None or request.actor is None):
-            raise InvalidInput("This is your only way to sign in: add another before removing it.")
+            raise InvalidInput(N_("This is your only way to sign in: add another before removing it."))
         now = self.clock()
         async with self.trail.recording(
             now, interface, user_id, "factor_removed", request, factor=target.kind, factor_id=str(factor_id)
@@ -230,5 +231,5 @@ class Factors:
 def _label(text: str) -> str:
     label = " ".join(text.split())
     if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
-        raise InvalidInput(f"a name is at most {MAX_LABEL_LENGTH} printable characters")
+        raise InvalidInput(N_("A name is at most %(length)s printable characters."), length=MAX_LABEL_LENGTH)
     return label

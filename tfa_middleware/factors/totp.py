@@ -152,7 +152,8 @@ class Authenticators:
             name=user_id, issuer_name=self.issuer
         )
         svg = segno.make(uri, error="m").svg_inline(scale=4, svgclass="qr", title=None)
-        svg = svg.replace("<svg ", '<svg role="img" aria-label="QR code for your authenticator app" ', 1)
+        # Named by the page around it (app.html), in the reader's language.
+        svg = svg.replace("<svg ", '<svg aria-hidden="true" ', 1)
         return NewApp(factor_id, secret, uri, svg)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber, UnknownInterface
+from ..i18n import N_, Language
 from ..service import (
     MAX_EXEMPTION_DAYS,
     EnrollmentStatus,
@@ -24,7 +25,7 @@ from ..service import (
     VerifyStatus,
     parse_until,
 )
-from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields, when
+from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields
 
 log = logging.getLogger("tfa_middleware.pages")
 MANAGE_ACTIONS = (
@@ -56,25 +57,45 @@ def managed_interfaces(ctx: PageContext) -> tuple[str, ...]:
     return ctx.iface.manage_interfaces or (ctx.iface.name,)
 
 
-def _factor_row(factor: Factor) -> dict[str, Any]:
-    shown = {"sms": "Phone", "totp": "Authenticator app", "webauthn": "Passkey"}.get(factor.kind, factor.kind)
+# A factor on the manage page: its kind alone, or its kind and its name (whole texts, each).
+FACTOR_KINDS = {"sms": N_("Phone"), "totp": N_("Authenticator app"), "webauthn": N_("Passkey")}
+FACTOR_LABELLED = {
+    "sms": N_("Phone: %(label)s"),
+    "totp": N_("Authenticator app: %(label)s"),
+    "webauthn": N_("Passkey: %(label)s"),
+}
+STATES = {
+    "none": N_("no phone"),
+    "pending": N_("waiting for confirmation"),
+    "active": N_("active"),
+    "reenroll": N_("re-enrollment required"),
+}
+
+
+def _factor_row(factor: Factor, lang: Language) -> dict[str, Any]:
+    if factor.kind not in FACTOR_KINDS:
+        what = f"{factor.kind}: {factor.label}" if factor.label else factor.kind
+    elif factor.label:
+        what = lang.gettext(FACTOR_LABELLED[factor.kind], label=factor.label)
+    else:
+        what = lang.gettext(FACTOR_KINDS[factor.kind])
     return {
         "id": factor.id,
-        "what": f"{shown}: {factor.label}" if factor.label else shown,
+        "what": what,
         "confirmed": factor.confirmed,
-        "added": when(factor.created_at),
-        "used": when(factor.last_used_at),
+        "added": lang.when(factor.created_at),
+        "used": lang.when(factor.last_used_at),
     }
 
 
-def _row(status: EnrollmentStatus) -> dict[str, Any]:
+def _row(status: EnrollmentStatus, lang: Language) -> dict[str, Any]:
     return {
         "interface": status.interface,
         "user_id": status.user_id,
-        "state": "re-enrollment required" if status.require_enrollment else status.state,
-        "phone": status.masked_phone or status.pending_masked_phone or "none",
-        "last_verified": when(status.last_verified_at),
-        "locked_until": when(status.locked_until) if status.locked_until else "",
+        "state": lang.gettext(STATES["reenroll" if status.require_enrollment else status.state]),
+        "phone": status.masked_phone or status.pending_masked_phone or lang.gettext("none"),
+        "last_verified": lang.when(status.last_verified_at),
+        "locked_until": lang.when(status.locked_until) if status.locked_until else "",
     }
 
 
@@ -91,7 +112,8 @@ class AccountPages:
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if status.state != "active":
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        done = f"Done: codes now go to {status.masked_phone}." if ctx.query.get("done") else ""
+        phone = ctx.lang.ltr(status.masked_phone or "")
+        done = ctx.lang.html("Done: codes now go to %(phone)s.", phone=phone) if ctx.query.get("done") else ""
         return await self._phone(ctx, notice=done)
 
     async def phone_post(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
@@ -109,7 +131,7 @@ class AccountPages:
                     request=ctx.request,
                 )
             except InvalidPhoneNumber as exc:
-                return await self._phone(ctx, error=str(exc), code=400, form=form)
+                return await self._phone(ctx, error=self.kit.explain(ctx, exc), code=400, form=form)
             except EnrollmentNotAllowed:
                 return RedirectResponse(ctx.url("enroll"), status_code=303)
             action = "send"
@@ -120,18 +142,24 @@ class AccountPages:
         if action == "cancel":
             await self.service.cancel_phone_change(ctx.iface.name, ctx.identity.user_id, request=ctx.request)
             return RedirectResponse(ctx.url("phone"), status_code=303)
-        raise InvalidInput("Unknown action.")
+        raise InvalidInput(N_("Unknown action."))
 
     async def _send_to_new_phone(self, ctx: PageContext) -> Response:
         outcome = await self.service.send_code(
-            ctx.iface.name, ctx.identity.user_id, purpose=Purpose.ENROLL, request=ctx.request
+            ctx.iface.name,
+            ctx.identity.user_id,
+            purpose=Purpose.ENROLL,
+            request=ctx.request,
+            locale=ctx.lang.code,
         )
+        lang = ctx.lang
         if outcome.status is SendStatus.REFUSED:
-            message, code = self.kit.send_refusal(outcome)
+            message, code = self.kit.send_refusal(outcome, lang)
             return await self._phone(ctx, send_error=message, code=code)
         if outcome.status is SendStatus.NEEDS_ENROLLMENT:
-            return await self._phone(ctx, error="Enter the new number first.", code=400)
-        return await self._phone(ctx, notice=f"We sent a code to {outcome.masked_phone}.")
+            return await self._phone(ctx, error=lang.gettext("Enter the new number first."), code=400)
+        sent = lang.html("We sent a code to %(phone)s.", phone=lang.ltr(outcome.masked_phone or ""))
+        return await self._phone(ctx, notice=sent)
 
     async def _verify_new_phone(self, ctx: PageContext, code: str) -> Response:
         verified = await self.service.verify_code(
@@ -142,7 +170,7 @@ class AccountPages:
             response = RedirectResponse(ctx.url("phone", done="1"), status_code=303)
             await self.kit.set_proof(response, ctx, verified.generation, verified.method)
             return response
-        return await self._phone(ctx, error=self.kit.verify_error(verified), code=400)
+        return await self._phone(ctx, error=self.kit.verify_error(verified, ctx.lang), code=400)
 
     async def _phone(
         self,
@@ -187,7 +215,7 @@ class AccountPages:
             ctx,
             "manage.html",
             code,
-            users=[_row(u) for u in users],
+            users=[_row(u, ctx.lang) for u in users],
             interfaces=sorted(managed_interfaces(ctx)),
             search=search,
             notice=notice,
@@ -205,7 +233,7 @@ class AccountPages:
             form.get("user_id", ""),
         )
         if action not in MANAGE_ACTIONS:
-            raise InvalidInput("Unknown action.")
+            raise InvalidInput(N_("Unknown action."))
         actor = f"{ctx.iface.name}/{ctx.identity.user_id}"
         request = RequestInfo(ctx.request.ip, ctx.request.user_agent, actor=actor)
         if interface not in managed_interfaces(ctx):
@@ -215,7 +243,8 @@ class AccountPages:
         if user_id == ctx.identity.user_id and not self.kit.fresh(ctx):
             return _reauthenticate(ctx, "manage")
         if action == "exempt" and user_id == ctx.identity.user_id:
-            return await self.manage_page(ctx, error="Ask another manager to exempt you.", code=400)
+            error = ctx.lang.gettext("Ask another manager to exempt you.")
+            return await self.manage_page(ctx, error=error, code=400)
         if action == "exempt" and not self.kit.fresh(ctx):
             # It lowers somebody's protection: a code typed lately, as for changing one's own.
             return _reauthenticate(ctx, "manage")
@@ -224,9 +253,9 @@ class AccountPages:
             back = ctx.url("manage", interface=interface, user=user_id)
             return codes_page(self.kit, ctx, codes, back, for_user=f"{user_id} ({interface})")
         try:
-            done = await self._act(action, interface, user_id, form, request)
+            done = await self._act(action, interface, user_id, form, request, ctx.lang)
         except (InvalidPhoneNumber, UnknownInterface, InvalidInput) as exc:
-            return await self.manage_page(ctx, error=str(exc), code=400)
+            return await self.manage_page(ctx, error=self.kit.explain(ctx, exc), code=400)
         return await self.manage_page(ctx, notice=done)
 
     async def _one_user(
@@ -235,9 +264,7 @@ class AccountPages:
         """One user's factors and remembered browsers, with their removal and recovery codes."""
         interface, user_id = ctx.query.get("interface", ""), ctx.query.get("user", "")
         if interface not in managed_interfaces(ctx):
-            return self.kit.message(
-                ctx, 403, "Not allowed", "You can't manage the users of that part of the shop."
-            )
+            return self._not_yours(ctx)
         factors = await self.service.factors.of_user(interface, user_id)
         browsers = await self.service.factors.remembered_browsers(interface, user_id)
         exemption = await self.service.rollout.exemption(interface, user_id)
@@ -246,19 +273,19 @@ class AccountPages:
             "manage_user.html",
             code,
             target={"interface": interface, "user_id": user_id},
-            factors=[_factor_row(f) for f in factors if f.kind != "recovery"],
+            factors=[_factor_row(f, ctx.lang) for f in factors if f.kind != "recovery"],
             recovery_left=sum(1 for f in factors if f.kind == "recovery" and f.last_used_at is None),
             recovery_id=next((f.id for f in factors if f.kind == "recovery"), None),
-            browsers=[browser_row(b) for b in browsers],
+            browsers=[browser_row(b, ctx.lang) for b in browsers],
             browser_user={"interface": interface, "user_id": user_id},
             browser_page="manage",
             remember_days=1,
             exemption=exemption
             and {
-                "until": when(exemption.until),
+                "until": ctx.lang.when(exemption.until),
                 "reason": exemption.reason,
                 "by": exemption.created_by,
-                "since": when(exemption.created_at),
+                "since": ctx.lang.when(exemption.created_at),
             },
             max_exemption_days=MAX_EXEMPTION_DAYS,
             notice=notice,
@@ -266,41 +293,68 @@ class AccountPages:
         )
 
     async def _act(
-        self, action: str, interface: str, user_id: str, form: Mapping[str, str], request: RequestInfo
+        self,
+        action: str,
+        interface: str,
+        user_id: str,
+        form: Mapping[str, str],
+        request: RequestInfo,
+        lang: Language,
     ) -> str:
         """Do one of MANAGE_ACTIONS on a user of a managed interface; what the page says was done."""
-        service = self.service
+        service, _ = self.service, lang.gettext
         if action == "set_phone":
             # Pending until the user confirms it by a code; every proof of theirs is revoked.
             await service.assign_phone(
                 interface, user_id, form.get("country_code", ""), form.get("phone", ""), request=request
             )
-            return f"The phone of {user_id} is set: they confirm it with a code at their next sign-in."
+            return _(
+                "The phone of %(user)s is set: they confirm it with a code at their next sign-in.",
+                user=user_id,
+            )
         if action == "require_enrollment":
             await service.require_enrollment(interface, user_id, request=request)
-            return f"{user_id} will set up their phone again at the next sign-in."
+            return _("%(user)s will set up their phone again at the next sign-in.", user=user_id)
         if action == "reset":
             await service.reset(interface, user_id, request=request)
-            return f"The second factor of {user_id} is reset."
+            return _("The second factor of %(user)s is reset.", user=user_id)
         if action in ("remove_factor", "forget_browser"):
             item = form.get("factor_id" if action == "remove_factor" else "browser_id", "")
             if not item.isascii() or not item.isdigit() or len(item) > 18:
-                raise InvalidInput("Unknown item.")
+                raise InvalidInput(N_("Unknown item."))
             if action == "remove_factor":
                 removed = await service.factors.remove(interface, user_id, int(item), request=request)
-                return f"Removed from {user_id}." if removed else f"{user_id} has no such factor."
+                if removed:
+                    return _("Removed from %(user)s.", user=user_id)
+                return _("%(user)s has no such factor.", user=user_id)
             forgotten = await service.factors.forget_browser(interface, user_id, int(item), request=request)
-            return f"{user_id}'s browser is forgotten." if forgotten else f"{user_id} has no such browser."
+            if forgotten:
+                return _("%(user)s's browser is forgotten.", user=user_id)
+            return _("%(user)s has no such browser.", user=user_id)
+        if action in ("exempt", "end_exemption"):
+            return await self._exemption(action, interface, user_id, form, request, lang)
+        if await service.unlock(interface, user_id, request=request):
+            return _("%(user)s is unlocked.", user=user_id)
+        return _("%(user)s has no second factor to unlock.", user=user_id)
+
+    async def _exemption(
+        self,
+        action: str,
+        interface: str,
+        user_id: str,
+        form: Mapping[str, str],
+        request: RequestInfo,
+        lang: Language,
+    ) -> str:
+        """Exempt the user until the form's date, or end their exemption; what the page says."""
+        rollout, _ = self.service.rollout, lang.gettext
         if action == "exempt":
-            until = parse_until(form.get("until", ""))
-            reason = form.get("reason", "")
-            exemption = await service.rollout.exempt(interface, user_id, until, reason, request=request)
-            return f"{user_id} is exempt until {when(exemption.until)}."
-        if action == "end_exemption":
-            ended = await service.rollout.end_exemption(interface, user_id, request=request)
-            return f"The exemption of {user_id} is ended." if ended else f"{user_id} has no exemption."
-        unlocked = await service.unlock(interface, user_id, request=request)
-        return f"{user_id} is unlocked." if unlocked else f"{user_id} has no second factor to unlock."
+            until, reason = parse_until(form.get("until", "")), form.get("reason", "")
+            exemption = await rollout.exempt(interface, user_id, until, reason, request=request)
+            return _("%(user)s is exempt until %(until)s.", user=user_id, until=lang.when(exemption.until))
+        if await rollout.end_exemption(interface, user_id, request=request):
+            return _("The exemption of %(user)s is ended.", user=user_id)
+        return _("%(user)s has no exemption.", user=user_id)
 
     async def _not_managed(
         self, ctx: PageContext, action: str, target: str, request: RequestInfo
@@ -317,9 +371,16 @@ class AccountPages:
             action=action,
             target=target,
         )
+        return self._not_yours(ctx)
+
+    def _not_yours(self, ctx: PageContext) -> Response:
+        _ = ctx.lang.gettext
         return self.kit.message(
-            ctx, 403, "Not allowed", "You can't manage the users of that part of the shop."
+            ctx, 403, _("Not allowed"), _("You can't manage the users of that part of the shop.")
         )
 
     def _refused(self, ctx: PageContext) -> Response:
-        return self.kit.message(ctx, 403, "Not allowed", "This page is only for the shop's administrators.")
+        _ = ctx.lang.gettext
+        return self.kit.message(
+            ctx, 403, _("Not allowed"), _("This page is only for the shop's administrators.")
+        )

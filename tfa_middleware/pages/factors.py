@@ -14,17 +14,26 @@ from collections.abc import Mapping
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import InvalidInput
+from ..i18n import N_
 from ..service import FEW_LEFT, EnrollmentStatus, VerifyStatus
 from .kit import (
-    FACTOR_NAMES,
+    FACTOR_NEEDED,
     PASSKEY_FAILED,
     PageContext,
     PageKit,
     browser_row,
     codes_page,
     missing_factors,
-    when,
 )
+
+# What the account page says after a change (its ?done=).
+DONE = {
+    "app": N_("Your authenticator app is set up: sign in with its codes from now on."),
+    "renamed": N_("The name is saved."),
+    "removed": N_("Removed."),
+    "forgotten": N_("That browser is forgotten: it will be asked for a code at its next request."),
+    "passkey": N_("Your passkey is added: use it at your next sign-in."),
+}
 
 
 def reauthenticate(ctx: PageContext, page: str) -> Response:
@@ -69,7 +78,7 @@ class FactorPages:
                 await self.factors.remove(name, user_id, app.factor_id, request=ctx.request)
             return RedirectResponse(ctx.url("enroll" if enrolling else "account"), status_code=303)
         if action != "confirm":
-            raise InvalidInput("Unknown action.")
+            raise InvalidInput(N_("Unknown action."))
         outcome = await self.factors.confirm_app(name, user_id, form.get("code", ""), request=ctx.request)
         if outcome.status is VerifyStatus.APPROVED:
             response = RedirectResponse(ctx.url("account", done="app"), status_code=303)
@@ -79,7 +88,7 @@ class FactorPages:
         app = await self.factors.pending_app(name, user_id)
         if app is None:
             return RedirectResponse(ctx.url("account" if not enrolling else "enroll"), status_code=303)
-        error = self.kit.verify_error(outcome, "totp")
+        error = self.kit.verify_error(outcome, ctx.lang, "totp")
         return self.kit.render(ctx, "app.html", 400, app=app, error=error)
 
     # ------------------------------------------------------------------ the account page
@@ -89,30 +98,23 @@ class FactorPages:
             return reauthenticate(ctx, "account")
         if ctx.proof is not None and ctx.proof.interface != ctx.iface.name:
             return await self._setting_up(ctx)
-        done = {
-            "app": "Your authenticator app is set up: sign in with its codes from now on.",
-            "renamed": "The name is saved.",
-            "removed": "Removed.",
-            "forgotten": "That browser is forgotten: it will be asked for a code at its next request.",
-            "passkey": "Your passkey is added: use it at your next sign-in.",
-        }.get(ctx.query.get("done", ""), "")
-        return await self._account(
-            ctx, notice=done, error=PASSKEY_FAILED.get(ctx.query.get("failed", ""), "")
-        )
+        done = DONE.get(ctx.query.get("done", ""), "")
+        failed = PASSKEY_FAILED.get(ctx.query.get("failed", ""), "")
+        return await self._account(ctx, notice=ctx.lang.gettext(done), error=ctx.lang.gettext(failed))
 
     async def _setting_up(self, ctx: PageContext) -> Response:
         """With a set-up proof: what is still missing, or, once nothing is, the real proof."""
         assert ctx.proof is not None
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         missing = missing_factors(ctx.iface, status.factors)
-        if missing:
-            wanted = " and ".join(FACTOR_NAMES.get(kind, kind) for kind in missing)
-            return await self._account(
-                ctx, notice=f"This account needs {wanted}: set it up below to continue."
+        if missing:  # one whole sentence for each factor still missing
+            wanted = " ".join(
+                ctx.lang.gettext(FACTOR_NEEDED[kind]) for kind in missing if kind in FACTOR_NEEDED
             )
+            return await self._account(ctx, notice=wanted)
         if status.generation != ctx.proof.generation:  # reset meanwhile: start again
             return reauthenticate(ctx, "account")
-        response = await self._account(ctx, notice="All set: you can continue.")
+        response = await self._account(ctx, notice=ctx.lang.gettext("All set: you can continue."))
         await self.kit.set_proof(response, ctx, ctx.proof.generation, ctx.proof.method)
         self.kit.clear_setup(response, ctx)
         return response
@@ -131,7 +133,7 @@ class FactorPages:
         try:
             return await self._change(ctx, action, form)
         except InvalidInput as exc:
-            return await self._account(ctx, error=str(exc), code=400)
+            return await self._account(ctx, error=self.kit.explain(ctx, exc), code=400)
 
     async def _change(self, ctx: PageContext, action: str, form: Mapping[str, str]) -> Response:
         name, user_id, request = ctx.iface.name, ctx.identity.user_id, ctx.request
@@ -146,7 +148,7 @@ class FactorPages:
             browser_id = _number(form.get("browser_id", ""))
             await self.factors.forget_browser(name, user_id, browser_id, request=request)
             return RedirectResponse(ctx.url("account", done="forgotten"), status_code=303)
-        raise InvalidInput("Unknown action.")
+        raise InvalidInput(N_("Unknown action."))
 
     async def _account(
         self, ctx: PageContext, *, notice: str = "", error: str = "", code: int = 200
@@ -157,7 +159,12 @@ class FactorPages:
         browsers = await self.factors.remembered_browsers(name, user_id)
         apps, passkeys = (
             [
-                {"id": f.id, "label": f.label, "added": when(f.created_at), "used": when(f.last_used_at)}
+                {
+                    "id": f.id,
+                    "label": f.label,
+                    "added": ctx.lang.when(f.created_at),
+                    "used": ctx.lang.when(f.last_used_at),
+                }
                 for f in factors
                 if f.kind == kind and f.confirmed
             ]
@@ -180,7 +187,9 @@ class FactorPages:
             origins=ctx.iface.origins,
             notice=notice,
             error=error,
-            browsers=[browser_row(b, self.factors.browsers.is_this(b, ctx.remembered)) for b in browsers],
+            browsers=[
+                browser_row(b, ctx.lang, self.factors.browsers.is_this(b, ctx.remembered)) for b in browsers
+            ],
             remember_days=ctx.iface.remember_days,
             browser_page="account",
         )
@@ -188,5 +197,5 @@ class FactorPages:
 
 def _number(text: str) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 18:
-        raise InvalidInput("Unknown item.")
+        raise InvalidInput(N_("Unknown item."))
     return int(text)

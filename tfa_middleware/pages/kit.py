@@ -8,7 +8,6 @@ cases and this kit for everything about HTTP, so the two never need each other.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +19,9 @@ from starlette.types import Receive, Scope
 
 from ..asgi import canonical_path, cookie, inside, is_https
 from ..csrf import CsrfTokens, cross_site
-from ..errors import HostilePath, StoreUnavailable
+from ..errors import HostilePath, InvalidInput, StoreUnavailable
 from ..forms import read_form
+from ..i18n import ENGLISH, N_, Language, Languages
 from ..identity import Identity
 from ..policy import EXEMPT as EXEMPT
 from ..policy import GRACE as GRACE
@@ -57,76 +57,84 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-WRONG_CODE = (
+WRONG_CODE = N_(
     "That code didn't work. It may be mistyped, used already or expired: "
     "check the latest text message or ask for a new code."
 )
 WRONG_CODES = {
-    "totp": (
+    "totp": N_(
         "That code didn't work. It may be mistyped or used already: enter the code your app shows "
         "now, and check that your phone's clock is right."
     ),
-    "recovery": "That code didn't work. It may be mistyped or used already: try another of your codes.",
-    "webauthn": "That passkey didn't work. Try again, or use another way.",
+    "recovery": N_("That code didn't work. It may be mistyped or used already: try another of your codes."),
+    "webauthn": N_("That passkey didn't work. Try again, or use another way."),
 }
-NEEDS_JAVASCRIPT = "Passkeys need JavaScript: turn it on in this browser, or use another way."
+NEEDS_JAVASCRIPT = N_("Passkeys need JavaScript: turn it on in this browser, or use another way.")
 # Why a passkey was not added (the ?failed= of the page it was added from).
 PASSKEY_FAILED = {
     "javascript": NEEDS_JAVASCRIPT,
-    "passkey": "That passkey wasn't added. Try again; if it keeps failing, use another way.",
-    "locked": "Too many tries failed: wait a while before adding a passkey.",
+    "passkey": N_("That passkey wasn't added. Try again; if it keeps failing, use another way."),
+    "locked": N_("Too many tries failed: wait a while before adding a passkey."),
 }
 MALFORMED = {
-    "sms": "Enter the {digits}-digit code from the text message, digits only.",
-    "totp": "Enter the 6-digit code from your authenticator app, digits only.",
-    "recovery": "A recovery code has 16 letters and digits, like ABCD-EFGH-JKLM-NPQR.",
+    "totp": N_("Enter the 6-digit code from your authenticator app, digits only."),
+    "recovery": N_("A recovery code has 16 letters and digits, like ABCD-EFGH-JKLM-NPQR."),
     "webauthn": NEEDS_JAVASCRIPT,
 }
-LOCKED = (
+MALFORMED_SMS = N_("Enter the %(digits)s-digit code from the text message, digits only.")
+MALFORMED_SMS_RANGE = N_("Enter the code of %(low)s to %(high)s digits from the text message, digits only.")
+LOCKED = N_(
     "Too many wrong codes. For your security, no code can be checked for this account "
-    "for {wait}. If this wasn't you, tell the shop's administrator."
+    "for %(wait)s. If this wasn't you, tell the shop's administrator."
 )
+WAIT = N_("Please wait %(wait)s before trying again.")
 SEND_REFUSALS = {
-    Refusal.COOLDOWN: ("You can ask for a new code in {wait}.", 429),
-    Refusal.ACCOUNT_LIMIT: ("You have asked for several codes already. You can ask again in {wait}.", 429),
-    Refusal.PHONE_LIMIT: ("Too many codes went to this number recently. You can ask again in {wait}.", 429),
-    Refusal.IP_LIMIT: ("Too many codes were asked for from your network. You can ask again in {wait}.", 429),
+    Refusal.COOLDOWN: (N_("You can ask for a new code %(in_wait)s."), 429),
+    Refusal.ACCOUNT_LIMIT: (
+        N_("You have asked for several codes already. You can ask again %(in_wait)s."),
+        429,
+    ),
+    Refusal.PHONE_LIMIT: (
+        N_("Too many codes went to this number recently. You can ask again %(in_wait)s."),
+        429,
+    ),
+    Refusal.IP_LIMIT: (
+        N_("Too many codes were asked for from your network. You can ask again %(in_wait)s."),
+        429,
+    ),
     Refusal.BUDGET: (
-        "We can't send codes right now. Please try again later; "
-        "if it keeps happening, tell the shop's administrator.",
+        N_(
+            "We can't send codes right now. Please try again later; "
+            "if it keeps happening, tell the shop's administrator."
+        ),
         503,
     ),
     Refusal.COUNTRY: (
-        "We can't send text messages to this number's country. Ask the shop's administrator for help.",
+        N_("We can't send text messages to this number's country. Ask the shop's administrator for help."),
         400,
     ),
 }
-SEND_UNAVAILABLE = (
+SEND_UNAVAILABLE = N_(
     "We couldn't send a code right now. Nobody can sign in without it, so please try again "
     "in a minute. If this keeps happening, tell the shop's administrator."
 )
-RATE_LIMITED = (
-    "The text message service is busy. Nobody can sign in without a code, so please try again in {wait}."
+RATE_LIMITED = N_(
+    "The text message service is busy. Nobody can sign in without a code, so please try again %(in_wait)s."
 )
-BLOCKED = (
+RATE_LIMITED_MINUTE = N_(
+    "The text message service is busy. Nobody can sign in without a code, so please try again in a minute."
+)
+BLOCKED = N_(
     "Our text message service refuses to send codes to this number. Ask the shop's "
     "administrator to set another number for you."
 )
-UNAVAILABLE = (
+UNAVAILABLE = N_(
     "We can't check your code right now. Nobody can sign in without it, so please try again "
     "in a minute. If this keeps happening, tell the shop's administrator."
 )
-
-
-def duration(seconds: float) -> str:
-    """A wait as a person reads it: "25 seconds", "14 minutes", "2 hours"."""
-    whole = max(1, int(seconds + 0.999))
-    if whole < 90:
-        return f"{whole} second{'s' if whole != 1 else ''}"
-    if whole < 90 * 60:
-        return f"{(whole + 59) // 60} minutes"
-    hours = (whole + 3599) // 3600
-    return f"{hours} hours"
+MAX_COUNTDOWN = 600  # a longer wait is written once, not counted down by the script
+# The codes' text file: its first line, then the codes one a line.
+CODES_FILE = N_("Recovery codes (each works once; any earlier codes no longer work):")
 
 
 SETUP = ".setup"  # a set-up proof's interface is "<name>.setup": valid for the account pages alone
@@ -140,11 +148,12 @@ def missing_factors(iface: InterfaceSettings, kinds: frozenset[str]) -> list[str
 
 # Our own pages that a user may be sent back to after a challenge: they only show things.
 RETURN_PAGES = ("phone", "manage", "account", "app")
-FACTOR_NAMES = {
-    "webauthn": "a passkey",
-    "totp": "an authenticator app",
-    "recovery": "recovery codes",
-    "sms": "a phone",
+# What require_factors still asks of a user on the account page: one whole sentence per factor.
+FACTOR_NEEDED = {
+    "webauthn": N_("This account needs a passkey: add one below to continue."),
+    "totp": N_("This account needs an authenticator app: set one up below to continue."),
+    "recovery": N_("This account needs recovery codes: get them below to continue."),
+    "sms": N_("This account needs a phone: set one up below to continue."),
 }
 
 
@@ -191,6 +200,7 @@ class PageContext:
     https: bool
     root: str = ""  # the application's root path: every link and redirect starts with it
     remembered: str | None = None  # the remembered browser's token (its cookie), if any
+    lang: Language = ENGLISH  # the reader's language (negotiated once per page, i18n.py)
 
     @property
     def next(self) -> str:
@@ -218,18 +228,14 @@ class PageContext:
         return f"{self.base}/{page}?{query}"
 
 
-def when(at: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
-
-
-def browser_row(browser: RememberedBrowser, current: bool = False) -> dict[str, Any]:
+def browser_row(browser: RememberedBrowser, lang: Language, current: bool = False) -> dict[str, Any]:
     return {
         "id": browser.id,
         "label": browser.label,
         "network": browser.network,
-        "created": when(browser.created_at),
-        "seen": when(browser.last_seen_at),
-        "expires": when(browser.expires_at),
+        "created": lang.when(browser.created_at),
+        "seen": lang.when(browser.last_seen_at),
+        "expires": lang.when(browser.expires_at),
         "current": current,
     }
 
@@ -238,7 +244,7 @@ def codes_page(
     kit: PageKit, ctx: PageContext, codes: list[str], done_url: str, for_user: str = ""
 ) -> Response:
     """The one page that ever shows a set of recovery codes: the answer to the POST that made them."""
-    text = "Recovery codes (each works once; any earlier codes no longer work):\n\n" + "\n".join(codes) + "\n"
+    text = ctx.lang.gettext(CODES_FILE) + "\n\n" + "\n".join(codes) + "\n"
     return kit.render(
         ctx, "recovery_codes.html", 200, codes=codes, download=text, done_url=done_url, for_user=for_user
     )
@@ -257,7 +263,17 @@ def templates(templates_dir: str | os.PathLike[str] | None) -> jinja2.Environmen
     loaders: list[jinja2.BaseLoader] = [jinja2.PrefixLoader({"tfa_middleware": built_in}), built_in]
     if templates_dir:
         loaders.insert(0, jinja2.FileSystemLoader(templates_dir))
-    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, enable_async=False)
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        enable_async=False,
+        extensions=["jinja2.ext.i18n"],
+    )
+    # {% trans %} blocks are whole sentences; their line breaks are the template's, not the text's.
+    environment.policies["ext.i18n.trimmed"] = True
+    # New style: {% trans %} and _() fill named placeholders after the lookup, escaping the values.
+    environment.newstyle_gettext = True  # type: ignore[attr-defined]
+    return environment
 
 
 class PageKit:
@@ -283,6 +299,7 @@ class PageKit:
             for name, iface in settings.interfaces.items()
         }
         self._templates = templates(settings.templates_dir)
+        self.languages = Languages(settings.templates_dir)
 
     # ------------------------------------------------------------------ responses
 
@@ -297,11 +314,13 @@ class PageKit:
             code_length=self.service.code_lengths[1],
             code_min_length=self.service.code_lengths[0],
             branding=self.settings.branding,
+            **ctx.lang.template_names(),
             **values,
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
 
     def message(self, ctx: PageContext, status_code: int, title: str, text: str) -> Response:
+        """A page that says one thing: ``title`` and ``text`` as written (translated by the caller)."""
         html = self._templates.get_template("message.html").render(
             pages_path=ctx.base,
             title=title,
@@ -309,6 +328,7 @@ class PageKit:
             back=ctx.next_url,
             **self._way_out(ctx),
             branding=self.settings.branding,
+            **ctx.lang.template_names(),
         )
         return Response(html, status_code=status_code, media_type="text/html; charset=utf-8")
 
@@ -324,13 +344,18 @@ class PageKit:
         self, scope: Scope, receive: Receive, ctx: PageContext
     ) -> Mapping[str, str] | Response:
         """The form of a POST from one of our own pages on this site, or the page that refuses it."""
+        _ = ctx.lang.gettext
         if cross_site(scope):
-            return self.message(ctx, 403, "Request refused", "This form can only be sent from this site.")
+            return self.message(
+                ctx, 403, _("Request refused"), _("This form can only be sent from this site.")
+            )
         form = await read_form(scope, receive, self.settings.max_form_bytes)
         if not self._csrf[ctx.iface.name].valid(
             form.get("csrf_token"), ctx.identity.user_id, ctx.identity.session_id
         ):
-            return self.message(ctx, 403, "This form has expired", "Go back, reload the page and try again.")
+            return self.message(
+                ctx, 403, _("This form has expired"), _("Go back, reload the page and try again.")
+            )
         return form
 
     # ------------------------------------------------------------------ the proof cookie
@@ -427,27 +452,52 @@ class PageKit:
     # ------------------------------------------------------------------ texts
 
     @staticmethod
-    def send_refusal(outcome: SendOutcome) -> tuple[str, int]:
+    def explain(ctx: PageContext, exc: InvalidInput) -> str:
+        """A refused input's message in the reader's language (its values filled after the lookup)."""
+        message = getattr(exc, "message", "") or str(exc)
+        return ctx.lang.gettext(message, **getattr(exc, "values", {}))
+
+    @staticmethod
+    def send_refusal(outcome: SendOutcome, lang: Language) -> tuple[str, int]:
         """The message and status for a send that a limit refused."""
         assert outcome.refusal is not None
         message, code = SEND_REFUSALS[outcome.refusal]
-        return message.format(wait=duration(outcome.retry_after)), code
+        return lang.gettext(message, in_wait=lang.in_duration(outcome.retry_after)), code
 
-    def verify_error(self, outcome: VerifyOutcome, factor: str = "sms") -> str:
+    def verify_error(self, outcome: VerifyOutcome, lang: Language, factor: str = "sms") -> str:
         """The message for a code of ``factor`` that did not let the user in."""
-        low, high = self.service.code_lengths
-        digits = f"{low}" if low == high else f"{low} to {high}"
-        wait = duration(outcome.retry_at - self.clock())
-        return {
-            VerifyStatus.MALFORMED: MALFORMED.get(factor, "").format(digits=digits),
-            VerifyStatus.WAIT: f"Please wait {wait} before trying again.",
-            VerifyStatus.LOCKED: LOCKED.format(wait=wait),
-        }.get(outcome.status) or WRONG_CODES.get(factor, WRONG_CODE)
+        wait = lang.duration(outcome.retry_at - self.clock())
+        if outcome.status is VerifyStatus.MALFORMED:
+            if factor != "sms":
+                return lang.gettext(MALFORMED.get(factor, WRONG_CODE))
+            low, high = self.service.code_lengths
+            if low == high:
+                return lang.gettext(MALFORMED_SMS, digits=lang.number(low))
+            return lang.gettext(MALFORMED_SMS_RANGE, low=lang.number(low), high=lang.number(high))
+        if outcome.status is VerifyStatus.WAIT:
+            return lang.gettext(WAIT, wait=wait)
+        if outcome.status is VerifyStatus.LOCKED:
+            return lang.gettext(LOCKED, wait=wait)
+        return lang.gettext(WRONG_CODES.get(factor, WRONG_CODE))
 
     async def waits(self, ctx: PageContext) -> dict[str, Any]:
-        """What the page must say the user is waiting for: a lock, and the resend cooldown."""
+        """What the page must say the user is waiting for: a lock, and the resend cooldown (its
+        countdown's texts too, one a second, so the script counts down in the reader's language)."""
         waits = await self.service.waits(ctx.iface.name, ctx.identity.user_id)
         now = self.clock()
         send_wait = max(0, int(waits.next_send_at - now + 0.999)) if waits.next_send_at else 0
-        locked = LOCKED.format(wait=duration(waits.locked_until - now)) if waits.locked_until else ""
-        return {"send_wait": send_wait, "locked": locked}
+        lang = ctx.lang
+        locked = (
+            lang.gettext(LOCKED, wait=lang.duration(waits.locked_until - now)) if waits.locked_until else ""
+        )
+        countdown = [
+            lang.ngettext(
+                "You can ask for a new code in %(num)s second.",
+                "You can ask for a new code in %(num)s seconds.",
+                left,
+            )
+            if left
+            else lang.gettext("You can ask for a new code now.")
+            for left in range(min(send_wait, MAX_COUNTDOWN) + 1)
+        ]
+        return {"send_wait": send_wait, "locked": locked, "countdown": countdown if send_wait else []}

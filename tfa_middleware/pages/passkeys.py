@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ..errors import InvalidInput
+from ..i18n import N_
 from ..service import VerifyStatus
 from .kit import PageContext, PageKit
 
@@ -34,7 +35,7 @@ class PasskeyPages:
                 return JSONResponse({"error": "no passkey"}, status_code=404)
             return _json(options)
         if action not in ("add_options", "add"):
-            raise InvalidInput("Unknown action.")
+            raise InvalidInput(N_("Unknown action."))
         enrolling = not self.kit.fresh(ctx)
         if enrolling and not await self._may_enroll(ctx):
             if action == "add_options":

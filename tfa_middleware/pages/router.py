@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..asgi import client_ip, cookie, header, is_https
+from ..asgi import client_ip, cookie, header, is_https, scope_value
 from ..errors import (
     FormTooLarge,
     InvalidInput,
@@ -25,6 +25,7 @@ from ..errors import (
     ProviderRateLimited,
     StoreUnavailable,
 )
+from ..i18n import Language
 from ..identity import Identity
 from ..proof import Proof, ProofCodec
 from ..service import RequestInfo, TwoFactor
@@ -34,12 +35,12 @@ from .factors import FactorPages
 from .kit import (
     BLOCKED,
     RATE_LIMITED,
+    RATE_LIMITED_MINUTE,
     SECURITY_HEADERS,
     SEND_UNAVAILABLE,
     UNAVAILABLE,
     PageContext,
     PageKit,
-    duration,
     remember_cookie_name,
 )
 from .passkeys import PasskeyPages
@@ -143,6 +144,7 @@ class Pages:
                 https=is_https(scope),
                 root=root,
                 remembered=cookie(scope, remember_cookie_name(iface, is_https(scope))),
+                lang=self._language(scope, iface),
             )
             if proof is None and page in SETUP_PAGES:
                 # A set-up proof (require_factors): these pages alone take it.
@@ -153,32 +155,46 @@ class Pages:
         response.headers.update(self.security_headers)
         await response(scope, receive, send)
 
+    def _language(self, scope: Scope, iface: InterfaceSettings) -> Language:
+        """The reader's language: the interface's ``locale``, the shop's cookie or scope key
+        (``locale_from``), the browser's Accept-Language, English (i18n.py). Pages only."""
+        chosen: object = None
+        source = iface.locale_from
+        if source is not None and source.cookie:
+            chosen = cookie(scope, source.cookie)
+        elif source is not None and source.scope_key:
+            chosen = scope_value(scope, source.scope_key)
+        return self.kit.languages.negotiate(
+            iface.locale, chosen if isinstance(chosen, str) else None, header(scope, b"accept-language")
+        )
+
     async def _answer(
         self, scope: Scope, receive: Receive, ctx: PageContext, page: str, method: str
     ) -> Response:
         """The page's answer; for a step that could not finish, a page that says why (a mistake of
         the person's, or a broken part), never a traceback."""
-        message = self.kit.message
+        message, _, lang = self.kit.message, ctx.lang.gettext, ctx.lang
         try:
             return await self._dispatch(scope, receive, ctx, page, method)
         except FormTooLarge as exc:
-            return message(ctx, 413, "That was too much", str(exc))
+            return message(ctx, 413, _("That was too much"), self.kit.explain(ctx, exc))
         except InvalidInput as exc:
-            return message(ctx, 400, "That didn't work", str(exc))
+            return message(ctx, 400, _("That didn't work"), self.kit.explain(ctx, exc))
         except ProviderBlocked as exc:
             log.error("provider refuses %s user %s's number: %s", ctx.iface.name, ctx.identity.user_id, exc)
-            return message(ctx, 400, "We can't text this number", BLOCKED)
+            return message(ctx, 400, _("We can't text this number"), _(BLOCKED))
         except ProviderRateLimited as exc:
             log.error("provider rate limit on %s for %s: %s", page, ctx.iface.name, exc)
-            wait = duration(exc.retry_after_seconds) if exc.retry_after_seconds else "a minute"
-            return message(ctx, 503, "Temporarily unavailable", RATE_LIMITED.format(wait=wait))
+            wait = exc.retry_after_seconds
+            text = _(RATE_LIMITED, in_wait=lang.in_duration(wait)) if wait else _(RATE_LIMITED_MINUTE)
+            return message(ctx, 503, _("Temporarily unavailable"), text)
         except (StoreUnavailable, ProviderError) as exc:
             log.error("fail closed on %s for %s user %s: %s", page, ctx.iface.name, ctx.identity.user_id, exc)
             text = SEND_UNAVAILABLE if page in ("send", "enroll") else UNAVAILABLE
-            return message(ctx, 503, "Temporarily unavailable", text)
+            return message(ctx, 503, _("Temporarily unavailable"), _(text))
         except Exception:
             log.exception("unexpected error on %s page", page)
-            return message(ctx, 500, "Something went wrong", UNAVAILABLE)
+            return message(ctx, 500, _("Something went wrong"), _(UNAVAILABLE))
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, ctx: PageContext, page: str, method: str
@@ -192,4 +208,5 @@ class Pages:
             return await self._post[page](ctx, form)
         if page in self._get or page in self._post:
             return PlainTextResponse("Method not allowed", status_code=405)
-        return self.kit.message(ctx, 404, "Page not found", "There is nothing here.")
+        _ = ctx.lang.gettext
+        return self.kit.message(ctx, 404, _("Page not found"), _("There is nothing here."))

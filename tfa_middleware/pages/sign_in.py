@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from ..errors import EnrollmentNotAllowed, InvalidInput, InvalidPhoneNumber
+from ..i18n import N_, Language
 from ..service import (
     FEW_LEFT,
     EnrollmentStatus,
@@ -21,7 +23,7 @@ from ..service import (
     VerifyStatus,
     grace_eligible,
 )
-from .kit import EXEMPT, GRACE, PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, duration, phone_fields
+from .kit import EXEMPT, GRACE, PASSKEY_FAILED, REMEMBERED, PageContext, PageKit, phone_fields
 
 
 class SignInPages:
@@ -78,13 +80,13 @@ class SignInPages:
     async def send(self, ctx: PageContext, form: Mapping[str, str]) -> Response:
         channel = form.get("channel", "sms")
         outcome = await self.service.send_code(
-            ctx.iface.name, ctx.identity.user_id, channel=channel, request=ctx.request
+            ctx.iface.name, ctx.identity.user_id, channel=channel, request=ctx.request, locale=ctx.lang.code
         )
         if outcome.status is SendStatus.NEEDS_ENROLLMENT:
             return RedirectResponse(ctx.url("enroll"), status_code=303)
         status = await self.service.status(ctx.iface.name, ctx.identity.user_id)
         if outcome.status is SendStatus.REFUSED:
-            error, code = self.kit.send_refusal(outcome)
+            error, code = self.kit.send_refusal(outcome, ctx.lang)
             if status.needs_enrollment:
                 return await self._enroll(ctx, status, send_error=error, code=code)
             return await self._challenge(ctx, status, send_error=error, code=code, factor="sms")
@@ -97,7 +99,7 @@ class SignInPages:
         name, user_id = ctx.iface.name, ctx.identity.user_id
         factor = form.get("factor", "sms")
         if factor not in ctx.iface.factors:
-            raise InvalidInput("Unknown way to sign in.")
+            raise InvalidInput(N_("Unknown way to sign in."))
         outcome = await self.service.verify_code(
             name, user_id, form.get("code", ""), request=ctx.request, factor=factor
         )
@@ -107,7 +109,7 @@ class SignInPages:
             if factor != "sms":  # no app, or no recovery code left: the other ways
                 return RedirectResponse(ctx.url("challenge"), status_code=303)
             return RedirectResponse(ctx.url("enroll"), status_code=303)
-        error = self.kit.verify_error(outcome, factor)
+        error = self.kit.verify_error(outcome, ctx.lang, factor)
         status = await self.service.status(name, user_id)  # only now: the page to show it on
         # One status for every refusal of a code: wrong, expired, used, waiting or locked (no oracle).
         if status.needs_enrollment:
@@ -148,19 +150,22 @@ class SignInPages:
         except EnrollmentNotAllowed as exc:
             status = await self.service.status(name, user_id)
             if status.needs_enrollment:  # e.g. a number the administrator set: say why it stays
-                return await self._enroll(ctx, status, error=str(exc), code=400)
+                return await self._enroll(ctx, status, error=self.kit.explain(ctx, exc), code=400)
             return RedirectResponse(ctx.url("challenge"), status_code=303)
         except InvalidPhoneNumber as exc:
             status = await self.service.status(name, user_id)
-            return await self._enroll(ctx, status, error=str(exc), code=400, form=form)
+            return await self._enroll(ctx, status, error=self.kit.explain(ctx, exc), code=400, form=form)
         # The user just asked, by POST, to set up this number: sending its code now saves a click.
-        outcome = await self.service.send_code(name, user_id, request=ctx.request)
+        outcome = await self.service.send_code(name, user_id, request=ctx.request, locale=ctx.lang.code)
         if outcome.status is SendStatus.REFUSED:
             # The number is stored, but no code went to it (a cooldown after the previous
-            # number's, say): the page must not claim one did.
-            message, code = self.kit.send_refusal(outcome)
+            # number's, say): the page must not claim one did. Two whole sentences.
+            message, code = self.kit.send_refusal(outcome, ctx.lang)
             status = await self.service.status(name, user_id)
-            unsent = f"No code was sent to {outcome.masked_phone} yet. {message}"
+            unsent = ctx.lang.html(
+                "No code was sent to %(phone)s yet.", phone=ctx.lang.ltr(outcome.masked_phone)
+            )
+            unsent = unsent + " " + message
             return await self._enroll(ctx, status, send_error=unsent, code=code)
         return RedirectResponse(ctx.url("enroll", sent="1"), status_code=303)
 
@@ -173,7 +178,9 @@ class SignInPages:
         if grace_eligible(status) and not ctx.query.get("reauth"):
             left = await self.service.rollout.skip_enrollment(name, user_id, request=ctx.request)
         if left is None:
-            error = "Setting up two-step verification can't wait any longer: please set it up now."
+            error = ctx.lang.gettext(
+                "Setting up two-step verification can't wait any longer: please set it up now."
+            )
             return await self._enroll(ctx, status, error=error, code=400)
         response = RedirectResponse(ctx.next_url, status_code=303)
         grace = ctx.iface.enroll_grace
@@ -212,10 +219,10 @@ class SignInPages:
             "challenge.html",
             code,
             factor=factor,
-            other_ways=[(kind, self._way_text(kind, status)) for kind in ways if kind != factor],
+            other_ways=[(kind, self._way_text(kind, status, ctx)) for kind in ways if kind != factor],
             remember_days=ctx.iface.remember_days if not ctx.query.get("reauth") else 0,
             masked_phone=status.masked_phone,
-            notice=f"We sent a code to {status.masked_phone}." if sent else "",
+            notice=self._sent_to(ctx, status.masked_phone) if sent else "",
             # After a wrong try, or a resend refused, the user has a code: lead with the form.
             sent=sent or bool(error) or bool(send_error),
             send_error=send_error,
@@ -226,13 +233,19 @@ class SignInPages:
         )
 
     @staticmethod
-    def _way_text(kind: str, status: EnrollmentStatus) -> str:
+    def _sent_to(ctx: PageContext, masked_phone: str | None) -> Markup:
+        return ctx.lang.html("We sent a code to %(phone)s.", phone=ctx.lang.ltr(masked_phone or ""))
+
+    @staticmethod
+    def _way_text(kind: str, status: EnrollmentStatus, ctx: PageContext) -> str:
+        _ = ctx.lang.gettext
         if kind == "sms":
-            return f"Text a code to {status.masked_phone}"
-        return {
-            "webauthn": "Use a passkey or security key",
-            "totp": "Use your authenticator app",
-        }.get(kind, "Use a recovery code")
+            return ctx.lang.html("Text a code to %(phone)s", phone=ctx.lang.ltr(status.masked_phone or ""))
+        if kind == "webauthn":
+            return _("Use a passkey or security key")
+        if kind == "totp":
+            return _("Use your authenticator app")
+        return _("Use a recovery code")
 
     async def _enroll(
         self,
@@ -255,16 +268,16 @@ class SignInPages:
             code,
             status=status,
             pending=status.pending_masked_phone,
-            notice=f"We sent a code to {status.pending_masked_phone}."
+            notice=self._sent_to(ctx, status.pending_masked_phone)
             if sent and status.pending_masked_phone
             else "",
-            error=error or PASSKEY_FAILED.get(ctx.query.get("failed", ""), ""),
+            error=error or ctx.lang.gettext(PASSKEY_FAILED.get(ctx.query.get("failed", ""), "")),
             send_error=send_error,
             sms_allowed="sms" in ctx.iface.factors,
             totp_allowed="totp" in ctx.iface.factors,
             webauthn_allowed="webauthn" in ctx.iface.factors,
             origins=ctx.iface.origins,
-            grace=grace_text(grace),
+            grace=grace_text(grace, ctx.lang),
             **phone_fields(form),
             **waits,
         )
@@ -279,14 +292,27 @@ def ways_in(status: EnrollmentStatus, allowed: tuple[str, ...]) -> list[str]:
     return ways
 
 
-def grace_text(grace: Grace | None) -> str:
-    """What the enrollment page says of the grace left ("" for none)."""
+def grace_text(grace: Grace | None, lang: Language) -> str:
+    """What the enrollment page says of the grace left, in the reader's language ("" for none)."""
     if grace is None:
         return ""
     if grace.logins is not None:
-        times = "once more" if grace.logins == 1 else f"{grace.logins} more times"
-        return f"You can skip this {times}; after that, signing in needs it."
+        if grace.logins == 1:
+            return lang.gettext("You can skip this once more; after that, signing in needs it.")
+        return lang.ngettext(
+            "You can skip this %(num)s more time; after that, signing in needs it.",
+            "You can skip this %(num)s more times; after that, signing in needs it.",
+            grace.logins,
+        )
     assert grace.seconds is not None
     days = int(grace.seconds // 86400)
-    left = f"{days} more days" if days >= 2 else f"{duration(grace.seconds)} more"
-    return f"You can skip this for {left}; after that, signing in needs it."
+    if days >= 2:
+        return lang.ngettext(
+            "You can skip this for %(num)s more day; after that, signing in needs it.",
+            "You can skip this for %(num)s more days; after that, signing in needs it.",
+            days,
+        )
+    return lang.gettext(
+        "You can skip this for %(wait)s more; after that, signing in needs it.",
+        wait=lang.duration(grace.seconds),
+    )

@@ -32,6 +32,7 @@ from ..errors import (
     ProviderUnavailable,
     ProviderUserNotFound,
 )
+from ..i18n import provider_locale
 from ..settings import DEFAULT_API_URLS, ProviderSettings, Secret
 from .base import CheckResult, SendResult, Target
 from .http import Answer, ProviderHttp
@@ -116,7 +117,10 @@ class AuthyProvider:
         what = f"authy {channel}"
         path = f"/protected/json/{_CHANNEL_PATHS[channel]}/{_authy_id(target)}"
         # Without force=true Authy skips the text for users of its app (200, "ignored": true).
-        answer = await self.http.request("GET", path, what, params={"force": "true"})
+        params = {"force": "true"}
+        if target.locale:
+            params["locale"] = provider_locale(target.locale)
+        answer = await self.http.request("GET", path, what, params=params)
         if answer.status == 200 and answer.body is not None and _true(answer.body.get("success")):
             if _true(answer.body.get("ignored")):
                 raise ProviderUnavailable(f"{what}: Authy ignored the request and sent nothing")

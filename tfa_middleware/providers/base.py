@@ -54,6 +54,9 @@ class Target:
     phone: str  # E.164
     purpose: Purpose
     provider_user_id: str | None = None
+    # The reader's language (a catalogue's name: de, pt_BR, zh_Hans) for the message; None: the
+    # provider's default. Twilio Verify's Locale, Authy's locale, the sandbox's own text.
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import httpx
 
+from ..i18n import Languages
 from ..settings import Settings
 from ..store import Store
 from .authy import AuthyProvider
@@ -34,7 +35,14 @@ def build_provider(
     remote = remote_provider(settings, client=client)
     if remote is not None:
         return remote
-    return SandboxProvider(store, settings.provider, settings.secret_keys[-1], clock=clock)
+    return SandboxProvider(
+        store,
+        settings.provider,
+        settings.secret_keys[-1],
+        clock=clock,
+        site_name=settings.branding.title or "",
+        languages=Languages(settings.templates_dir),
+    )
 
 
 def remote_provider(settings: Settings, *, client: httpx.AsyncClient | None = None) -> RemoteProvider | None:

@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from ..i18n import ENGLISH, Languages
 from ..phone import mask
 from ..settings import ProviderSettings, Secret
 from ..store import Store, outbox
@@ -37,7 +38,8 @@ class SandboxProvider:
         pepper: Secret,
         *,
         clock: Callable[[], float],
-        site_name: str = "Your shop",
+        site_name: str = "",
+        languages: Languages | None = None,
     ) -> None:
         if settings.production_mode:
             raise ValueError("the sandbox provider never sends anything: it refuses production_mode")
@@ -49,6 +51,7 @@ class SandboxProvider:
         self._pepper = hashlib.sha256(b"tfa-middleware.sandbox-code\0" + pepper.reveal().encode()).digest()
         self._clock = clock
         self.site_name = site_name
+        self.languages = languages or Languages()  # the shop's catalogues, when build_provider gives them
 
     def _hash(self, target: Target, code: str) -> str:
         message = f"{target.interface}\0{target.user_id}\0{target.purpose}\0{target.phone}\0{code}"
@@ -70,9 +73,14 @@ class SandboxProvider:
             self.ttl,
             self.max_attempts,
         )
-        body = (
-            f"{self.site_name}: your verification code is {code}. "
-            f"It expires in {self.ttl // 60} minutes. Do not share it."
+        language = self.languages.get(target.locale) if target.locale in self.languages.codes else ENGLISH
+        minutes = max(1, self.ttl // 60)
+        body = language.ngettext(
+            "%(site)s: your verification code is %(code)s. It expires in %(num)s minute. Do not share it.",
+            "%(site)s: your verification code is %(code)s. It expires in %(num)s minutes. Do not share it.",
+            minutes,
+            site=self.site_name or language.gettext("Your shop"),
+            code=code,
         )
         to = mask(target.phone)
         await self.deliver(now, target, to, channel, body)

@@ -45,6 +45,7 @@ from ..errors import (
     ProviderRateLimited,
     ProviderUnavailable,
 )
+from ..i18n import provider_locale
 from ..settings import DEFAULT_API_URLS, ProviderSettings
 from .base import CheckResult, SendResult, Target
 from .http import Answer, ProviderHttp
@@ -120,12 +121,10 @@ class TwilioVerifyProvider:
         if channel not in ("sms", "call"):
             raise InvalidInput(f"twilio_verify cannot send by {channel!r}")
         what = f"twilio_verify {channel}"
-        answer = await self.http.request(
-            "POST",
-            f"{self._service_path}/Verifications",
-            what,
-            data={"To": _to(target), "Channel": channel},
-        )
+        data = {"To": _to(target), "Channel": channel}
+        if target.locale:
+            data["Locale"] = provider_locale(target.locale)
+        answer = await self.http.request("POST", f"{self._service_path}/Verifications", what, data=data)
         if answer.status in (200, 201) and answer.body is not None and answer.body.get("status") == "pending":
             return SendResult(channel=channel)
         code = answer.error_code("code")

@@ -19,8 +19,10 @@ from pydantic import (
     StrictStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from ..i18n import valid_code
 from .django_source import DjangoSessionSource
 from .flask_session import FlaskSessionSource
 from .jwt_source import JwtSource
@@ -174,6 +176,32 @@ class ManageSettings(Section):
     interfaces: Annotated[StrList, AfterValidator(_interface_names)] = ()
 
 
+def _locale(text: str) -> str:
+    code = text.strip().replace("-", "_")
+    if not valid_code(code):
+        raise invalid(
+            f"{text!r} is not a language Babel knows: use a catalogue's name, e.g. de, pt_BR or zh_Hans"
+        )
+    return code
+
+
+LocaleCode = Annotated[StrictStr, AfterValidator(_locale)]
+
+
+class LocaleFrom(Section):
+    """Where the shop keeps the reader's language: its own cookie, or a key its middleware puts in
+    the scope (under WSGI: the environ). A value no catalogue matches falls through to the browser's."""
+
+    cookie: ShopCookieName | None = None
+    scope_key: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LocaleFrom:
+        if (self.cookie is None) == (self.scope_key is None):
+            raise invalid("give exactly one of cookie or scope_key")
+        return self
+
+
 NAME_KEY = "<name>"
 FACTOR_KINDS = ("webauthn", "totp", "sms", "recovery")
 FactorKind = Literal["webauthn", "totp", "sms", "recovery"]
@@ -244,6 +272,10 @@ class InterfaceSettings(Section):
     step_up: tuple[StepUpRule, ...] = ()
     mode: Literal["enforce", "report"] = "enforce"
     enroll_grace: EnrollGrace | None = None
+    # The pages' language: fixed (a catalogue's name: de, pt_BR), or the shop's own choice
+    # (locale_from); otherwise the browser's Accept-Language, then English.
+    locale: LocaleCode | None = None
+    locale_from: LocaleFrom | None = None
 
     @property
     def manage_user_ids(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic import ValidatorFunctionWrapHandler as Handler
 
+from ..i18n import Languages
 from ..public_keys import is_public
 from .flask_session import FlaskSessionSource
 from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
@@ -154,8 +155,27 @@ class Settings(Section):
             if isinstance(iface.identity, HeaderSource) and not self.trusted_proxies
         ]
         found += _passkeys(self.interfaces.values(), self.provider.production_mode)
+        found += _locales(self.interfaces.values(), self.templates_dir)
         raise_any(found + (_public_keys(self) if self.provider.production_mode else []))
         return self
+
+
+def _locales(interfaces: Collection[InterfaceSettings], templates_dir: str | None) -> list[tuple[str, str]]:
+    """A fixed ``locale`` needs a catalogue: one we ship, or the shop's in ``templates_dir/locale``."""
+    fixed = [iface for iface in interfaces if iface.locale]
+    if not fixed:
+        return []
+    languages = Languages(templates_dir)
+    known = ", ".join(languages.codes)
+    return [
+        (
+            f"interfaces.{iface.name}.locale",
+            f"{iface.locale!r} has no catalogue (we ship {known}); a shop adds one as "
+            f"templates_dir/locale/{iface.locale}/LC_MESSAGES/tfa.po",
+        )
+        for iface in fixed
+        if iface.locale and languages.match([iface.locale.replace("_", "-")]) is None
+    ]
 
 
 def _passkeys(interfaces: Collection[InterfaceSettings], production: bool) -> list[tuple[str, str]]:

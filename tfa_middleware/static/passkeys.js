@@ -60,18 +60,18 @@
     });
   }
 
-  function explain(error, kind) {
+  // The page's own sentences, in its language (the span of _passkey_texts.html in each form).
+  function said(form, which) {
+    var texts = form.querySelector("[data-passkey-texts]");
+    return (texts && texts.getAttribute("data-" + which)) || "";
+  }
+
+  function explain(form, error, kind) {
     var name = error && error.name;
-    if (name === "NotAllowedError" || name === "AbortError") {
-      return "The passkey wasn't used (cancelled, or it took too long). Try again, or use another way.";
-    }
-    if (name === "InvalidStateError" && kind === "create") {
-      return "This passkey or security key is added already.";
-    }
-    if (name === "SecurityError") {
-      return "Passkeys don't work at this address. Ask the shop's administrator to check the passkey settings.";
-    }
-    return "That didn't work. Try again, or use another way.";
+    if (name === "NotAllowedError" || name === "AbortError") { return said(form, "cancelled"); }
+    if (name === "InvalidStateError" && kind === "create") { return said(form, "exists"); }
+    if (name === "SecurityError") { return said(form, "security"); }
+    return said(form, "failed");
   }
 
   function start(form, kind, error) {
@@ -86,12 +86,11 @@
       button.focus();
     }
     if (!window.PublicKeyCredential || !navigator.credentials) {
-      fail("This browser can't use passkeys. Use another way, or another browser.");
+      fail(said(form, "unsupported"));
       return;
     }
     if (wrongPlace) {
-      fail("Passkeys work at " + form.getAttribute("data-origins").split(" ")[0] +
-           ", not at " + location.origin + ": open this page there.");
+      fail(said(form, "wrong-place"));
       return;
     }
     form.setAttribute("data-busy", "1");
@@ -113,7 +112,7 @@
         form.elements.code.value = serialise(credential);
         form.submit();
       })
-      .catch(function (problem) { fail(explain(problem, kind)); });
+      .catch(function (problem) { fail(explain(form, problem, kind)); });
   }
 
   Array.prototype.forEach.call(document.querySelectorAll("form[data-passkey]"), function (form) {

@@ -2,20 +2,19 @@
 (function () {
   "use strict";
 
-  // "You can ask for a new code in N seconds" counts down; its button is off until zero.
-  function wait(seconds) {
-    return "You can ask for a new code in " + seconds + (seconds === 1 ? " second." : " seconds.");
-  }
+  // "You can ask for a new code in N seconds" counts down; its button is off until zero. The
+  // server wrote the sentence for every second left (data-texts), in the page's language.
   Array.prototype.forEach.call(document.querySelectorAll("[data-countdown]"), function (el) {
     var left = parseInt(el.getAttribute("data-countdown"), 10);
+    var texts = JSON.parse(el.getAttribute("data-texts") || "[]");
     var button = document.getElementById(el.getAttribute("data-for"));
     if (!(left > 0)) { return; }
     if (button) { button.disabled = true; }
     var timer = setInterval(function () {
       left -= 1;
-      if (left > 0) { el.textContent = wait(left); return; }
+      if (texts[left] !== undefined) { el.textContent = texts[left]; }
+      if (left > 0) { return; }
       clearInterval(timer);
-      el.textContent = "You can ask for a new code now.";
       if (button) { button.disabled = false; }
     }, 1000);
   });

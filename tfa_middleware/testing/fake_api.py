@@ -84,6 +84,7 @@ class SentCode:
     code: str
     channel: str
     at: float
+    locale: str | None = None  # the language asked for (Verify's Locale, Authy's locale), if any
 
 
 class DroppedConnection(ConnectionAbortedError):

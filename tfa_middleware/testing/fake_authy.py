@@ -258,7 +258,7 @@ class FakeAuthy(FakeApi):
                 user.token_at = now
                 user.token_used = False
             code = user.token
-        self.deliver(SentCode(user.e164, code, channel, now))
+        self.deliver(SentCode(user.e164, code, channel, now, recorded(request.scope).query.get("locale")))
         if channel == "call":
             return compact_json(
                 200, {"cellphone": user.masked, "message": "Call started...", "success": True}

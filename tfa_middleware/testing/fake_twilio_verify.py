@@ -186,7 +186,7 @@ class FakeTwilioVerify(FakeApi):
             else:
                 live.sends += 1  # within the code's lifetime a resend delivers the same code
                 live.channel, live.updated_at = channel, now
-        self.deliver(SentCode(to, live.code, channel, now))
+        self.deliver(SentCode(to, live.code, channel, now, form.get("Locale")))
         return compact_json(201, self._verification(request, live))
 
     async def check(self, request: Request) -> Response:

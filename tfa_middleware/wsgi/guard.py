@@ -14,7 +14,7 @@ from types import TracebackType
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from ..guard import SAFE_METHODS, ErrorLog, report_served
-from ..responses import BLOCKED_HTML, page_headers
+from ..responses import BLOCKED, REFUSAL_PAGES, page_headers
 from ..settings import InterfaceSettings
 from .environ import refuse, status_line
 
@@ -34,7 +34,7 @@ def unidentified(
     block = iface.unidentified == "block"
     if block and environ.get("REQUEST_METHOD") not in SAFE_METHODS:
         # A withheld answer cannot undo what a POST did: it never reaches the shop.
-        return refuse(start_response, environ, 403, BLOCKED_HTML)
+        return refuse(start_response, environ, 403, _blocked(environ))
     guard = Guard(errors, iface, environ, path, start_response)
     result = app(environ, guard.start_response)
     if guard.started:  # most frameworks start the response before returning the body
@@ -43,6 +43,10 @@ def unidentified(
             return guard.page()
         return result
     return guard.watch(result)  # started lazily, by the first chunk: watch each chunk
+
+
+def _blocked(environ: WSGIEnvironment) -> str:
+    return REFUSAL_PAGES.html(BLOCKED, environ.get("HTTP_ACCEPT_LANGUAGE"))
 
 
 def _discard(_data: bytes) -> None:
@@ -80,12 +84,12 @@ class Guard:
         if self.iface.unidentified != "block":
             return self.start(status, headers, exc_info)
         self.blocked = True
-        encoded = BLOCKED_HTML.encode()
+        encoded = _blocked(self.environ).encode()
         self.start(status_line(403), [(k.decode(), v.decode()) for k, v in page_headers(encoded)], exc_info)
         return _discard
 
     def page(self) -> list[bytes]:
-        return [b"" if self.environ.get("REQUEST_METHOD") == "HEAD" else BLOCKED_HTML.encode()]
+        return [b"" if self.environ.get("REQUEST_METHOD") == "HEAD" else _blocked(self.environ).encode()]
 
     def watch(self, result: Iterable[bytes]) -> Iterator[bytes]:
         try:

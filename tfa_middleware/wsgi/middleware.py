@@ -49,8 +49,9 @@ from ..proof import Proof, proof_clear_cookie
 from ..proof_check import ProofCheck
 from ..responses import (
     BAD_PATH_TEXT,
-    MISCONFIGURED_HTML,
-    UNAVAILABLE_HTML,
+    MISCONFIGURED,
+    REFUSAL_PAGES,
+    TEMPORARILY_UNAVAILABLE,
     challenge_json,
     challenge_url,
     wants_json,
@@ -240,13 +241,15 @@ class TwoFactorWSGIMiddleware:
         if isinstance(exc, IdentityUnreadable):
             message = "identity resolver of interface %s cannot tell who is logged in: %s"
             self._errors(name, "resolver", message, name, exc)
-            return refuse(start_response, environ, 500, MISCONFIGURED_HTML)
+            page = REFUSAL_PAGES.html(MISCONFIGURED, environ.get("HTTP_ACCEPT_LANGUAGE"))
+            return refuse(start_response, environ, 500, page)
         log.error("identity resolver of interface %s failed", name, exc_info=exc)
         return self._unavailable(environ, start_response)
 
     @staticmethod
     def _unavailable(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        return refuse(start_response, environ, 503, UNAVAILABLE_HTML, retry_after=30)
+        page = REFUSAL_PAGES.html(TEMPORARILY_UNAVAILABLE, environ.get("HTTP_ACCEPT_LANGUAGE"))
+        return refuse(start_response, environ, 503, page, retry_after=30)
 
     def _shop_logout(
         self, ifaces: tuple[Interface, ...], environ: WSGIEnvironment, start_response: StartResponse
