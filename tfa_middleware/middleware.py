@@ -31,6 +31,7 @@ from .identity import Identity, Resolver, as_identity
 from .lifespan import lifespan
 from .logout import ShopLogout, logout_watch
 from .pages import SECURITY_HEADERS, Pages
+from .probes import Probes
 from .proof import Proof
 from .proof_check import ProofCheck
 from .responses import (
@@ -111,6 +112,9 @@ class TwoFactorMiddleware:
             self.service, self._identify, self._proofs.forget, ends=self._ends, clock=clock
         )
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
+        # The metrics and readiness paths (operations), outside every interface.
+        self._probes = Probes(settings, self.service)
+        self._probe_paths = self._probes.paths
 
     @classmethod
     def from_yaml(
@@ -135,6 +139,9 @@ class TwoFactorMiddleware:
             return
         iface, path, logouts, in_pages = route
         if iface is None:
+            if raw in self._probe_paths:
+                await self._probes(raw, scope, receive, send)
+                return
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
                 return

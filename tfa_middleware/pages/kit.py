@@ -349,6 +349,7 @@ class PageKit:
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         header = proof_set_cookie(name, value, ctx.iface.proof_max_age_seconds, ctx.https)
         response.headers.append("set-cookie", header)
+        self.service.metrics.proof_issued(method)
 
     @staticmethod
     def clear_proof(response: Response, ctx: PageContext) -> None:

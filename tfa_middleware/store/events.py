@@ -36,7 +36,7 @@ class AuditEvent:
     detail: Mapping[str, Any] | None = None
 
 
-COLUMNS = ("at", "interface", "user_id", "kind", "ip", "user_agent", "detail")
+COLUMNS = ("at", "interface", "user_id", "kind", "ip", "user_agent", "detail", "country")
 _ADD = inserting(events, *COLUMNS)
 
 
@@ -50,7 +50,15 @@ def row_of(item: AuditEvent) -> dict[str, Any]:
         "ip": item.ip,
         "user_agent": (item.user_agent or "")[:255] or None,
         "detail": json.dumps(dict(item.detail or {}), sort_keys=True),
+        # A send's region in a column of its own too, for the manage page's indexed counts.
+        "country": _country((item.detail or {}).get("country")),
     }
+
+
+def _country(value: Any) -> str | None:
+    return (
+        value if isinstance(value, str) and len(value) == 2 and value.isascii() and value.isalpha() else None
+    )
 
 
 async def add(db: Store | Connection, *items: AuditEvent) -> None:

@@ -44,6 +44,7 @@ from ..guard import ErrorLog
 from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_identity
 from ..logout import cannot_tell, revoke_login
 from ..pages import SECURITY_HEADERS, Pages
+from ..probes import Probes
 from ..proof import Proof, proof_clear_cookie
 from ..proof_check import ProofCheck
 from ..responses import (
@@ -126,6 +127,8 @@ class TwoFactorWSGIMiddleware:
         self._ends = SessionEnds(interfaces, self._cookies)
         self._watching = bool(self._ends.watched)
         self.pages = Pages(settings, self.service, codecs, clock)
+        self._probes = Probes(settings, self.service)  # the metrics and readiness paths
+        self._probe_paths = self._probes.paths
 
     @classmethod
     def from_yaml(
@@ -161,8 +164,8 @@ class TwoFactorWSGIMiddleware:
                 return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
         iface, path, logouts, in_pages = route
         if iface is None:
-            if logouts or self._watching:
-                return self._unprotected(logouts, environ, start_response)
+            if logouts or self._watching or raw in self._probe_paths:
+                return self._unprotected(raw, logouts, environ, start_response)
             return self.app(environ, start_response)
 
         root = environ.get("SCRIPT_NAME", "")
@@ -257,10 +260,17 @@ class TwoFactorWSGIMiddleware:
         return self.app(environ, clearing_cookies(start_response, clear))
 
     def _unprotected(
-        self, logouts: tuple[Interface, ...], environ: WSGIEnvironment, start_response: StartResponse
+        self,
+        raw: str,
+        logouts: tuple[Interface, ...],
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
     ) -> Iterable[bytes]:
-        """A path no interface protects: the shop's ``logout_url``, or (the shop's logout may
-        live here) the shop's answer watched when the request carries a watched proof cookie."""
+        """A path no interface protects: our metrics or readiness path, the shop's ``logout_url``,
+        or (the shop's logout may live here) the shop's answer watched when the request carries a
+        watched proof cookie."""
+        if raw in self._probe_paths:
+            return self._probe(raw, environ, start_response)
         if logouts:
             return self._shop_logout(logouts, environ, start_response)
         if self._ends.carried_text(environ.get("HTTP_COOKIE")):
@@ -342,6 +352,16 @@ class TwoFactorWSGIMiddleware:
             return self.pages(scope, receive, send, iface.settings, identity, proof, path=path, root=root)
 
         answer = self.loop.run(collect(call, body))
+        return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
+
+    def _probe(self, raw: str, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        root = environ.get("SCRIPT_NAME", "")
+        scope = http_scope(environ, raw, root if root.isascii() else text(root))
+
+        def call(receive: Receive, send: Send) -> Any:
+            return self._probes(raw, scope, receive, send)
+
+        answer = self.loop.run(collect(call, b""))
         return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
 
     def _without_proof(

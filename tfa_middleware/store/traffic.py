@@ -1,0 +1,137 @@
+"""The manage page's traffic, counted from the audit events: sends and verifies per clock hour,
+sends per destination region, the latest lockouts.
+
+Each query reads one range of ``ix_tfa_event_kind_at`` (kind, at, interface, country) per kind
+and nothing else of the table (the lockouts read their few rows), so its cost follows the events
+in the window, not the table (``python -m benchmarks --only traffic``: a million events).
+The statements are built once per dialect and set of interfaces (a manage page's interfaces are
+its settings: a handful of sets per process).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, bindparam, cast, func, select
+from sqlalchemy.sql import ColumnElement, Select
+
+from ..tables import events
+from .database import Store, reading
+
+HOUR = 3600.0
+SENT = "code_sent"
+VERIFIED = "verify_ok"
+FAILED = "verify_failed"
+LOCKED = "locked"
+UNKNOWN_COUNTRY = "??"  # a send recorded before its event kept the region
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    at: float
+    interface: str
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """``hours`` clock hours from ``start`` (Unix time), oldest first: per hour the codes sent,
+    the verifies that succeeded and those that failed; the sends per region since ``countries_since``,
+    most first; the newest lockouts."""
+
+    start: float
+    sent: tuple[int, ...]
+    verified: tuple[int, ...]
+    failed: tuple[int, ...]
+    countries_since: float
+    countries: tuple[tuple[str, int], ...]
+    lockouts: tuple[Lockout, ...]
+
+    @property
+    def hours(self) -> int:
+        return len(self.sent)
+
+
+class _Statements:
+    def __init__(self, dialect: str, interfaces: Sequence[str]) -> None:
+        c = events.c
+        mine = c.interface.in_(list(interfaces))
+        offset = (c.at - bindparam("start", type_=c.at.type)) / HOUR
+        # The hour's number from start: floor on PostgreSQL (its cast rounds); SQLite's cast
+        # truncates, which is floor here (at >= start).
+        hour: ColumnElement[Any] = (
+            cast(func.floor(offset), Integer) if dialect == "postgresql" else cast(offset, Integer)
+        )
+        self.hourly: Select[Any] = (
+            select(hour.label("hour"), c.kind, func.count().label("n"))
+            .where(
+                c.kind.in_([SENT, VERIFIED, FAILED]),
+                c.at >= bindparam("start"),
+                c.at < bindparam("end"),
+                mine,
+            )
+            .group_by(hour, c.kind)
+        )
+        n = func.count().label("n")
+        self.countries: Select[Any] = (
+            select(c.country, n)
+            .where(c.kind == SENT, c.at >= bindparam("since"), c.at < bindparam("end"), mine)
+            .group_by(c.country)
+            .order_by(n.desc(), c.country)
+            .limit(bindparam("top"))
+        )
+        self.lockouts: Select[Any] = (
+            select(c.at, c.interface, c.user_id)
+            .where(c.kind == LOCKED, c.at >= bindparam("since"), mine)
+            .order_by(c.at.desc())
+            .limit(bindparam("top"))
+        )
+
+
+_STATEMENTS: dict[tuple[str, tuple[str, ...]], _Statements] = {}
+
+
+def statements(dialect: str, interfaces: Sequence[str]) -> _Statements:
+    key = (dialect, tuple(sorted(interfaces)))
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = _Statements(dialect, key[1])
+    return found
+
+
+async def traffic(
+    store: Store,
+    interfaces: Sequence[str],
+    now: float,
+    *,
+    hours: int = 48,
+    countries_hours: int = 24,
+    top: int = 10,
+    lockouts_since: float | None = None,
+) -> Traffic:
+    """The traffic of ``interfaces`` up to ``now``: the last ``hours`` clock hours (this one
+    included), the regions of the last ``countries_hours`` hours, the newest ``top`` lockouts
+    (of the last week unless ``lockouts_since``)."""
+    start = now - now % HOUR - (hours - 1) * HOUR
+    end = now + 1.0  # events stamped in this second count; a clock a little ahead too
+    since = now - countries_hours * HOUR
+    locked_since = now - 7 * 24 * HOUR if lockouts_since is None else lockouts_since
+    series = {SENT: [0] * hours, VERIFIED: [0] * hours, FAILED: [0] * hours}
+    stmts = statements(store.engine.dialect.name, interfaces)
+    async with reading(store) as conn:
+        for row in await conn.execute(stmts.hourly, {"start": start, "end": end}):
+            if 0 <= row.hour < hours:
+                series[row.kind][row.hour] += row.n
+        countries = await conn.execute(stmts.countries, {"since": since, "end": end, "top": top})
+        locked = await conn.execute(stmts.lockouts, {"since": locked_since, "top": top})
+    return Traffic(
+        start=start,
+        sent=tuple(series[SENT]),
+        verified=tuple(series[VERIFIED]),
+        failed=tuple(series[FAILED]),
+        countries_since=since,
+        countries=tuple((r.country or UNKNOWN_COUNTRY, int(r.n)) for r in countries),
+        lockouts=tuple(Lockout(float(r.at), r.interface, r.user_id) for r in locked),
+    )
