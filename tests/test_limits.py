@@ -580,6 +580,7 @@ async def test_every_event_is_also_a_log_line_with_its_fields(
         "channel": "sms",
         "to": "+1 ••• ••• 0123",
         "purpose": "login",
+        "country": "US",
     }
     # The formatter prints the fields once, as JSON values, not as a JSON string in a message.
     line = json.loads(JsonFormatter().format(records[0]))

@@ -10,11 +10,12 @@ its settings: a handful of sets per process).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, cast, func, select
+from sqlalchemy import Integer, bindparam, cast, func, literal_column, select
 from sqlalchemy.sql import ColumnElement, Select
 
 from ..tables import events
@@ -54,20 +55,35 @@ class Traffic:
         return len(self.sent)
 
 
+def _names(names: Sequence[str]) -> list[Any]:
+    """Names as SQL literals: an IN list of literals, because the driver compiles a statement once
+    and an IN of bound values would be expanded at each call (``render_postcompile`` refuses that
+    beside parameters bound per call). Only names of code (kinds) or of the settings (interfaces:
+    ``[a-z][a-z0-9_]*``) come here; anything else is refused."""
+    for name in names:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"not a plain name: {name!r}")
+    return [literal_column(f"'{name}'") for name in names]
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
 class _Statements:
     def __init__(self, dialect: str, interfaces: Sequence[str]) -> None:
         c = events.c
-        mine = c.interface.in_(list(interfaces))
-        offset = (c.at - bindparam("start", type_=c.at.type)) / HOUR
-        # The hour's number from start: floor on PostgreSQL (its cast rounds); SQLite's cast
-        # truncates, which is floor here (at >= start).
+        mine = c.interface.in_(_names(interfaces))
+        # The clock hour's number since 1970, the same text in the SELECT and the GROUP BY (a
+        # bound divisor would be two parameters, two expressions to PostgreSQL): floor on
+        # PostgreSQL (its cast rounds); SQLite's cast truncates, which is floor after 1970.
+        hours = c.at / literal_column("3600.0")
         hour: ColumnElement[Any] = (
-            cast(func.floor(offset), Integer) if dialect == "postgresql" else cast(offset, Integer)
+            cast(func.floor(hours), Integer) if dialect == "postgresql" else cast(hours, Integer)
         )
         self.hourly: Select[Any] = (
             select(hour.label("hour"), c.kind, func.count().label("n"))
             .where(
-                c.kind.in_([SENT, VERIFIED, FAILED]),
+                c.kind.in_(_names([SENT, VERIFIED, FAILED])),
                 c.at >= bindparam("start"),
                 c.at < bindparam("end"),
                 mine,
@@ -120,10 +136,11 @@ async def traffic(
     locked_since = now - 7 * 24 * HOUR if lockouts_since is None else lockouts_since
     series = {SENT: [0] * hours, VERIFIED: [0] * hours, FAILED: [0] * hours}
     stmts = statements(store.engine.dialect.name, interfaces)
+    first = int(start // HOUR)
     async with reading(store) as conn:
         for row in await conn.execute(stmts.hourly, {"start": start, "end": end}):
-            if 0 <= row.hour < hours:
-                series[row.kind][row.hour] += row.n
+            if 0 <= row.hour - first < hours:
+                series[row.kind][row.hour - first] += row.n
         countries = await conn.execute(stmts.countries, {"since": since, "end": end, "top": top})
         locked = await conn.execute(stmts.lockouts, {"since": locked_since, "top": top})
     return Traffic(
