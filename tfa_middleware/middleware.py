@@ -139,9 +139,6 @@ class TwoFactorMiddleware:
             return
         iface, path, logouts, in_pages = route
         if iface is None:
-            if raw in self._probe_paths:
-                await self._probes(raw, scope, receive, send)
-                return
             if logouts:
                 await self._logout(self.app, logouts, scope, receive, send)
                 return
@@ -188,7 +185,12 @@ class TwoFactorMiddleware:
         await self._without_proof(iface, identity, raw, root, scope, receive, send)
 
     async def _route(self, raw: str, scope: Scope, receive: Receive, send: Send) -> Route | None:
-        """A path not in the route cache: routed (and remembered), or refused as hostile (None)."""
+        """A path not in the route cache: routed (and remembered), or refused as hostile (None).
+        Our metrics and readiness paths are answered here (None), never cached as routes: every
+        request for them misses the cache, and no other request pays for looking."""
+        if raw in self._probe_paths:
+            await self._probes(raw, scope, receive, send)
+            return None
         try:
             return self._router.route(raw)
         except HostilePath:

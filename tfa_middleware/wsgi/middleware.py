@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -55,7 +56,7 @@ from ..responses import (
     challenge_url,
     wants_json,
 )
-from ..routes import Interface, Router, build_interfaces
+from ..routes import Interface, Route, Router, build_interfaces
 from ..service import TwoFactor
 from ..session_end import Reissued, SessionEnds, same_login, set_cookies_wsgi
 from ..settings import Settings, load_settings
@@ -156,16 +157,13 @@ class TwoFactorWSGIMiddleware:
         raw = environ.get("PATH_INFO") or "/"
         if not raw.isascii():
             raw = text(raw)  # as the shop reads it; and never a cache key of another reading
-        route = self._routes.get(raw)
-        if route is None:
-            try:
-                route = self._router.route(raw)
-            except HostilePath:
-                return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
+        route = self._routes.get(raw) or self._route(raw)
+        if not isinstance(route, tuple):
+            return route(environ, start_response)  # answered here: a hostile path, or ours
         iface, path, logouts, in_pages = route
         if iface is None:
-            if logouts or self._watching or raw in self._probe_paths:
-                return self._unprotected(raw, logouts, environ, start_response)
+            if logouts or self._watching:
+                return self._unprotected(logouts, environ, start_response)
             return self.app(environ, start_response)
 
         root = environ.get("SCRIPT_NAME", "")
@@ -260,17 +258,10 @@ class TwoFactorWSGIMiddleware:
         return self.app(environ, clearing_cookies(start_response, clear))
 
     def _unprotected(
-        self,
-        raw: str,
-        logouts: tuple[Interface, ...],
-        environ: WSGIEnvironment,
-        start_response: StartResponse,
+        self, logouts: tuple[Interface, ...], environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        """A path no interface protects: our metrics or readiness path, the shop's ``logout_url``,
-        or (the shop's logout may live here) the shop's answer watched when the request carries a
-        watched proof cookie."""
-        if raw in self._probe_paths:
-            return self._probe(raw, environ, start_response)
+        """A path no interface protects: the shop's ``logout_url``, or (the shop's logout may
+        live here) the shop's answer watched when the request carries a watched proof cookie."""
         if logouts:
             return self._shop_logout(logouts, environ, start_response)
         if self._ends.carried_text(environ.get("HTTP_COOKIE")):
@@ -353,6 +344,17 @@ class TwoFactorWSGIMiddleware:
 
         answer = self.loop.run(collect(call, body))
         return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
+
+    def _route(self, raw: str) -> Route | WSGIApplication:
+        """A path not in the route cache: routed (and remembered), or the answer that is not the
+        shop's: a hostile path's 400, or our metrics or readiness path (never cached as a route:
+        no other request pays for looking)."""
+        if raw in self._probe_paths:
+            return partial(self._probe, raw)
+        try:
+            return self._router.route(raw)
+        except HostilePath:
+            return lambda environ, start: refuse(start, environ, 400, BAD_PATH_TEXT, content_type=None)
 
     def _probe(self, raw: str, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         root = environ.get("SCRIPT_NAME", "")
