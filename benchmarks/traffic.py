@@ -104,7 +104,7 @@ async def run(report: Report, *, quick: bool) -> None:
     count, rounds = (10_000, 5) if quick else (1_000_000, 50)
     table = Table(
         f"10. The manage page's traffic queries with {count:,} audit events over {DAYS} days (ms)",
-        ["database", "events", "build s", "in 48 h", "page reads median", "page reads p99", "budget median"],
+        ["events", "database", "build s", "in 48 h", "page reads median", "page reads p99", "budget median"],
     )
     plan_table = Table(f"10b. Query plans of the traffic queries at {count:,} events", ["statement", "plan"])
     databases: list[tuple[str, Callable[[], AbstractAsyncContextManager[RecordingStore]]]] = [
@@ -144,7 +144,7 @@ async def run(report: Report, *, quick: bool) -> None:
                 await service.operations.budget()
                 budget.append((time.perf_counter() - began) * 1000)
             in_window = sum(found.sent) + sum(found.verified) + sum(found.failed)
-            table.add(name, count, build, in_window, median(page), p99(page), median(budget))
+            table.add(count, name, build, in_window, median(page), p99(page), median(budget))
             for label, gist in await plans(store, statements):
                 plan_table.add(f"{name}: {label}", _counted(gist))
             report.target(

@@ -732,7 +732,9 @@ def test_the_management_page(
     for series in ("sent", "verified"):
         bars = chart.locator(f"path.{series}")
         assert (bars.get_attribute("d") or "").count("M") == 1, series  # this hour's bar alone
-        assert (bars.bounding_box() or {}).get("height", 0) > 0, series
+        drawn = bars.bounding_box()
+        assert drawn is not None, series
+        assert drawn["height"] > 0, series
     box = v.page.locator(".traffic .chart")
     assert box.get_attribute("tabindex") == "0"
     inside = box.evaluate("e => e.scrollWidth - e.clientWidth")
