@@ -16,11 +16,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
-
-from sqlalchemy import event
 
 from tfa_middleware.store.traffic import traffic
 from tfa_middleware.tables import events
@@ -32,13 +28,10 @@ from .common import (
     bench_settings,
     median,
     p99,
-    postgres_store,
-    postgres_url,
     service_on,
-    sqlite_store,
     sqlite_url,
 )
-from .scale import BATCH, _load, full_row, plans
+from .scale import BATCH, _load, databases, full_row, noting, plans
 
 DAYS = 30
 REGIONS = ["US", "GB", "FR", "DE", "IN", "BR", "NG", "JM", "PH", "ID"]
@@ -107,15 +100,7 @@ async def run(report: Report, *, quick: bool) -> None:
         ["events", "database", "build s", "in 48 h", "page reads median", "page reads p99", "budget median"],
     )
     plan_table = Table(f"10b. Query plans of the traffic queries at {count:,} events", ["statement", "plan"])
-    databases: list[tuple[str, Callable[[], AbstractAsyncContextManager[RecordingStore]]]] = [
-        ("SQLite", sqlite_store)
-    ]
-    url = postgres_url()
-    if url:
-        databases.append(("PostgreSQL", lambda: postgres_store(url)))
-    else:
-        table.notes.append("PostgreSQL skipped: set TFA_TEST_POSTGRES_URL to include it")
-    for name, opener in databases:
+    for name, opener in databases(table):
         async with opener() as store:
             service = service_on(store, bench_settings(sqlite_url("/unused")))
             await store.ping()  # creates the tables
@@ -125,16 +110,9 @@ async def run(report: Report, *, quick: bool) -> None:
             build = time.perf_counter() - start
             interfaces = ["admin", "customer"]
             statements: dict[str, tuple[Any, ...]] = {}
-
-            def note(
-                _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any, seen: Any = statements
-            ) -> None:
-                seen.setdefault(statement, tuple(parameters or ()))
-
             found = await traffic(store, interfaces, now)  # warm: compiled, connected
-            event.listen(store.engine.sync_engine, "before_cursor_execute", note)
-            await traffic(store, interfaces, now)
-            event.remove(store.engine.sync_engine, "before_cursor_execute", note)
+            with noting(store, statements):
+                await traffic(store, interfaces, now)
             page, budget = [], []
             for _ in range(rounds):
                 began = time.perf_counter()
