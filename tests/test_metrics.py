@@ -177,6 +177,17 @@ async def test_only_allowed_addresses_read_the_paths_the_rest_get_404(
             assert "tfa_" not in answer.text
 
 
+async def test_the_paths_are_never_cached_as_routes(make_harness: MakeHarness) -> None:
+    """They are looked for on a route-cache miss only, so the hot path never looks for them: each
+    request for them must miss the cache, and still be answered."""
+    h = await make_harness(operations={"readiness_path": "/_tfa/ready", "allow": ["127.0.0.1"]})
+    for _ in range(3):
+        assert (await h.client.get("/_tfa/ready")).status_code == 200
+    assert (await h.client.get("/_tfa/other")).status_code == 404  # the shop's: routed and cached
+    assert "/_tfa/other" in h.app._router.cached
+    assert "/_tfa/ready" not in h.app._router.cached
+
+
 async def test_readiness_says_not_ready_when_the_schema_or_the_database_is_broken(
     make_harness: MakeHarness, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,7 +20,8 @@ class AuditEvent:
     """One audit event, as stored and as the ``on_event`` hook receives it: ``at`` (Unix time),
     ``interface``, ``user_id``, ``kind`` (``code_sent``, ``verify_ok``, ``verify_failed``, ``locked``,
     ``phone_set``, ``reset``, …), the client's ``ip`` and ``user_agent``, and ``detail`` (masked
-    number ``to``, ``by`` for an administrator's change, …). Never a code or a full number::
+    number ``to``, a send's destination region ``country``, ``by`` for an administrator's
+    change, …). Never a code or a full number::
 
         async def on_event(event: AuditEvent) -> None:
             if event.kind == "enrollment_required":
