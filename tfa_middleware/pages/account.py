@@ -25,6 +25,7 @@ from ..service import (
     parse_until,
 )
 from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields, when
+from .traffic import chart
 
 log = logging.getLogger("tfa_middleware.pages")
 MANAGE_ACTIONS = (
@@ -183,11 +184,15 @@ class AccountPages:
             return await self._one_user(ctx, notice=notice, error=error, code=code)
         search = ctx.query.get("q", "")[:100]
         users = await self.service.users(managed_interfaces(ctx), search=search, limit=200)
+        # The sends, verifies, regions and lockouts of the managed interfaces (pages/traffic.py).
+        operations = self.service.operations
+        traffic = chart(await operations.traffic(managed_interfaces(ctx)), await operations.budget())
         return self.kit.render(
             ctx,
             "manage.html",
             code,
             users=[_row(u) for u in users],
+            traffic=traffic,
             interfaces=sorted(managed_interfaces(ctx)),
             search=search,
             notice=notice,
