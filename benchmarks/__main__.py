@@ -10,6 +10,7 @@ Runs, in order, and prints each table as it completes:
 6. the JWT resolver (``identity: {from: jwt}``) per request and per call (``jwt_resolver.py``);
 7. ``from: flask_session``: the resolver against Flask's own session cost (``flask_session.py``);
 8. Django: ``from: django_session`` per request, beside django-otp (``django_admin.py``);
+10. the manage page's traffic queries with 1,000,000 audit events (``traffic.py``);
 9. opt-in (``--only instructions``, valgrind, 10-20 minutes): instructions per request, the ratios
    of tables 1 and 1w counted rather than timed (``instructions.py``).
 
@@ -18,7 +19,8 @@ drops it). A full run of every part writes benchmarks/RESULTS.md with the machin
 ``--quick`` runs every part on tiny sizes in a few seconds and writes nothing (the smoke test runs
 it); ``--only`` runs some parts and writes only with ``--results``.
 
-    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale,jwt,flask,django,instructions]
+    python -m benchmarks [--quick] [--only hot,wsgi,e2e,challenge,scale,jwt,flask,django,traffic,
+                                                instructions]
                          [--requests N] [--results PATH]
 """
 
@@ -36,10 +38,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale, wsgi_hot_path
+from . import challenge, django_admin, end_to_end, hot_path, jwt_resolver, scale, traffic, wsgi_hot_path
 from .common import ROOT, Report, postgres_url, postgres_version, verdict
 
-PARTS = ("hot", "wsgi", "e2e", "challenge", "scale", "jwt", "flask", "django")
+PARTS = ("hot", "wsgi", "e2e", "challenge", "scale", "traffic", "jwt", "flask", "django")
 OPT_IN = ("instructions",)  # never part of a full run: valgrind, and a quarter of an hour
 DEFAULT_RESULTS = Path(__file__).with_name("RESULTS.md")
 PACKAGES = (
@@ -76,6 +78,8 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
         await challenge.run(report, quick=quick)
     if "scale" in parts:
         await scale.run(report, quick=quick)
+    if "traffic" in parts:
+        await traffic.run(report, quick=quick)
     if "jwt" in parts:
         await jwt_resolver.run(report, requests=requests, rounds=2 if quick else 6)
     if "flask" in parts:
@@ -89,7 +93,7 @@ async def run(parts: list[str], quick: bool, requests: int, report: Report) -> N
 
         await asyncio.to_thread(instructions.run, report)
     url = postgres_url()
-    if url and ("challenge" in parts or "scale" in parts):
+    if url and ("challenge" in parts or "scale" in parts or "traffic" in parts):
         report.facts["PostgreSQL server"] = await postgres_version(url)
 
 

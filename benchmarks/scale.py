@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +149,34 @@ async def sample(
     return timings
 
 
+Opener = Callable[[], AbstractAsyncContextManager[RecordingStore]]
+
+
+def databases(table: Table) -> list[tuple[str, Opener]]:
+    """SQLite, and PostgreSQL when TFA_TEST_POSTGRES_URL is set (else a note in ``table``)."""
+    found: list[tuple[str, Opener]] = [("SQLite", sqlite_store)]
+    url = postgres_url()
+    if url:
+        found.append(("PostgreSQL", lambda: postgres_store(url)))
+    else:
+        table.notes.append("PostgreSQL skipped: set TFA_TEST_POSTGRES_URL to include it")
+    return found
+
+
+@contextmanager
+def noting(store: RecordingStore, statements: dict[str, tuple[Any, ...]]) -> Iterator[None]:
+    """Each statement run meanwhile, with its first parameters, into ``statements`` (for ``plans``)."""
+
+    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.setdefault(statement, tuple(parameters or ()))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", note)
+
+
 async def commit_cost(store: RecordingStore, times: int = 200) -> float:
     """The median time of a one-row UPDATE committed alone, as the service runs one (what the
     server's flush to disk costs here)."""
@@ -210,15 +238,7 @@ async def run(report: Report, *, quick: bool) -> None:
     plan_table = Table(
         f"5b. Query plans of the service's statements at {sizes[-1]:,} enrollments", ["statement", "plan"]
     )
-    databases: list[tuple[str, Callable[[], AbstractAsyncContextManager[RecordingStore]]]] = [
-        ("SQLite", sqlite_store)
-    ]
-    url = postgres_url()
-    if url:
-        databases.append(("PostgreSQL", lambda: postgres_store(url)))
-    else:
-        table.notes.append("PostgreSQL skipped: set TFA_TEST_POSTGRES_URL to include it")
-    for name, opener in databases:
+    for name, opener in databases(table):
         async with opener() as store:
             service = service_on(store, bench_settings(sqlite_url("/unused")))
             await store.ping()  # creates the tables
@@ -232,17 +252,8 @@ async def run(report: Report, *, quick: bool) -> None:
                 build = time.perf_counter() - start
                 have = size
                 last = size == sizes[-1]
-
-                def note(
-                    _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any, seen: Any = statements
-                ) -> None:
-                    seen.setdefault(statement, tuple(parameters or ()))
-
-                if last:
-                    event.listen(store.engine.sync_engine, "before_cursor_execute", note)
-                timings = await sample(service, store, size, samples, used)
-                if last:
-                    event.remove(store.engine.sync_engine, "before_cursor_execute", note)
+                with noting(store, statements) if last else nullcontext():
+                    timings = await sample(service, store, size, samples, used)
                 medians.append(timings)
                 table.add(
                     name,

@@ -72,11 +72,18 @@ async def make_harness(
     made: list[Harness] = []
 
     async def make(
-        app: Any = None, *, on_event: Any = None, limits: LimitSettings = RELAXED_LIMITS, **overrides: Any
+        app: Any = None,
+        *,
+        on_event: Any = None,
+        limits: LimitSettings = RELAXED_LIMITS,
+        metrics_registry: Any = None,
+        **overrides: Any,
     ) -> Harness:
         start_from(migrated_sqlite, tmp_path, overrides)
         settings = settings_from_mapping(config(tmp_path, **overrides)).model_copy(update={"limits": limits})
-        service = TwoFactor.from_settings(settings, clock=clock, on_event=on_event)
+        service = TwoFactor.from_settings(
+            settings, clock=clock, on_event=on_event, metrics_registry=metrics_registry
+        )
         queries = QueryCounter()
         event.listen(service.store.engine.sync_engine, "before_cursor_execute", queries)
         middleware = TwoFactorMiddleware(app or shop_app(), service=service, clock=clock)

@@ -38,6 +38,8 @@ ROWS = [
     "6. The JWT resolver in a request",
     "6b. The JWT resolver alone",
     "SEARCH tfa_enrollment USING INDEX",
+    "10. The manage page's traffic queries with 10,000 audit events",
+    "SEARCH tfa_event USING COVERING INDEX ix_tfa_event_kind_at",
     "6. flask_session: cost per request",
     "tfa flask_session resolver, warm cache",
     "Flask: open_session on a new request",

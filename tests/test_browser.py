@@ -729,6 +729,24 @@ def test_the_management_page(
     v.goto("/admin/_2fa/manage")
     expect(v.page.locator("h1")).to_have_text("Second factors")
     v.check("manage")
+    # The traffic chart (issue 20): drawn, this hour's send and verify (sign_in's) as a solid and
+    # a hatched bar above the axis; the chart scrolls inside its own box
+    # at 375 px (check() has seen the page itself not scroll sideways), and its box can be focused.
+    chart = v.page.locator(".traffic .chart svg")
+    expect(chart).to_be_visible()
+    for series in ("sent", "verified"):
+        bars = chart.locator(f"path.{series}")
+        assert (bars.get_attribute("d") or "").count("M") == 1, series  # this hour's bar alone
+        drawn = bars.bounding_box()
+        assert drawn is not None, series
+        assert drawn["height"] > 0, series
+    box = v.page.locator(".traffic .chart")
+    assert box.get_attribute("tabindex") == "0"
+    inside = box.evaluate("e => e.scrollWidth - e.clientWidth")
+    assert (inside > 0) == (WIDTHS[width] < 1000), inside
+    expect(v.page.get_by_role("img", name=re.compile("Codes sent and verifies per hour"))).to_be_visible()
+    expect(v.page.locator("table caption")).to_have_text("Codes sent and verifies per hour (UTC)")
+    v.page.screenshot(path=str(ARTIFACTS / f"manage-traffic-{width}.png"), full_page=True)
 
 
 BROKEN_PAGES = {

@@ -338,7 +338,8 @@ async def test_each_action_writes_exactly_one_audit_event(harness: Harness) -> N
 
     await enroll(harness, "vendor", NEW_NUMBER)
     _, sent = await expect("vendor", ["phone_pending", "code_sent"])
-    assert dict(sent.detail or {}) == {"channel": "sms", "to": NEW_MASKED, "purpose": "enroll"}
+    expected = {"channel": "sms", "to": NEW_MASKED, "purpose": "enroll", "country": "US"}
+    assert dict(sent.detail or {}) == expected
     assert sent.user_agent is not None
     assert sent.user_agent.startswith("python-httpx")
 

@@ -338,7 +338,7 @@ async def test_the_global_budget_refuses_sends_loudly_and_lets_nobody_in(
     assert any("SEND BUDGET SPENT" in r.getMessage() for r in caplog.records)
     assert (await tfa.verify_code("admin", "u3", "000000")).status is VerifyStatus.REJECTED
     [refusal] = [e for e in await event_rows.latest(store, "admin", "u3") if e.kind == "send_refused"]
-    assert refusal.detail == {"reason": "budget", "to": "+1 ••• ••• 0130"}
+    assert refusal.detail == {"reason": "budget", "to": "+1 ••• ••• 0130", "channel": "sms", "country": "US"}
 
 
 async def _budget_row(store: Store) -> tuple[float, int, float, int]:
@@ -581,6 +581,7 @@ async def test_every_event_is_also_a_log_line_with_its_fields(
         "channel": "sms",
         "to": "+1 ••• ••• 0123",
         "purpose": "login",
+        "country": "US",
     }
     # The formatter prints the fields once, as JSON values, not as a JSON string in a message.
     line = json.loads(JsonFormatter().format(records[0]))

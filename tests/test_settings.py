@@ -312,7 +312,7 @@ TOO_SHORT = (
 )
 TOP_KEYS = (
     "auto_migrate, branding, database_pool, database_url, interfaces, limits, max_form_bytes, on_event, "
-    "provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
+    "operations, provider, revocation_check_seconds, secret_keys, templates_dir, trusted_proxies"
 )
 INTERFACE_KEYS = (
     "enabled, enroll_grace, exempt, factors, identity, locale, locale_from, logout_url, manage, mode, "

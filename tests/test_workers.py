@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.codes import latest_code
 from tests.helpers import Cli
+from tests.scrapes import samples, value
 from tests.servers import free_port, uvicorn_server
 from tfa_middleware import TwoFactor, load_settings
 from tfa_middleware.store import events as event_rows
@@ -32,7 +33,13 @@ USERS = {"wrong": "2015550131", "right": "2015550132", "sender": "2015550133", "
 
 
 def write_settings(
-    folder: Path, url: str, *, admin: tuple[str, ...] = (), others: tuple[str, ...] = (), **extra: str
+    folder: Path,
+    url: str,
+    limits: str = "verify_delay_base_seconds: 0",
+    *,
+    admin: tuple[str, ...] = (),
+    others: tuple[str, ...] = (),
+    **extra: str,
 ) -> Path:
     path = folder / "workers.yaml"
     lines = [
@@ -40,7 +47,7 @@ def write_settings(
         f'database_url: "{url}"',
         *(f"{key}: {value}" for key, value in extra.items()),
         # No growing delay: parallel guesses all reach the lock, which must land exactly at 5.
-        "limits: {verify_delay_base_seconds: 0}",
+        f"limits: {{{limits}}}",
         "interfaces:",
         "  admin:",
         "    path_prefix: /admin",
@@ -225,6 +232,53 @@ async def test_a_proof_works_on_every_worker(four_workers: tuple[str, TwoFactor]
             break
     assert statuses == {200}
     assert len(pids) == 4, f"only {len(pids)} workers answered"
+
+
+async def test_metrics_are_exact_across_four_workers(
+    cli: Cli, postgres_database: str, tmp_path: Path
+) -> None:
+    """N codes sent and checked through 4 worker processes: the merged registry (prometheus_client's
+    multiprocess mode) reads exactly N, whichever worker answers the scrape; the budget, read from
+    its row, says N too."""
+    count = 24
+    config = write_settings(
+        tmp_path,
+        postgres_database,
+        limits="verify_delay_base_seconds: 0, send_max_per_ip_per_hour: 1000",
+        operations="{metrics: true, metrics_path: /_tfa/metrics, allow: [127.0.0.1]}",
+    )
+    upgraded = await asyncio.to_thread(cli, "db", "upgrade", "--config", str(config))
+    assert upgraded.returncode == 0, upgraded.stderr
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    users = [f"metered{n}" for n in range(count)]
+    env = {**os.environ, "TFA_WORKERS_CONFIG": str(config), "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    async with service(config) as tfa:
+        for n, user in enumerate(users):
+            await tfa.set_phone("admin", user, "1", f"20155502{n:02d}", confirmed=True)
+        with uvicorn_server("tests.workers_app:create_app", tmp_path, env, workers=4) as url:
+
+            async def sign_in(user: str) -> int:
+                token = await token_for(url, user)
+                [sent] = await one_client_each(url, 1, "POST", "/admin/_2fa/send", user, csrf_token=token)
+                assert sent.status_code == 303, sent.text[:300]
+                code = await latest_code(tfa.store, user)
+                [done] = await one_client_each(
+                    url, 1, "POST", "/admin/_2fa/verify", user, csrf_token=token, code=code
+                )
+                return done.status_code
+
+            assert await asyncio.gather(*(sign_in(user) for user in users)) == [303] * count
+            scrapes = [s.text for s in await one_client_each(url, 8, "GET", "/_tfa/metrics", "nobody")]
+    # Several processes counted (one file of counters each), and every scrape merged them all.
+    assert len(list(folder.glob("counter_*.db"))) >= 2
+    for text in scrapes:
+        found = samples(text)
+        assert value(found, "tfa_sends_total", outcome="sent") == count
+        assert value(found, "tfa_verifies_total", factor="sms", outcome="ok") == count
+        assert value(found, "tfa_proofs_issued_total", factor="sms") == count
+        assert value(found, "tfa_provider_seconds_count", operation="send") == count
+        assert value(found, "tfa_send_budget_used", period="day") == count
 
 
 class CuttableProxy:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from .logging import EVENT_FIELD
+from .metrics import NO_METRICS, Metrics
 from .store import AuditEvent, Store
 from .store import events as event_rows
 from .store.driver import Connection
@@ -36,9 +37,12 @@ class RequestInfo:
 
 
 class AuditTrail:
-    def __init__(self, store: Store, on_event: EventHook | None) -> None:
+    def __init__(self, store: Store, on_event: EventHook | None, metrics: Metrics = NO_METRICS) -> None:
         self.store = store
         self.on_event = on_event
+        # Each event is counted once, here, after its transaction committed (metrics.py).
+        self.metrics = metrics
+        self.provider_name = ""  # the service's provider, for the sends' label
 
     async def record(
         self, now: float, interface: str, user_id: str, kind: str, request: RequestInfo | None, **detail: str
@@ -100,6 +104,7 @@ class AuditTrail:
             await self._announce(item)
 
     async def _announce(self, item: AuditEvent) -> None:
+        self.metrics.event(item, self.provider_name)
         if audit_log.isEnabledFor(logging.INFO):
             # The fields travel as data, not as a JSON message, so a JSON formatter (ours in
             # tfa_middleware.logging, or the collector's) encodes them once.

@@ -5,6 +5,9 @@ tfa-middleware check-config FILE --online  ... and ask the provider whether it a
 tfa-middleware doctor --config FILE [--cookie '...'] [--header 'Name: value'] [--path P] [--peer ADDR]
                                            what the middleware makes of a logged-in browser's request,
                                            and the settings that look wrong
+tfa-middleware health --config FILE [--online]
+                                           exit 0 when the database, its schema and the provider
+                                           are ready (one line per check), else 1
 tfa-middleware outbox --config FILE        the latest sandbox messages (test mode only: codes included)
 tfa-middleware users list|show|set-phone|require-enrollment|reset|delete|unlock --config FILE ...
 tfa-middleware users factors|remove-factor|forget-browser|recovery-codes --config FILE ...
@@ -26,7 +29,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from . import admin_cli, doctor, factors_cli, policy_cli
+from . import admin_cli, doctor, factors_cli, health, policy_cli
 from .admin_cli import Handler
 from .asgi import canonical_path
 from .errors import ConfigError, HostilePath, ProviderError, StoreUnavailable
@@ -70,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the address the request comes from, for from: header (default 127.0.0.1)",
     )
     diag.set_defaults(handler=_doctor_command)
+
+    ready = commands.add_parser(
+        "health", help="can this configuration serve a sign-in now? exit 0 or 1, one line per check"
+    )
+    ready.add_argument("--config", required=True, help="the settings file")
+    ready.add_argument("--online", action="store_true", help="also ask the provider (nothing is sent)")
+    ready.set_defaults(handler=_health_command)
 
     out = commands.add_parser("outbox", help="print the sandbox outbox (codes sent in test mode)")
     out.add_argument("--config", required=True, help="the settings file")
@@ -120,6 +130,10 @@ def _doctor_command(args: argparse.Namespace) -> int:
     return asyncio.run(
         doctor.doctor(settings, cookie=args.cookie, headers=args.header, path=args.path, peer=args.peer)
     )
+
+
+def _health_command(args: argparse.Namespace) -> int:
+    return asyncio.run(health.health(load_settings(args.config), online=args.online))
 
 
 def _fake_provider_command(args: argparse.Namespace) -> int:

@@ -191,6 +191,14 @@ class Limits:
         region = phonenumbers.region_code_for_number(parsed)
         return f"{region} (+{parsed.country_code})" if region else f"+{parsed.country_code}"
 
+    @staticmethod
+    def region_code(phone: str) -> str:
+        """The number's region (``"GB"``), or ``"ZZ"`` (unknown), for the audit event of a send."""
+        try:
+            return phonenumbers.region_code_for_number(phonenumbers.parse(phone)) or "ZZ"
+        except phonenumbers.NumberParseException:
+            return "ZZ"
+
     def phone_key(self, phone: str) -> str:
         return hmac.new(self._pepper, phone.encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -268,6 +276,17 @@ class Limits:
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(until)),
         )
         return Permit(False, Refusal.BUDGET, float(until))
+
+    async def budget_used(self, now: float) -> tuple[int, int]:
+        """Codes the shop's budget counts now: (this clock hour, this UTC day), as the next send
+        would see them (a past hour or day counts 0). One primary-key read of the budget row."""
+        async with self.store.reading() as conn:
+            row = (await conn.execute(self._send.budget)).first()
+        if row is None:
+            return 0, 0
+        hour = int(row.hour_count) if row.hour_start >= now - now % HOUR else 0
+        day = int(row.day_count) if row.day_start >= now - now % DAY else 0
+        return hour, day
 
     async def give_back_send(self, permit: Permit) -> None:
         """The provider did not send: the send does not count against anyone, nor the budget."""

@@ -32,6 +32,7 @@ from .lifespan import lifespan
 from .logout import ShopLogout, logout_watch
 from .pages import SECURITY_HEADERS, Pages
 from .policy import StepUp, step_up_url
+from .probes import Probes
 from .proof import Proof
 from .proof_check import ProofCheck
 from .responses import (
@@ -115,6 +116,9 @@ class TwoFactorMiddleware:
             self.service, self._identify, self._proofs.forget, ends=self._ends, clock=clock
         )
         self.pages = Pages(settings, self.service, {i.settings.name: i.codec for i in interfaces}, clock)
+        # The metrics and readiness paths (operations), outside every interface.
+        self._probes = Probes(settings, self.service)
+        self._probe_paths = self._probes.paths
 
     @classmethod
     def from_yaml(
@@ -189,7 +193,12 @@ class TwoFactorMiddleware:
         await self._without_proof(iface, identity, raw, root, scope, receive, send)
 
     async def _route(self, raw: str, scope: Scope, receive: Receive, send: Send) -> Route | None:
-        """A path not in the route cache: routed (and remembered), or refused as hostile (None)."""
+        """A path not in the route cache: routed (and remembered), or refused as hostile (None).
+        Our metrics and readiness paths are answered here (None), never cached as routes: every
+        request for them misses the cache, and no other request pays for looking."""
+        if raw in self._probe_paths:
+            await self._probes(raw, scope, receive, send)
+            return None
         try:
             return self._router.route(raw)
         except HostilePath:

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .audit import AuditTrail, EventHook, RequestInfo
 from .enrolling import Enrolling
@@ -30,6 +31,8 @@ from .i18n import N_
 from .imports import import_callable
 from .limits import Limits, Waits
 from .limits import Refusal as Refusal
+from .metrics import build_metrics
+from .operability import Operations
 from .outcomes import (
     EnrollmentStatus,
     Revocations,
@@ -51,6 +54,9 @@ from .store import AuditEvent, Store
 from .store import enrollments as enrollment_rows
 from .store import revocations as revocation_rows
 from .tables import MAX_USER_ID_LENGTH
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "FEW_LEFT",
@@ -100,6 +106,7 @@ class TwoFactor:
         *,
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -108,10 +115,17 @@ class TwoFactor:
         self._closed = False
         self.close_timeout_seconds = 5.0  # see close()
         self.limits = Limits(settings.limits, store, settings.secret_keys[-1].reveal().encode())
-        self.trail = AuditTrail(store, on_event)
+        # Prometheus metrics (operations.metrics, or a registry given): metrics.py.
+        self.metrics = build_metrics(settings.operations.metrics, metrics_registry)
+        self.trail = AuditTrail(store, on_event, self.metrics)
+        self.trail.provider_name = provider.name
         self.registrations = Registrations(provider, store, clock)
         self.enrolling = Enrolling(settings, store, self.limits, self.trail, clock)
-        self.sign_in = SignIn(settings, store, provider, self.limits, self.trail, self.registrations, clock)
+        self.sign_in = SignIn(
+            settings, store, provider, self.limits, self.trail, self.registrations, clock, self.metrics
+        )
+        # What operators read: the budget, the manage page's traffic, readiness, the metrics' text.
+        self.operations = Operations(settings, store, self.limits, self.metrics, clock)
         # The app, the recovery codes and the remembered browsers: tfa.factors.…
         self.factors = Factors(settings, store, self.limits, self.trail, self._check, clock)
         # Issue 17: exemptions, the enrollment grace, report mode, step-up's single use: tfa.rollout.…
@@ -125,6 +139,7 @@ class TwoFactor:
     def provider(self, provider: Provider) -> None:
         """Another provider (a test's, say): the parts that call it get it too."""
         self._provider = self.registrations.provider = self.sign_in.provider = provider
+        self.trail.provider_name = provider.name
 
     @classmethod
     def from_settings(
@@ -133,12 +148,17 @@ class TwoFactor:
         *,
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> TwoFactor:
+        """The service of ``settings``; ``metrics_registry``: the shop's own Prometheus registry
+        (default: prometheus_client's ``REGISTRY``, when ``operations.metrics`` is on)."""
         if on_event is None and settings.on_event:
             on_event = import_callable(settings.on_event, "on_event")
         store = Store.from_settings(settings)
         provider = build_provider(settings, store, clock)
-        return cls(settings, store, provider, clock=clock, on_event=on_event)
+        return cls(
+            settings, store, provider, clock=clock, on_event=on_event, metrics_registry=metrics_registry
+        )
 
     @classmethod
     def from_yaml(
@@ -147,9 +167,12 @@ class TwoFactor:
         *,
         clock: Callable[[], float] = time.time,
         on_event: EventHook | None = None,
+        metrics_registry: CollectorRegistry | None = None,
     ) -> TwoFactor:
         """The service described by a YAML settings file; :class:`ConfigError` lists every problem."""
-        return cls.from_settings(load_settings(path), clock=clock, on_event=on_event)
+        return cls.from_settings(
+            load_settings(path), clock=clock, on_event=on_event, metrics_registry=metrics_registry
+        )
 
     @property
     def closed(self) -> bool:

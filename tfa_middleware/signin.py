@@ -9,20 +9,25 @@ when the phone was used).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from . import phone as phones
 from .audit import AuditTrail, RequestInfo
 from .errors import InvalidInput, ProviderError
 from .factors.attempts import Attempts
 from .limits import Limits, Permit, Refusal, Waits
+from .metrics import NO_METRICS, Metrics
 from .outcomes import SendOutcome, SendStatus, VerifyOutcome, VerifyStatus, target_of
 from .providers.base import CheckResult, Provider, Purpose
 from .registrations import Registrations
 from .settings import Settings
 from .store import Enrollment, Store
 from .store import enrollments as enrollment_rows
+
+T = TypeVar("T")
 
 
 class SignIn:
@@ -35,8 +40,10 @@ class SignIn:
         trail: AuditTrail,
         registrations: Registrations,
         clock: Callable[[], float],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.provider = provider
         self.limits = limits
@@ -64,6 +71,9 @@ class SignIn:
             return SendOutcome(SendStatus.NEEDS_ENROLLMENT)
         target = replace(target, locale=locale)
         masked = phones.mask(target.phone)
+        # The destination's region (GB, JM): counted per country on the manage page (the pumping
+        # signal), never the number.
+        country = self.limits.region_code(target.phone)
         now = self.clock()
         permit = await self.limits.reserve_send(
             interface, user_id, target.phone, request.ip if request else None, now
@@ -71,14 +81,33 @@ class SignIn:
         if not permit.allowed:
             assert permit.refusal is not None
             await self.trail.record(
-                now, interface, user_id, "send_refused", request, reason=str(permit.refusal), to=masked
+                now,
+                interface,
+                user_id,
+                "send_refused",
+                request,
+                reason=str(permit.refusal),
+                to=masked,
+                channel=channel,
+                country=country,
             )
             return SendOutcome(SendStatus.REFUSED, masked, channel, permit.refusal, permit.retry_after(now))
         try:
-            await self.registrations.call(target, lambda t: self.provider.send(t, channel))
+            await self._timed(
+                "send", self.registrations.call(target, lambda t: self.provider.send(t, channel))
+            )
         except ProviderError as exc:
             await self.limits.give_back_send(permit)
-            await self.trail.record(now, interface, user_id, "send_failed", request, error=type(exc).__name__)
+            await self.trail.record(
+                now,
+                interface,
+                user_id,
+                "send_failed",
+                request,
+                error=type(exc).__name__,
+                channel=channel,
+                country=country,
+            )
             raise
         await self.trail.record(
             self.clock(),
@@ -89,8 +118,21 @@ class SignIn:
             channel=channel,
             to=masked,
             purpose=str(target.purpose),
+            country=country,
         )
         return SendOutcome(SendStatus.SENT, masked, channel)
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        """A provider call, its time and any failure told to the metrics."""
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            return await call
+        except ProviderError as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self.metrics.provider_call(self.provider.name, operation, time.perf_counter() - started, error)
 
     async def waits(self, interface: str, user_id: str) -> Waits:
         return await self.limits.waits(interface, user_id, self.clock())
@@ -118,7 +160,9 @@ class SignIn:
             status = VerifyStatus.LOCKED if permit.refusal is Refusal.LOCKED else VerifyStatus.WAIT
             return VerifyOutcome(status, retry_at=permit.retry_at)
         try:
-            result = await self.registrations.call(target, lambda t: self.provider.check(t, code))
+            result = await self._timed(
+                "check", self.registrations.call(target, lambda t: self.provider.check(t, code))
+            )
         except ProviderError as exc:
             async with self.trail.recording(
                 now, interface, user_id, "verify_error", request, error=type(exc).__name__

@@ -177,8 +177,11 @@ events = Table(
     Column("ip", String(45)),
     Column("user_agent", String(255)),
     Column("detail", Text, nullable=False, default="{}"),
+    Column("country", String(2)),  # a send's destination region (GB), from detail["country"]
     Index("ix_tfa_event_at", "at"),
     Index("ix_tfa_event_user", "interface", "user_id", "at"),
+    # The manage page's traffic: counts by kind over a time range, read from the index alone.
+    Index("ix_tfa_event_kind_at", "kind", "at", "interface", "country"),
 )
 
 

@@ -26,6 +26,7 @@ from ..service import (
     parse_until,
 )
 from .kit import PageContext, PageKit, browser_row, codes_page, phone_fields
+from .traffic import chart
 
 log = logging.getLogger("tfa_middleware.pages")
 MANAGE_ACTIONS = (
@@ -211,11 +212,16 @@ class AccountPages:
             return await self._one_user(ctx, notice=notice, error=error, code=code)
         search = ctx.query.get("q", "")[:100]
         users = await self.service.users(managed_interfaces(ctx), search=search, limit=200)
+        # The sends, verifies, regions and lockouts of the managed interfaces (pages/traffic.py).
+        operations = self.service.operations
+        counts = await operations.traffic(managed_interfaces(ctx))
+        traffic = chart(counts, await operations.budget(), ctx.lang)
         return self.kit.render(
             ctx,
             "manage.html",
             code,
             users=[_row(u, ctx.lang) for u in users],
+            traffic=traffic,
             interfaces=sorted(managed_interfaces(ctx)),
             search=search,
             notice=notice,

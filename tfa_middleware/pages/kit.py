@@ -389,6 +389,7 @@ class PageKit:
         name = proof_cookie_name(ctx.iface.proof_cookie, ctx.https)
         header = proof_set_cookie(name, value, max(1, int(issued + lifetime - now)), ctx.https)
         response.headers.append("set-cookie", header)
+        self.service.metrics.proof_issued(method)
 
     @staticmethod
     def clear_proof(response: Response, ctx: PageContext) -> None:

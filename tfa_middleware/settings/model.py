@@ -4,7 +4,6 @@ section has validated."""
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -27,15 +26,15 @@ from ..public_keys import is_public
 from .flask_session import FlaskSessionSource
 from .interfaces import NAME_KEY, Dotted, HeaderSource, InterfaceSettings, StarletteSessionCookieSource
 from .jwt_source import JwtSource
+from .operations import OperationsSettings, outside_interfaces
 from .origins import LOCALHOST
 from .sections import BrandingSettings, LimitSettings, PoolSettings, ProviderSettings
-from .types import NonEmpty, Secret, Section, between, invalid, kind, one_as_list, raise_any
+from .types import Networks, NonEmpty, Secret, Section, between, invalid, one_as_list, raise_any
 
 MIN_SECRET_KEY_LENGTH = 32
 _SESSION_COOKIE_SOURCES = (StarletteSessionCookieSource, FlaskSessionSource)  # the shop's cookie, its secret
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tfa.sqlite3"
 NEW_KEY = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 InterfaceName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
@@ -65,20 +64,6 @@ def _database_url(value: Any) -> Any:
     return text
 
 
-def _networks(value: Any) -> Any:
-    if not isinstance(value, list):
-        return value
-    networks = []
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise invalid(f"item {i}: expected a string, got {kind(item)}")
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise invalid(f"{item!r} is not an IP address or network") from None
-    return networks
-
-
 def _directory(text: str) -> str:
     if not Path(text).is_dir():
         raise invalid(f"{text!r} is not a directory")
@@ -92,7 +77,7 @@ class Settings(Section):
     secret_keys: SigningKeys  # newest last; the older ones still verify (rotation)
     database_url: Annotated[Secret, BeforeValidator(_database_url)] = Secret(DEFAULT_DATABASE_URL)
     revocation_check_seconds: Annotated[StrictFloat, between(0, 300)] = 10.0
-    trusted_proxies: Annotated[tuple[Network, ...], BeforeValidator(_networks)] = ()
+    trusted_proxies: Networks = ()
     templates_dir: Annotated[NonEmpty, AfterValidator(_directory)] | None = None
     max_form_bytes: Annotated[StrictInt, between(1024, 1024 * 1024)] = 16 * 1024
     on_event: Dotted | None = None  # package.module:function given every audit event
@@ -101,6 +86,8 @@ class Settings(Section):
     database_pool: PoolSettings = PoolSettings()
     auto_migrate: StrictBool | None = None  # None: yes for SQLite, no for PostgreSQL
     branding: BrandingSettings = BrandingSettings()
+    # Metrics, the readiness path, and who may read them.
+    operations: OperationsSettings = OperationsSettings()
     interfaces: Mapping[InterfaceName, InterfaceSettings]
     _source: str | None = PrivateAttr(None)
 
@@ -156,6 +143,7 @@ class Settings(Section):
         ]
         found += _passkeys(self.interfaces.values(), self.provider.production_mode)
         found += _locales(self.interfaces.values(), self.templates_dir)
+        found += outside_interfaces(self.operations, self.interfaces.values())
         raise_any(found + (_public_keys(self) if self.provider.production_mode else []))
         return self
 

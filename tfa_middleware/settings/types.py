@@ -5,6 +5,7 @@ the keys share, and how our own checks fail: :func:`invalid` for the value at ha
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -114,3 +115,23 @@ SecretText = Annotated[Secret, BeforeValidator(_stripped)]
 COOKIE_NAME = r"[A-Za-z0-9_\-]{1,64}"
 NOT_A_COOKIE_NAME = "must be 1-64 letters, digits, '_' or '-'"
 ShopCookieName = Annotated[StrictStr, check(COOKIE_NAME, NOT_A_COOKIE_NAME)]  # a cookie the shop sets
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    networks = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise invalid(f"item {i}: expected a string, got {kind(item)}")
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise invalid(f"{item!r} is not an IP address or network") from None
+    return networks
+
+
+Networks = Annotated[tuple[Network, ...], BeforeValidator(_networks)]  # ["10.0.0.0/8", "::1"]

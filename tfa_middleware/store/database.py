@@ -252,6 +252,7 @@ class Store:
             raise StoreUnavailable(f"database unreachable: {exc.strerror or exc}") from exc
 
     async def schema_revision(self) -> str | None:
+        self._check_sqlite_folder()  # a missing folder: said plainly, and no aiosqlite thread left behind
         try:
             return await self._revision()
         except (SQLAlchemyError, OSError) as exc:

@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -45,6 +46,7 @@ from ..identity import CallableResolver, Identity, Resolver, ResolverResult, as_
 from ..logout import cannot_tell, revoke_login
 from ..pages import SECURITY_HEADERS, Pages
 from ..policy import StepUp, step_up_url
+from ..probes import Probes
 from ..proof import Proof, proof_clear_cookie
 from ..proof_check import ProofCheck
 from ..responses import (
@@ -130,6 +132,8 @@ class TwoFactorWSGIMiddleware:
         self._ends = SessionEnds(interfaces, self._cookies)
         self._watching = bool(self._ends.watched)
         self.pages = Pages(settings, self.service, codecs, clock)
+        self._probes = Probes(settings, self.service)  # the metrics and readiness paths
+        self._probe_paths = self._probes.paths
 
     @classmethod
     def from_yaml(
@@ -158,8 +162,8 @@ class TwoFactorWSGIMiddleware:
         if not raw.isascii():
             raw = text(raw)  # as the shop reads it; and never a cache key of another reading
         route = self._routes.get(raw) or self._route(raw)
-        if route is None:
-            return refuse(start_response, environ, 400, BAD_PATH_TEXT, content_type=None)
+        if not isinstance(route, tuple):
+            return route(environ, start_response)  # answered here: a hostile path, or ours
         iface, path, logouts, in_pages, step = route
         if iface is None:
             if logouts or self._watching:
@@ -201,13 +205,6 @@ class TwoFactorWSGIMiddleware:
             return self.app(environ, go)
         assert identity is not None
         return self._without_proof(iface, identity, raw, root, scope, environ, start_response)
-
-    def _route(self, raw: str) -> Route | None:
-        """A path not in the route cache: routed (and remembered), or None for a hostile one."""
-        try:
-            return self._router.route(raw)
-        except HostilePath:
-            return None
 
     def _here(self, iface: Interface) -> Interface:
         """The interface with a resolver fit for the server's thread: a sync ``from: callable``
@@ -357,6 +354,27 @@ class TwoFactorWSGIMiddleware:
             return self.pages(scope, receive, send, iface.settings, identity, proof, path=path, root=root)
 
         answer = self.loop.run(collect(call, body))
+        return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
+
+    def _route(self, raw: str) -> Route | WSGIApplication:
+        """A path not in the route cache: routed (and remembered), or the answer that is not the
+        shop's: a hostile path's 400, or our metrics or readiness path (never cached as a route:
+        no other request pays for looking)."""
+        if raw in self._probe_paths:
+            return partial(self._probe, raw)
+        try:
+            return self._router.route(raw)
+        except HostilePath:
+            return lambda environ, start: refuse(start, environ, 400, BAD_PATH_TEXT, content_type=None)
+
+    def _probe(self, raw: str, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        root = environ.get("SCRIPT_NAME", "")
+        scope = http_scope(environ, raw, root if root.isascii() else text(root))
+
+        def call(receive: Receive, send: Send) -> Any:
+            return self._probes(raw, scope, receive, send)
+
+        answer = self.loop.run(collect(call, b""))
         return respond(start_response, environ, answer.status, answer.headers, bytes(answer.body))
 
     def _without_proof(
