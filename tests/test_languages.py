@@ -94,6 +94,11 @@ def test_what_follows_the_language() -> None:
     assert german.duration(25) == "25 Sekunden"
     assert english.in_duration(90 * 60 - 1) == "in 90 minutes"  # whole units, as before
     assert english.duration(2 * 3600) == "2 hours"
+    # A wait is never said shorter than it is: rounded up to the unit it is said in.
+    assert english.in_duration(14 * 60 + 12) == "in 15 minutes"
+    assert german.duration(2 * 3600 + 60) == "3 Stunden"
+    assert english.duration(61) == "61 seconds"
+    assert english.duration(0.2) == "1 second"
     assert german.number(1234.5) == "1.234,5"
     assert (german.direction, arabic.direction, arabic.tag) == ("ltr", "rtl", "ar")
     assert german.phone_example[0] == "+49"

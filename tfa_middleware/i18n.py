@@ -238,7 +238,17 @@ def _trusted(text: str) -> Markup:
 
 
 def _wait(seconds: float) -> timedelta:
-    return timedelta(seconds=max(1, math.ceil(seconds)))
+    """The wait rounded up to a whole unit of the one Babel will say it in (with threshold 1.5:
+    seconds below 90, minutes below 90, hours below 36, then days): Babel rounds to the nearest,
+    and a reader told "14 minutes" for 14 min 12 s comes back too early."""
+    whole = max(1, math.ceil(seconds))
+    for unit, larger in ((86400, 7 * 86400), (3600, 86400), (60, 3600)):
+        if whole / unit >= 1.5:
+            rounded = math.ceil(whole / unit) * unit
+            # Rounded up to 1.5 of the larger unit, Babel would switch to it ("2 hours" for
+            # 89 min 59 s): a second less keeps it in this unit, said as the rounded value.
+            return timedelta(seconds=rounded if rounded / larger < 1.5 else rounded - 1)
+    return timedelta(seconds=whole)
 
 
 class Languages:
